@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Debian packages that e4ops and its tests use. Idempotent: apt-get skips what is installed.
+set -euo pipefail
+PACKAGES=(
+  postgresql postgresql-client   # throwaway servers, pg_dump/pg_restore
+  mosquitto mosquitto-clients    # broker under test
+  haproxy                        # haproxy -c on rendered configs
+  prometheus                     # promtool
+  age rclone                     # backup encryption and off-site targets
+  openssl ca-certificates curl git
+)
+missing=()
+for p in "${PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || { echo "install-deps: need root to apt-get install ${missing[*]}" >&2; exit 1; }
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# Debian starts packaged services; the tests start their own, so the packaged ones may stay as they are.
+node --version | grep -qE '^v(2[0-9])' || { echo "install-deps: Node.js >= 20 required (found $(node --version 2>/dev/null || echo none))" >&2; exit 1; }
