@@ -8,6 +8,6 @@ export default defineConfig({
     hookTimeout: 300_000,
     pool: 'forks',
     poolOptions: { forks: { maxForks: 2, minForks: 1 } },
-    reporters: ['default'],
+    reporters: ['default', './test/summary-reporter.ts'],
   },
 });
