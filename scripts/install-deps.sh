@@ -7,6 +7,7 @@ PACKAGES=(
   haproxy                        # haproxy -c on rendered configs
   prometheus                     # promtool
   age rclone                     # backup encryption and off-site targets
+  patroni etcd-server rsyslog rsyslog-elasticsearch  # validate rendered Patroni/etcd/log-shipper configs
   openssl ca-certificates curl git
 )
 missing=()
