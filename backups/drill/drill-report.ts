@@ -1,0 +1,94 @@
+// The drill report: JSON validated against drill-report-schema.json, a Markdown summary, and the
+// Prometheus textfile metrics the alert rules read (drill freshness, success, RTO, RPO).
+import fs from 'node:fs';
+import path from 'node:path';
+import { Ajv } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import schema from './drill-report-schema.json' with { type: 'json' };
+import { OPS_METRICS, writeTextfileMetrics, type MetricSample } from '../../lib/ops-metrics.ts';
+import type { DrillCheck } from './restored-database-checks.ts';
+
+const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
+
+export interface DrillReport {
+  kind: 'restore-drill';
+  ok: boolean;
+  backupId: string | null;
+  target: string;
+  startedAt: string;
+  finishedAt: string;
+  backupTakenAt?: string;
+  rtoSeconds: number;
+  rpoSeconds: number | null;
+  counts: { clients: number; topics: number; links: number };
+  timings?: Record<string, number>;
+  keysPerSecond?: number;
+  orphanLinks?: { missingTopic: number; missingClient: number };
+  certificates?: { file: string; subject: string; notAfter: string; daysLeft: number }[];
+  resync?: {
+    ok: boolean; rotated: number; failed: number; topicsCreatedAfterBackup: string[];
+    devices: number; devicesReadingAllTopics: number; seconds?: number;
+  };
+  failedChecks?: string[];
+  checks: DrillCheck[];
+}
+
+const ajv = new Ajv({ allErrors: true, strict: false });
+addFormats(ajv);
+const validate = ajv.compile(schema);
+
+export function validateDrillReport(report: unknown): asserts report is DrillReport {
+  if (!validate(report)) {
+    const errs = (validate.errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message}`).join('; ');
+    throw new Error(`drill report does not match backups/drill/drill-report-schema.json: ${errs}`);
+  }
+}
+
+export function renderDrillMarkdown(r: DrillReport): string {
+  const failed = r.checks.filter((c) => !c.ok);
+  const lines = [
+    `# Restore drill ${r.ok ? 'passed' : 'FAILED'}: ${r.backupId ?? '(no set)'}`,
+    '',
+    `- target: ${r.target}`,
+    `- RTO ${r.rtoSeconds.toFixed(1)} s (drill start to verified restore); RPO ${r.rpoSeconds === null ? 'unknown' : `${(r.rpoSeconds / 3600).toFixed(2)} h`} (age of the set)`,
+    `- restored ${r.counts.clients} clients, ${r.counts.topics} topics, ${r.counts.links} links`,
+  ];
+  if (r.keysPerSecond) lines.push(`- keys verified at ${Math.round(r.keysPerSecond)} keys/s`);
+  if (r.resync) lines.push(`- resync rehearsal: ${r.resync.rotated} topics rotated, ${r.resync.failed} failed; ${r.resync.devicesReadingAllTopics}/${r.resync.devices} simulated devices read every topic; topics created after the backup: ${r.resync.topicsCreatedAfterBackup.length ? r.resync.topicsCreatedAfterBackup.join(', ') : 'none'}`);
+  if (failed.length) lines.push('', `**Failed checks:** ${failed.map((c) => c.name).join(', ')}`);
+  lines.push('', '| check | ok | detail |', '|---|---|---|', ...r.checks.map((c) => `| ${c.name} | ${c.ok ? 'yes' : '**no**'} | ${c.detail.replace(/\|/g, '\\|').replace(/\n/g, ' ')} |`));
+  return lines.join('\n') + '\n';
+}
+
+export function drillMetricSamples(r: DrillReport, previousSuccess?: number): MetricSample[] {
+  const at = Date.parse(r.finishedAt) / 1000;
+  const samples: MetricSample[] = [
+    { name: OPS_METRICS.drillLastRunTimestamp, help: 'Unix time the last restore drill finished.', value: at },
+    { name: OPS_METRICS.drillLastRunSuccess, help: '1 if the last restore drill passed every check, else 0.', value: r.ok ? 1 : 0 },
+  ];
+  const lastSuccess = r.ok ? at : previousSuccess;
+  if (lastSuccess !== undefined) samples.push({ name: OPS_METRICS.drillLastSuccessTimestamp, help: 'Unix time of the last restore drill that passed.', value: lastSuccess });
+  if (r.ok) {
+    samples.push({ name: OPS_METRICS.drillRtoSeconds, help: 'Recovery time measured by the last passing drill (start to verified restore).', value: r.rtoSeconds });
+    if (r.rpoSeconds !== null) samples.push({ name: OPS_METRICS.drillRpoSeconds, help: 'Age of the set the last passing drill restored.', value: r.rpoSeconds });
+  }
+  return samples;
+}
+
+/** Keep the last success time across failing runs: read it back from the previous metrics file. */
+function previousSuccessFrom(file: string): number | undefined {
+  try {
+    const m = new RegExp(`^${OPS_METRICS.drillLastSuccessTimestamp}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(fs.readFileSync(file, 'utf8'));
+    return m ? Number(m[1]) : undefined;
+  } catch { return undefined; }
+}
+
+export function writeDrillReport(r: DrillReport, file?: string, metricsFile?: string): void {
+  validateDrillReport(r);
+  if (file) {
+    fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    fs.writeFileSync(file, JSON.stringify(r, null, 2) + '\n');
+    fs.writeFileSync(file.replace(/\.json$/i, '') + '.md', renderDrillMarkdown(r));
+  }
+  if (metricsFile) writeTextfileMetrics(metricsFile, drillMetricSamples(r, previousSuccessFrom(metricsFile)));
+}

@@ -1,0 +1,93 @@
+// The fleet inventory: a YAML file kept outside C2's database that says which clients and links
+// should exist. After a restore from an older backup, the resync re-creates what the database lacks.
+import fs from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import { Ajv } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import inventorySchema from './inventory-schema.json' with { type: 'json' };
+
+const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
+
+export interface InventoryClient {
+  name: string;
+  keyFile?: string;
+  topics?: string[];
+  lastSeen?: string;
+  identityKeyRotatedAt?: string;
+}
+
+export interface FleetInventory {
+  version: 1;
+  cryptoMode: 'symkey' | 'pubkey';
+  topics?: string[];
+  clients: InventoryClient[];
+  /** Directory keyFile paths are relative to. */
+  baseDir: string;
+}
+
+export class InventoryError extends Error {}
+
+const ajv = new Ajv({ allErrors: true, strict: false });
+addFormats(ajv);
+const validate = ajv.compile(inventorySchema);
+
+/** Parse and validate inventory YAML text (errors name the file and the field). */
+export function parseInventory(text: string, file = 'inventory', baseDir = '.'): FleetInventory {
+  let doc: unknown;
+  try {
+    doc = YAML.parse(text);
+  } catch (e) {
+    throw new InventoryError(`inventory ${file} is not valid YAML: ${(e as Error).message}`);
+  }
+  if (!validate(doc)) {
+    const errs = (validate.errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message}`).join('; ');
+    throw new InventoryError(`inventory ${file} does not match backups/resync/inventory-schema.json: ${errs}`);
+  }
+  const inv = doc as Omit<FleetInventory, 'baseDir'>;
+  const seen = new Set<string>();
+  for (const c of inv.clients) {
+    if (seen.has(c.name)) throw new InventoryError(`inventory ${file}: client "${c.name}" is listed twice; keep one entry per client`);
+    seen.add(c.name);
+  }
+  return { ...inv, baseDir };
+}
+
+export function loadInventory(file: string): FleetInventory {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new InventoryError(`cannot read inventory ${file}: ${(e as Error).message}`);
+  }
+  return parseInventory(text, file, path.dirname(path.resolve(file)));
+}
+
+/** Every topic the inventory mentions (declared or linked), in first-seen order. */
+export function inventoryTopics(inv: FleetInventory): string[] {
+  const out = new Set<string>(inv.topics ?? []);
+  for (const c of inv.clients) for (const t of c.topics ?? []) out.add(t);
+  return [...out];
+}
+
+/** Read a client's key file: 64 hex characters (whitespace ignored) or 32 raw bytes. */
+export function readInventoryKey(inv: FleetInventory, client: InventoryClient): Buffer | undefined {
+  if (!client.keyFile) return undefined;
+  const file = path.resolve(inv.baseDir, client.keyFile);
+  let raw: Buffer;
+  try {
+    raw = fs.readFileSync(file);
+  } catch (e) {
+    throw new InventoryError(`inventory client "${client.name}": cannot read keyFile ${file}: ${(e as Error).message}`);
+  }
+  const text = raw.toString('utf8').trim();
+  if (/^[0-9a-fA-F]{64}$/.test(text)) return Buffer.from(text, 'hex');
+  if (raw.length === 32) return raw;
+  throw new InventoryError(`inventory client "${client.name}": keyFile ${file} must hold 32 raw bytes or 64 hex characters`);
+}
+
+/** Write an inventory (used by tests and by operators exporting one from a healthy C2). */
+export function renderInventory(inv: Omit<FleetInventory, 'baseDir'> & { baseDir?: string }): string {
+  const { baseDir: _b, ...doc } = inv;
+  return YAML.stringify(doc);
+}

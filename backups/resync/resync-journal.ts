@@ -1,0 +1,88 @@
+// The resync journal: one JSON object per line, appended and fsync'ed before and after every
+// change a resync makes through C2's API. A run that is killed (SIGKILL, power loss) leaves a
+// journal that the next run reads to finish only what is left, so no topic is rotated twice in
+// one resync. A finished journal is closed: a new resync needs a new journal file.
+import fs from 'node:fs';
+import path from 'node:path';
+
+export type JournalEntry =
+  | { type: 'start'; resyncId: string; at: string; c2: string; counts: { clients: number; topics: number }; pid: number }
+  | { type: 'resume'; at: string; pid: number }
+  | { type: 'client-created'; name: string; at: string }
+  | { type: 'link-created'; name: string; topic: string; at: string }
+  | { type: 'topic-created'; topic: string; at: string }
+  /** Written before NewTopic is sent; keyDigest is the digest of the sealed key before rotation, when known. */
+  | { type: 'begin'; topic: string; at: string; keyDigest?: string }
+  | { type: 'done'; topic: string; at: string; attempts: number; confirmedBy?: 'api' | 'database' }
+  | { type: 'failed'; topic: string; at: string; attempts: number; error: string }
+  | { type: 'finish'; at: string; ok: boolean };
+
+export interface JournalState {
+  exists: boolean;
+  resyncId?: string;
+  startedAt?: string;
+  /** Counts C2 reported when the resync first started (before any change). */
+  startCounts?: { clients: number; topics: number };
+  finished: boolean;
+  finishedOk?: boolean;
+  /** Topics whose rotation (or creation) is confirmed. */
+  rotated: Set<string>;
+  created: Set<string>;
+  /** Topics with a `begin` but no `done`: the request may or may not have reached C2. */
+  inDoubt: Map<string, { keyDigest?: string }>;
+  failed: Map<string, string>;
+  clientsCreated: Set<string>;
+  linksCreated: number;
+  runs: number;
+}
+
+export class JournalError extends Error {}
+
+/** Read a journal (a missing file is an empty state). A torn last line from a kill is ignored. */
+export function readJournal(file: string): JournalState {
+  const st: JournalState = {
+    exists: false, finished: false, rotated: new Set(), created: new Set(), inDoubt: new Map(),
+    failed: new Map(), clientsCreated: new Set(), linksCreated: 0, runs: 0,
+  };
+  if (!fs.existsSync(file)) return st;
+  st.exists = true;
+  const lines = fs.readFileSync(file, 'utf8').split('\n');
+  lines.forEach((line, i) => {
+    if (!line.trim()) return;
+    let e: JournalEntry;
+    try {
+      e = JSON.parse(line);
+    } catch {
+      if (i >= lines.length - 2) return; // torn final write of a killed run
+      throw new JournalError(`resync journal ${file} line ${i + 1} is not JSON: the file is damaged; move it away only if you know which topics were rotated`);
+    }
+    switch (e.type) {
+      case 'start': st.resyncId = e.resyncId; st.startedAt = e.at; st.startCounts = e.counts; st.runs++; break;
+      case 'resume': st.runs++; break;
+      case 'client-created': st.clientsCreated.add(e.name); break;
+      case 'link-created': st.linksCreated++; break;
+      case 'topic-created': st.created.add(e.topic); st.inDoubt.delete(e.topic); break;
+      case 'begin': st.inDoubt.set(e.topic, { keyDigest: e.keyDigest }); break;
+      case 'done': st.rotated.add(e.topic); st.inDoubt.delete(e.topic); st.failed.delete(e.topic); break;
+      case 'failed': st.failed.set(e.topic, e.error); st.inDoubt.delete(e.topic); break;
+      case 'finish': st.finished = true; st.finishedOk = e.ok; break;
+    }
+  });
+  return st;
+}
+
+/** Append-only writer; every entry is flushed to disk before the call returns. */
+export class JournalWriter {
+  private fd: number;
+  constructor(readonly file: string) {
+    fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    this.fd = fs.openSync(file, 'a', 0o600);
+  }
+  append(entry: JournalEntry): void {
+    fs.writeSync(this.fd, JSON.stringify(entry) + '\n');
+    fs.fsyncSync(this.fd);
+  }
+  close(): void {
+    try { fs.closeSync(this.fd); } catch { /* already closed */ }
+  }
+}
