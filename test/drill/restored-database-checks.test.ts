@@ -1,0 +1,126 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import pg from 'pg';
+import { startThrowawayPostgres, type ThrowawayPostgres } from '../../lib/servers/postgres.ts';
+import { seedC2Database } from '../../lib/c2-db/seed-database.ts';
+import { deriveDbKey, sealDbValue, openDbValue, dbKeyFingerprint } from '../../lib/e4/keystore.ts';
+import {
+  checkRestoredSchema, checkInventoryCounts, checkOrphanLinks, checkSealedKeys, parseExpectedSchema,
+} from '../../backups/drill/restored-database-checks.ts';
+import { checkRestoredConfigs } from '../../backups/drill/restored-config-checks.ts';
+import { assertScratchIsNotProduction } from '../../backups/drill/scratch-database-guard.ts';
+
+const PASS = 'drill-test passphrase, long enough';
+
+describe('restore drill checks on a restored C2 database (real PostgreSQL)', () => {
+  let pgs: ThrowawayPostgres;
+  let client: pg.Client;
+  const dbKey = deriveDbKey(PASS);
+  const seal = (k: Uint8Array) => sealDbValue(dbKey, k);
+  const open = (s: Uint8Array) => openDbValue(dbKey, s);
+
+  beforeAll(async () => {
+    pgs = await startThrowawayPostgres();
+    const url = await pgs.createDatabase('restored');
+    await seedC2Database(url, { clients: 300, topics: 40, links: 900, seal });
+    client = new pg.Client({ connectionString: url });
+    await client.connect();
+  });
+  afterAll(async () => {
+    await client?.end();
+    await pgs?.stop();
+  });
+
+  it('accepts the schema C2 expects and names a missing column', async () => {
+    const ok = await checkRestoredSchema(client);
+    expect(ok.ok, ok.detail).toBe(true);
+    const other = await pgs.createDatabase('damaged');
+    await seedC2Database(other, { clients: 2, topics: 1, links: 1, seal });
+    const c = new pg.Client({ connectionString: other });
+    await c.connect();
+    try {
+      await c.query('ALTER TABLE topic_keys DROP COLUMN key');
+      const bad = await checkRestoredSchema(c);
+      expect(bad.ok).toBe(false);
+      expect(bad.detail).toContain('topic_keys.key is missing');
+    } finally { await c.end(); }
+  });
+
+  it('parses pg_dump-style DDL with schema-qualified names and constraints', () => {
+    const s = parseExpectedSchema(`CREATE TABLE public.clients (\n    id integer NOT NULL,\n    name character varying(256),\n    key bytea,\n    CONSTRAINT x CHECK (id > 0)\n);\n`);
+    expect([...s.get('clients')!.entries()]).toEqual([['id', 'integer'], ['name', 'character varying(256)'], ['key', 'bytea']]);
+  });
+
+  it('compares inventory counts with the manifest and names the differing count', async () => {
+    const good = await checkInventoryCounts(client, { clients: 300, topics: 40, links: 900 });
+    expect(good.check.ok, good.check.detail).toBe(true);
+    const bad = await checkInventoryCounts(client, { clients: 300, topics: 41, links: 900 });
+    expect(bad.check.ok).toBe(false);
+    expect(bad.check.detail).toContain('topics: manifest 41, restored 40');
+  });
+
+  it('opens every sealed key with the right passphrase and fails with a wrong one', async () => {
+    const fp = dbKeyFingerprint(dbKey);
+    const good = await checkSealedKeys(client, open, { ours: fp, manifest: fp });
+    expect(good.checks.every((c) => c.ok), JSON.stringify(good.checks)).toBe(true);
+    expect(good.report.clients.opened + good.report.topics.opened).toBe(340);
+
+    const wrongKey = deriveDbKey('not the escrowed passphrase!!');
+    const bad = await checkSealedKeys(client, (s) => openDbValue(wrongKey, s), { ours: dbKeyFingerprint(wrongKey), manifest: fp });
+    const byName = Object.fromEntries(bad.checks.map((c) => [c.name, c]));
+    expect(byName['passphrase-fingerprint'].ok).toBe(false);
+    expect(byName['passphrase-fingerprint'].detail).toContain('wrong passphrase file');
+    expect(byName['keys-decrypt'].ok).toBe(false);
+    expect(byName['keys-decrypt'].detail).toContain('340 of 340 sealed keys do not open');
+  });
+
+  it('reports links that point at a missing topic (C2 does not enforce that foreign key)', async () => {
+    const before = await checkOrphanLinks(client);
+    expect(before.orphans.missingTopic).toBe(0);
+    await client.query('INSERT INTO clients_topickeys (client_id, topic_key_id) VALUES (1, 99999)');
+    try {
+      const after = await checkOrphanLinks(client);
+      expect(after.orphans.missingTopic).toBe(1);
+      expect(after.check.detail).toContain('(1,99999)');
+    } finally {
+      await client.query('DELETE FROM clients_topickeys WHERE topic_key_id = 99999');
+    }
+  });
+
+  it('refuses a scratch URL that names the production database under another spelling', async () => {
+    await expect(assertScratchIsNotProduction('postgres://u:p@localhost/c2', 'postgresql://c2@127.0.0.1:5432/c2?sslmode=disable'))
+      .rejects.toThrow(/points at the production database/);
+    await expect(assertScratchIsNotProduction('postgres://u@127.0.0.1:5432/c2_drill', 'postgres://u@127.0.0.1:5432/c2')).resolves.toBeUndefined();
+    await expect(assertScratchIsNotProduction('postgres://u@127.0.0.1:5433/c2', 'postgres://u@127.0.0.1:5432/c2')).resolves.toBeUndefined();
+  });
+});
+
+describe('restored config checks', () => {
+  it('parses YAML/JSON configs, flags broken ones, and fails on an expired certificate', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'e4ops-drill-cfg-'));
+    try {
+      fs.writeFileSync(path.join(dir, 'config.yaml'), 'crypto-mode: symkey\ndb-type: postgres\n');
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '30', '-subj', '/CN=c2.test',
+        '-keyout', path.join(dir, 'c2-http.key'), '-out', path.join(dir, 'c2-http.crt')], { stdio: 'ignore' });
+      const now = new Date();
+      const ok = checkRestoredConfigs(dir, { now });
+      expect(ok.checks.every((c) => c.ok), JSON.stringify(ok.checks)).toBe(true);
+      expect(ok.certificates[0].daysLeft).toBeGreaterThanOrEqual(29);
+
+      const later = checkRestoredConfigs(dir, { now: new Date(now.getTime() + 60 * 86_400_000) });
+      const cert = later.checks.find((c) => c.name === 'certificates-valid')!;
+      expect(cert.ok).toBe(false);
+      expect(cert.detail).toMatch(/c2-http\.crt .*expired/);
+
+      fs.writeFileSync(path.join(dir, 'broken.yaml'), 'a: [1, 2\n');
+      const broken = checkRestoredConfigs(dir, { now }).checks.find((c) => c.name === 'configs-parse')!;
+      expect(broken.ok).toBe(false);
+      expect(broken.detail).toContain('broken.yaml');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
