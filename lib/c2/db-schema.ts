@@ -1,0 +1,46 @@
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+// The schema C2's gorm AutoMigrate creates on an empty PostgreSQL database, captured with
+// `pg_dump --schema-only` into lib/c2/db-schema.sql. Backups seed test databases from that file and
+// drills compare a restored database's schema against it.
+
+export const C2_DB_SCHEMA_FILE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'db-schema.sql');
+
+/** pg_dump --schema-only of `url` (no owners, no privileges), as text. */
+export function dumpSchema(url: string, pgDumpBinary = 'pg_dump'): string {
+  const r = spawnSync(pgDumpBinary, ['--schema-only', '--no-owner', '--no-privileges', '--dbname', url], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (r.error && (r.error as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`${pgDumpBinary} not found: apt-get install postgresql-client`);
+  if (r.status !== 0) throw new Error(`pg_dump --schema-only failed: ${r.stderr}`);
+  return r.stdout;
+}
+
+/**
+ * Schema text reduced to what matters for comparison: no comments, no blank lines, no session SET lines
+ * and no pg_dump version-specific settings, so dumps from different pg_dump versions compare equal.
+ */
+export function normalizeSchema(sql: string): string {
+  return sql
+    .split('\n')
+    .map((l) => l.trimEnd())
+    .filter((l) => l && !l.startsWith('--') && !/^SET\s/i.test(l) && !/^SELECT pg_catalog\.set_config/i.test(l) && !/^\\(un)?restrict\s/.test(l))
+    .join('\n');
+}
+
+export interface SchemaDifference {
+  missing: string[];
+  unexpected: string[];
+}
+
+/** Statement lines in `expected` that `actual` lacks and vice versa (order-insensitive). Empty lists: same schema. */
+export function compareSchemas(expected: string, actual: string): SchemaDifference {
+  const a = new Set(normalizeSchema(expected).split('\n'));
+  const b = new Set(normalizeSchema(actual).split('\n'));
+  return { missing: [...a].filter((l) => !b.has(l)), unexpected: [...b].filter((l) => !a.has(l)) };
+}
+
+export function readCommittedC2Schema(): string {
+  return fs.readFileSync(C2_DB_SCHEMA_FILE, 'utf8');
+}
