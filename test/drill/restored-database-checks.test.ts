@@ -35,7 +35,7 @@ describe('restore drill checks on a restored C2 database (real PostgreSQL)', () 
   });
 
   it('accepts the schema C2 expects and names a missing column', async () => {
-    const ok = await checkRestoredSchema(client);
+    const ok = await checkRestoredSchema(client, pgs.url('restored'));
     expect(ok.ok, ok.detail).toBe(true);
     const other = await pgs.createDatabase('damaged');
     await seedC2Database(other, { clients: 2, topics: 1, links: 1, seal });
@@ -43,9 +43,11 @@ describe('restore drill checks on a restored C2 database (real PostgreSQL)', () 
     await c.connect();
     try {
       await c.query('ALTER TABLE topic_keys DROP COLUMN key');
-      const bad = await checkRestoredSchema(c);
+      const bad = await checkRestoredSchema(c, other);
       expect(bad.ok).toBe(false);
       expect(bad.detail).toContain('topic_keys.key is missing');
+      await c.query('DROP INDEX uix_clients_name');
+      expect((await checkRestoredSchema(c, other)).detail).toContain('missing: CREATE UNIQUE INDEX uix_clients_name');
     } finally { await c.end(); }
   });
 
