@@ -5,3 +5,5 @@ export * from './aes-siv.ts';
 export * from './argon2i.ts';
 export * from './keystore.ts';
 export * from './protect.ts';
+export * from './commands.ts';
+export * from './pubkey.ts';
