@@ -317,3 +317,18 @@ export async function resyncTopicKeys(opts: ResyncOptions): Promise<ResyncReport
     };
   }
 }
+
+/**
+ * Expected counts from a backup manifest (c2.inventory) or a drill report (counts), plus the time the
+ * backup was taken (manifest startedAt / report backupTakenAt), for the identity check and the at-risk list.
+ */
+export function expectedCountsFromDocument(doc: unknown, source: string): { expected: ExpectedCounts; backupTakenAt?: Date } {
+  const d = doc as Record<string, any>;
+  if (d?.kind === 'e4ops-backup-set' && d.c2?.inventory) {
+    return { expected: { clients: d.c2.inventory.clients, topics: d.c2.inventory.topics, source: `manifest ${source} (set ${d.setId})` }, backupTakenAt: new Date(d.startedAt) };
+  }
+  if (d?.kind === 'restore-drill' && d.counts) {
+    return { expected: { clients: d.counts.clients, topics: d.counts.topics, source: `drill report ${source} (set ${d.backupId})` }, ...(d.backupTakenAt ? { backupTakenAt: new Date(d.backupTakenAt) } : {}) };
+  }
+  throw new ResyncRefusedError(`--expected-counts ${source} is neither a backup manifest (kind e4ops-backup-set) nor a restore-drill report (kind restore-drill)`);
+}

@@ -1,0 +1,36 @@
+// The resync's view of C2 (ResyncC2) on top of the shared API client lib/c2/c2-api.ts. The client's
+// own retries are kept to one attempt: the resync retries per topic itself, journalling each try.
+import { C2Api, C2ApiError, type C2ApiOptions } from '../../lib/c2/c2-api.ts';
+import type { ResyncC2 } from './resync-topic-keys.ts';
+
+const TRANSIENT_HTTP = new Set([0, 429, 500, 502, 503, 504]);
+
+/** Network errors and 5xx can succeed on a retry; 4xx (bad name, not found) cannot. */
+export function isTransientC2Error(err: unknown): boolean {
+  if (err instanceof C2ApiError) {
+    if (/^TLS:/.test(err.c2Message)) return false;
+    return TRANSIENT_HTTP.has(err.status) || err.grpcCode === 14;
+  }
+  return true;
+}
+
+export function resyncC2FromApi(api: C2Api): ResyncC2 {
+  return {
+    endpoint: api.opts.baseUrl,
+    countClients: () => api.countClients(),
+    countTopics: () => api.countTopics(),
+    listTopics: () => api.allTopics(),
+    listClients: () => api.allClients(),
+    topicsOfClient: (name) => api.allTopicsForClient(name),
+    newTopic: (topic) => api.newTopic(topic),
+    newClient: (name, key) => api.newClient(name, key),
+    linkClientTopic: (name, topic) => api.linkClientTopic(name, topic),
+    isTransientError: isTransientC2Error,
+  };
+}
+
+/** A C2 API client set up for a resync (single attempt per call; the resync retries). */
+export function createResyncC2(opts: C2ApiOptions): { c2: ResyncC2; api: C2Api } {
+  const api = new C2Api({ retries: 1, ...opts });
+  return { c2: resyncC2FromApi(api), api };
+}
