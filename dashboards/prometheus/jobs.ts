@@ -20,6 +20,8 @@ export const SCRAPE_JOBS = {
   c2Metrics: { job: 'e4-c2-metrics', source: 'opencensus agent prometheus exporter', defaultPort: 9998, metricsPath: '/metrics', scheme: 'http' },
   /** blackbox_exporter http probe of C2's https://HOST:8888/e4/health-check (module must skip TLS verify for self-signed C2 certs or carry the CA). */
   c2Health: { job: 'e4-c2-health', source: 'blackbox_exporter http_2xx probe of /e4/health-check', defaultPort: 9115, metricsPath: '/probe', scheme: 'http', blackboxModule: 'e4_c2_health' },
+  /** blackbox_exporter tcp probe of the MQTT listener (C2 and devices connect there): works for any broker. */
+  brokerProbe: { job: 'e4-broker-probe', source: 'blackbox_exporter tcp_connect probe of the MQTT port', defaultPort: 9115, metricsPath: '/probe', scheme: 'http', blackboxModule: 'e4_tcp_connect' },
   /** postgres_exporter (pg_up, pg_replication_lag, pg_stat_replication_*). */
   postgres: { job: 'e4-postgres', source: 'postgres_exporter', defaultPort: 9187, metricsPath: '/metrics', scheme: 'http' },
   /** Patroni's own REST /metrics (patroni_primary, patroni_postgres_timeline ...); HA stacks only. */
@@ -55,5 +57,6 @@ export const BLACKBOX_MODULES = {
       tls_config: { insecure_skip_verify: true },
     },
   },
+  e4_tcp_connect: { prober: 'tcp', timeout: '5s' },
   e4_tls_connect: { prober: 'tcp', timeout: '5s', tcp: { tls: true, tls_config: { insecure_skip_verify: true } } },
 } as const;
