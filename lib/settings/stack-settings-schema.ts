@@ -1,0 +1,247 @@
+// The ONE JSON Schema for a stack's settings (Pulumi config key `e4ops:settings`). Every key is
+// listed; unknown keys are errors (additionalProperties: false everywhere). Defaults that do not
+// depend on the profile live here; profile-dependent defaults (replica and node counts, which
+// optional services are on) live in profile-defaults.ts and are applied before this schema.
+// Secrets are NOT part of this object: they are separate Pulumi secret config keys (see SECRET_KEYS).
+
+const image = (def: string, description: string) => ({ type: 'string', minLength: 1, pattern: '^[^\\s]+$', default: def, description });
+const memoryMb = { type: 'integer', minimum: 64, maximum: 1_048_576, description: 'Memory limit in MiB (docker --memory); unset = no limit' };
+const ipv4 = { type: 'string', format: 'ipv4' };
+const port = { type: 'integer', minimum: 1, maximum: 65535 };
+const boolFalse = { type: 'boolean', default: false };
+
+export const STACK_SETTINGS_SCHEMA = {
+  $id: 'https://e4ops.local/stack-settings.schema.json',
+  title: 'e4ops stack settings (Pulumi config key e4ops:settings)',
+  type: 'object',
+  additionalProperties: false,
+  required: ['profile'],
+  properties: {
+    profile: { enum: ['minimal', 'ha'], description: 'minimal: one of everything on one host; ha: replicated services, spread over hosts' },
+    hosts: {
+      type: 'array',
+      minItems: 1,
+      description: 'Docker hosts; one docker.Provider each. Replicas are placed round-robin in this order.',
+      default: [{ name: 'local', url: 'unix:///var/run/docker.sock' }],
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name', 'url'],
+        properties: {
+          name: { type: 'string', pattern: '^[a-z][a-z0-9-]{0,30}$' },
+          url: { type: 'string', pattern: '^(unix|ssh|tcp)://\\S+$', description: 'Docker endpoint: unix:///var/run/docker.sock, ssh://user@host, tcp://host:2376' },
+          address: { ...ipv4, description: 'Private address the other hosts reach this one on (needed with more than one host)' },
+        },
+      },
+    },
+    publish: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'The only published ports: the C2 API (gRPC + HTTPS gateway) and the MQTT broker',
+      properties: {
+        c2Address: { ...ipv4, default: '127.0.0.1', description: 'Bind address of the C2 API ports' },
+        grpcPort: { ...port, default: 5555 },
+        httpPort: { ...port, default: 8888 },
+        brokerAddress: { ...ipv4, default: '127.0.0.1', description: 'Bind address of the MQTT listener' },
+        brokerPort: { ...port, default: 1883 },
+      },
+    },
+    c2: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        replicas: { type: 'integer', minimum: 1, maximum: 9 },
+        image: { type: 'string', pattern: '^[^\\s]+$', description: 'Use this prebuilt image instead of building from the Go module' },
+        goModuleVersion: { type: 'string', pattern: '^(latest|v[0-9][^\\s]*|[0-9a-f]{7,40})$', default: 'v0.0.0-20190913090940-33c5be11fcd2', description: 'Version of github.com/teserakt-io/c2 to build (same pin as test/c2-build/go.mod)' },
+        cryptoMode: { enum: ['symkey', 'pubkey'], default: 'symkey' },
+        logLevel: { enum: ['debug', 'info', 'warn', 'error'], default: 'info' },
+        mqttIdPrefix: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,16}$', default: 'e4c2', description: 'Replica i gets MQTT client id PREFIX-i' },
+        messageLogging: { type: 'boolean', description: 'Index every MQTT message into Elasticsearch (one replica only); default: on when elasticsearch.enabled' },
+        dbSecureConnection: { enum: ['enabled', 'selfsigned', 'insecure'], default: 'insecure', description: 'Postgres TLS (internal network: insecure = sslmode disable)' },
+        memoryMb,
+      },
+    },
+    postgres: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        image: image('postgres:15-bookworm', 'Minimal profile PostgreSQL image'),
+        patroniImageBase: image('postgres:15-bookworm', 'Base for the Patroni image built from stacks/docker/patroni.Dockerfile (HA)'),
+        replicas: { type: 'integer', minimum: 1, maximum: 7, description: 'Patroni members (HA)' },
+        database: { type: 'string', pattern: '^[a-z_][a-z0-9_]{0,62}$', default: 'e4' },
+        username: { type: 'string', pattern: '^[a-z_][a-z0-9_]{0,62}$', default: 'e4' },
+        parameters: {
+          type: 'object',
+          default: {},
+          description: 'Extra postgresql.conf parameters',
+          propertyNames: { pattern: '^[a-z_][a-z0-9_.]*$' },
+          additionalProperties: { type: ['string', 'number', 'boolean'] },
+        },
+        exporterImage: image('quay.io/prometheuscommunity/postgres-exporter:v0.15.0', 'postgres_exporter'),
+        memoryMb,
+      },
+    },
+    etcd: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        image: image('quay.io/coreos/etcd:v3.5.17', 'etcd for Patroni (HA)'),
+        nodes: { type: 'integer', minimum: 0, maximum: 7, description: 'etcd members for Patroni (HA; unused in minimal)' },
+      },
+    },
+    broker: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        kind: { enum: ['mosquitto', 'emqx'] },
+        mosquittoImage: image('eclipse-mosquitto:2.0.20', 'Mosquitto (EPL-2.0/EDL-1.0)'),
+        emqxImage: image('emqx/emqx:5.8.6', 'EMQX: Apache-2.0 up to 5.8.x; 5.9+ is BSL and needs a licence to cluster'),
+        nodes: { type: 'integer', minimum: 1, maximum: 7 },
+        allowAnonymous: { type: 'boolean', default: true, description: 'Devices connect without MQTT credentials (E4 protects payloads end to end); C2 always logs in with its own user' },
+        exporterImage: image('sapcc/mosquitto-exporter:0.8.0', 'mosquitto_exporter (mosquitto only; EMQX serves its own metrics)'),
+        memoryMb,
+      },
+    },
+    elasticsearch: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        enabled: { type: 'boolean', default: true },
+        image: image('docker.elastic.co/elasticsearch/elasticsearch:7.17.25', 'Elasticsearch (Elastic License 2.0 / SSPL); C2 needs 7.x'),
+        kibanaImage: image('docker.elastic.co/kibana/kibana:7.17.25', 'Kibana (Elastic License 2.0 / SSPL)'),
+        exporterImage: image('quay.io/prometheuscommunity/elasticsearch-exporter:v1.7.0', 'elasticsearch_exporter'),
+        nodes: { type: 'integer', minimum: 1, maximum: 9, description: 'Master-eligible data nodes (odd)' },
+        heapMb: { type: 'integer', minimum: 256, maximum: 31_744, default: 1024 },
+        messageIndex: { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]*$', default: 'messages', description: 'C2 writes <index>-YYYY.MM.DD' },
+        logIndex: { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]*$', default: 'e4-logs', description: 'Log shipper writes <index>-YYYY.MM.DD' },
+        memoryMb,
+      },
+    },
+    logShipper: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        enabled: { type: 'boolean', default: true },
+        baseImage: image('debian:bookworm-slim', 'Base of the rsyslog image built from stacks/docker/log-shipper.Dockerfile'),
+      },
+    },
+    monitoring: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        prometheus: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            enabled: { type: 'boolean', default: true },
+            image: image('prom/prometheus:v2.53.2', 'Prometheus'),
+            blackboxImage: image('prom/blackbox-exporter:v0.25.0', 'blackbox_exporter (C2 health and TLS probes)'),
+            nodeExporterImage: image('prom/node-exporter:v1.8.2', 'node_exporter (textfile collector for e4ops_* metrics)'),
+            scrapeIntervalSeconds: { type: 'integer', minimum: 5, maximum: 300, default: 15 },
+            retentionDays: { type: 'integer', minimum: 1, maximum: 3650, default: 15 },
+          },
+        },
+        retention: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          description: 'Elasticsearch ILM: delete indices older than this (read by dashboards/)',
+          properties: {
+            messagesDays: { type: 'integer', minimum: 1, maximum: 3650, default: 30 },
+            logsDays: { type: 'integer', minimum: 1, maximum: 3650, default: 14 },
+          },
+        },
+      },
+    },
+    tracing: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        enabled: { type: 'boolean', default: true },
+        ocAgentImage: image('omnition/opencensus-agent:0.1.11', 'OpenCensus agent (accepts OpenCensus from C2)'),
+        jaegerImage: image('jaegertracing/all-in-one:1.57.0', 'Jaeger (collector HTTP 14268 for the agent)'),
+      },
+    },
+    loadBalancer: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        image: image('haproxy:2.8-bookworm', 'HAProxy in front of C2 replicas and the Postgres primary (HA)'),
+      },
+    },
+    automationEngine: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        enabled: boolFalse,
+        replicas: { type: 'integer', minimum: 0, maximum: 1, default: 1, description: 'At most one engine may be active (two rotate keys behind each other)' },
+        image: { type: 'string', pattern: '^[^\\s]+$' },
+        goModuleVersion: { type: 'string', pattern: '^(latest|v[0-9][^\\s]*|[0-9a-f]{7,40})$', default: 'latest' },
+        database: { type: 'string', pattern: '^[a-z_][a-z0-9_]{0,62}$', default: 'e4_automation' },
+      },
+    },
+    backup: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        enabled: boolFalse,
+        schedule: { type: 'string', default: '17 3 * * *', description: 'cron expression (5 fields)' },
+        baseImage: image('node:20-bookworm-slim', 'Base of the backup job image (stacks/docker/backup.Dockerfile)'),
+        command: { type: 'string', minLength: 1, default: 'npx tsx scripts/backup.ts run --config /etc/e4ops/backup.json', description: 'What cron runs in the backup container (working directory /opt/e4ops)' },
+        targets: {
+          type: 'array',
+          default: [],
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['name', 'type'],
+            properties: {
+              name: { type: 'string', pattern: '^[a-z][a-z0-9-]{0,30}$' },
+              type: { enum: ['local', 'rclone'] },
+              path: { type: 'string', minLength: 1, description: 'local: directory inside the backup volume' },
+              remote: { type: 'string', pattern: '^[A-Za-z0-9_-]+:\\S*$', description: 'rclone: REMOTE:path' },
+            },
+          },
+        },
+        ageRecipients: { type: 'array', default: [], items: { type: 'string', pattern: '^(age1[02-9ac-hj-np-z]{58}|ssh-(ed25519|rsa) \\S+.*)$' } },
+        retention: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            keepLast: { type: 'integer', minimum: 1, default: 7 },
+            keepDaily: { type: 'integer', minimum: 0, default: 14 },
+            keepWeekly: { type: 'integer', minimum: 0, default: 8 },
+            keepMonthly: { type: 'integer', minimum: 0, default: 12 },
+          },
+        },
+      },
+    },
+  },
+} as const;
+
+/** Pulumi secret config keys (`pulumi config set --secret KEY`), generated with RandomPassword when unset. */
+export const SECRET_KEYS = {
+  c2DbPassphrase: { minBytes: 16, what: "C2's db-encryption-passphrase (seals every key in the DB; escrow it apart from backups)" },
+  postgresPassword: { minBytes: 12, what: 'password of the C2 database user' },
+  postgresSuperuserPassword: { minBytes: 12, what: 'PostgreSQL superuser password' },
+  postgresReplicationPassword: { minBytes: 12, what: 'Patroni replication user password (HA)' },
+  elasticPassword: { minBytes: 12, what: 'Elasticsearch elastic user password' },
+  brokerPassword: { minBytes: 12, what: 'MQTT password of C2 (and the automation engine) on the broker' },
+  emqxCookie: { minBytes: 16, what: 'EMQX Erlang distribution cookie (HA)' },
+  emqxDashboardPassword: { minBytes: 12, what: 'EMQX dashboard/API admin password (HA)' },
+} as const;
+export type SecretKey = keyof typeof SECRET_KEYS;

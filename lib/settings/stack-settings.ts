@@ -1,0 +1,319 @@
+// Validate a stack's settings once, before any resource exists: the JSON Schema (ajv, with
+// defaults), then C2's own rules and the cross-field rules no schema expresses well. Every error
+// names the key and says how to fix it.
+import fs from 'node:fs';
+import { Ajv, type ErrorObject } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import YAML from 'yaml';
+import { STACK_SETTINGS_SCHEMA, SECRET_KEYS, type SecretKey } from './stack-settings-schema.ts';
+import { PROFILE_DEFAULTS, mergeUnder, type Profile } from './profile-defaults.ts';
+
+export { STACK_SETTINGS_SCHEMA, SECRET_KEYS, type SecretKey, type Profile };
+
+export interface DockerHostSettings { name: string; url: string; address?: string }
+export interface BackupTargetSettings { name: string; type: 'local' | 'rclone'; path?: string; remote?: string }
+
+/** Settings after validation: every defaulted key is present. */
+export interface StackSettings {
+  profile: Profile;
+  hosts: DockerHostSettings[];
+  publish: { c2Address: string; grpcPort: number; httpPort: number; brokerAddress: string; brokerPort: number };
+  c2: {
+    replicas: number; image?: string; goModuleVersion: string; cryptoMode: 'symkey' | 'pubkey';
+    logLevel: 'debug' | 'info' | 'warn' | 'error'; mqttIdPrefix: string; messageLogging: boolean;
+    dbSecureConnection: 'enabled' | 'selfsigned' | 'insecure'; memoryMb?: number;
+  };
+  postgres: {
+    image: string; patroniImageBase: string; replicas: number; database: string; username: string;
+    parameters: Record<string, string | number | boolean>; exporterImage: string; memoryMb?: number;
+  };
+  etcd: { image: string; nodes: number };
+  broker: { kind: 'mosquitto' | 'emqx'; mosquittoImage: string; emqxImage: string; nodes: number; allowAnonymous: boolean; exporterImage: string; memoryMb?: number };
+  elasticsearch: {
+    enabled: boolean; image: string; kibanaImage: string; exporterImage: string; nodes: number; heapMb: number;
+    messageIndex: string; logIndex: string; memoryMb?: number;
+  };
+  logShipper: { enabled: boolean; baseImage: string };
+  monitoring: {
+    prometheus: { enabled: boolean; image: string; blackboxImage: string; nodeExporterImage: string; scrapeIntervalSeconds: number; retentionDays: number };
+    retention: { messagesDays: number; logsDays: number };
+  };
+  tracing: { enabled: boolean; ocAgentImage: string; jaegerImage: string };
+  loadBalancer: { image: string };
+  automationEngine: { enabled: boolean; replicas: number; image?: string; goModuleVersion: string; database: string };
+  backup: {
+    enabled: boolean; schedule: string; baseImage: string; command: string; targets: BackupTargetSettings[]; ageRecipients: string[];
+    retention: { keepLast: number; keepDaily: number; keepWeekly: number; keepMonthly: number };
+  };
+}
+
+export type StackSecrets = Partial<Record<SecretKey, string>>;
+
+export class StackSettingsError extends Error {
+  constructor(public readonly problems: string[], source = 'stack settings') {
+    super(`${source} are invalid (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n` + problems.map((p) => `  - ${p}`).join('\n'));
+    this.name = 'StackSettingsError';
+  }
+}
+
+const addFormats = (addFormatsModule as unknown as { default?: typeof addFormatsModule }).default ?? addFormatsModule;
+let compiled: ReturnType<Ajv['compile']> | undefined;
+function schemaValidator() {
+  if (!compiled) {
+    const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: true });
+    (addFormats as unknown as (a: Ajv, f: string[]) => void)(ajv, ['ipv4']);
+    compiled = ajv.compile(STACK_SETTINGS_SCHEMA as unknown as object);
+  }
+  return compiled;
+}
+
+/** JSON pointer (/c2/replicas, /hosts/0/url) → dotted key (c2.replicas, hosts[0].url). */
+function keyOf(pointer: string, extra?: string): string {
+  const parts = pointer.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+  if (extra !== undefined) parts.push(extra);
+  let out = '';
+  for (const p of parts) out += /^\d+$/.test(p) ? `[${p}]` : (out ? '.' : '') + p;
+  return out || '(top level)';
+}
+
+/** The schema node for a JSON pointer, to quote allowed keys and descriptions in errors. */
+function schemaAt(pointer: string): Record<string, any> | undefined {
+  let node: any = STACK_SETTINGS_SCHEMA;
+  for (const p of pointer.split('/').slice(1)) {
+    if (!node) return undefined;
+    node = /^\d+$/.test(p) ? node.items : node.properties?.[p] ?? (typeof node.additionalProperties === 'object' ? node.additionalProperties : undefined);
+  }
+  return node;
+}
+
+function describeAjvError(e: ErrorObject): string {
+  const key = keyOf(e.instancePath);
+  const node = schemaAt(e.instancePath);
+  const hint = node?.description ? ` (${node.description})` : '';
+  switch (e.keyword) {
+    case 'additionalProperties': {
+      const extra = (e.params as { additionalProperty: string }).additionalProperty;
+      const allowed = Object.keys(node?.properties ?? {}).join(', ');
+      return `${keyOf(e.instancePath, extra)}: unknown key. Fix: remove it or correct its spelling${allowed ? ` (keys allowed in ${key}: ${allowed})` : ''}`;
+    }
+    case 'required':
+      return `${keyOf(e.instancePath, (e.params as { missingProperty: string }).missingProperty)}: missing. Fix: add it`;
+    case 'type':
+      return `${key}: must be of type ${(e.params as { type: string }).type}. Fix: give a ${(e.params as { type: string }).type} value${hint}`;
+    case 'enum':
+      return `${key}: must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}. Fix: pick one of them`;
+    case 'format':
+      return `${key}: is not a valid ${(e.params as { format: string }).format} address. Fix: give a dotted IPv4 address such as 127.0.0.1${hint}`;
+    case 'minimum': case 'maximum': case 'minItems': case 'maxItems': case 'minLength':
+      return `${key}: ${e.message}. Fix: change the value${hint}`;
+    case 'pattern':
+      return `${key}: has an invalid form (${e.message}). Fix: correct the value${hint}`;
+    default:
+      return `${key}: ${e.message}${hint}`;
+  }
+}
+
+/** Major version from an image reference's tag (…/elasticsearch:7.17.25 → 7), or undefined. */
+export function imageMajorVersion(ref: string): number | undefined {
+  const noDigest = ref.split('@')[0];
+  const lastSlash = noDigest.lastIndexOf('/');
+  const colon = noDigest.indexOf(':', lastSlash + 1);
+  if (colon < 0) return undefined;
+  const m = /^v?(\d+)(\.|$|-)/.exec(noDigest.slice(colon + 1));
+  return m ? Number(m[1]) : undefined;
+}
+
+const CRON_FIELD = /^(\*|\d+(-\d+)?)(\/\d+)?(,(\*|\d+(-\d+)?)(\/\d+)?)*$/;
+
+/** C2's own rules and cross-field rules, on settings the schema already accepted. */
+export function checkStackRules(s: StackSettings): string[] {
+  const p: string[] = [];
+  const ha = s.profile === 'ha';
+  if (ha && s.c2.replicas < 2) {
+    p.push(`c2.replicas: is ${s.c2.replicas}, but the ha profile needs at least 2 C2 replicas behind HAProxy. Fix: set c2.replicas to 2 or more, or use profile minimal`);
+  }
+  if (!ha && s.c2.replicas !== 1) {
+    p.push(`c2.replicas: is ${s.c2.replicas}, but the minimal profile has no load balancer and runs exactly 1 C2. Fix: set c2.replicas to 1, or use profile ha`);
+  }
+  if (!ha && s.postgres.replicas !== 1) {
+    p.push(`postgres.replicas: is ${s.postgres.replicas}, but the minimal profile runs one PostgreSQL server. Fix: set postgres.replicas to 1, or use profile ha (Patroni)`);
+  }
+  if (ha && s.postgres.replicas < 2) {
+    p.push(`postgres.replicas: is ${s.postgres.replicas}, but failover needs at least 2 Patroni members. Fix: set postgres.replicas to 2 or more (3 recommended)`);
+  }
+  if (ha && (s.etcd.nodes < 3 || s.etcd.nodes % 2 === 0)) {
+    p.push(`etcd.nodes: is ${s.etcd.nodes}; etcd needs an odd number of members, at least 3, to keep quorum when one is lost. Fix: set etcd.nodes to 3 or 5`);
+  }
+  if (s.broker.kind === 'mosquitto' && s.broker.nodes !== 1) {
+    p.push(`broker.nodes: is ${s.broker.nodes}, but Mosquitto does not cluster. Fix: set broker.nodes to 1, or broker.kind to emqx`);
+  }
+  if (ha && s.broker.kind === 'mosquitto') {
+    p.push('broker.kind: mosquitto cannot cluster, so retained C2 commands would not survive the loss of its host. Fix: use broker.kind emqx in the ha profile');
+  }
+  if (ha && s.broker.kind === 'emqx' && s.broker.nodes < 2) {
+    p.push(`broker.nodes: is ${s.broker.nodes}; a clustered broker needs at least 2 nodes. Fix: set broker.nodes to 3`);
+  }
+  if (s.broker.kind === 'emqx') {
+    const major = imageMajorVersion(s.broker.emqxImage);
+    const minor = Number(/:(?:v)?\d+\.(\d+)/.exec(s.broker.emqxImage)?.[1] ?? NaN);
+    if (major === undefined || major > 5 || (major === 5 && !(minor <= 8))) {
+      p.push(`broker.emqxImage: "${s.broker.emqxImage}" is not EMQX 5.0-5.8; from 5.9 EMQX is under the BSL and clustering needs a commercial licence. Fix: pin emqx/emqx:5.8.6 (Apache-2.0) or configure a licence yourself`);
+    }
+  }
+  const es = s.elasticsearch;
+  if (es.enabled) {
+    if (es.nodes % 2 === 0) {
+      p.push(`elasticsearch.nodes: is ${es.nodes}; master-eligible nodes must be odd so a majority survives a split. Fix: set elasticsearch.nodes to 1, 3 or 5`);
+    }
+    const major = imageMajorVersion(es.image);
+    if (s.c2.messageLogging && major !== 7) {
+      p.push(`elasticsearch.image: "${es.image}" is ${major === undefined ? 'of unknown version' : `Elasticsearch ${major}`}, but C2's message logging (olivere/elastic v6, typed documents) needs Elasticsearch 7.x. Fix: use a 7.17 tag such as docker.elastic.co/elasticsearch/elasticsearch:7.17.25, or set c2.messageLogging to false`);
+    }
+    const kmajor = imageMajorVersion(es.kibanaImage);
+    if (major !== undefined && kmajor !== major) {
+      p.push(`elasticsearch.kibanaImage: "${es.kibanaImage}" does not match Elasticsearch major version ${major}. Fix: use the Kibana tag equal to the Elasticsearch tag`);
+    }
+    if (es.memoryMb !== undefined && es.heapMb * 2 > es.memoryMb) {
+      p.push(`elasticsearch.heapMb: ${es.heapMb} MiB is more than half of elasticsearch.memoryMb (${es.memoryMb}). Fix: lower heapMb or raise memoryMb`);
+    }
+  } else {
+    if (s.c2.messageLogging) p.push('c2.messageLogging: is on but elasticsearch.enabled is false. Fix: enable elasticsearch or set c2.messageLogging to false');
+    if (s.logShipper.enabled) p.push('logShipper.enabled: the log shipper writes to Elasticsearch, which is disabled. Fix: enable elasticsearch or set logShipper.enabled to false');
+  }
+  const names = new Set<string>();
+  const addrs = new Set<string>();
+  s.hosts.forEach((h, i) => {
+    if (names.has(h.name)) p.push(`hosts[${i}].name: "${h.name}" is used twice. Fix: give every host a unique name`);
+    names.add(h.name);
+    if (s.hosts.length > 1 && !h.address) {
+      p.push(`hosts[${i}].address: missing; with several Docker hosts, peers (Patroni, etcd, EMQX, Elasticsearch) reach each other on each host's private address. Fix: set hosts[${i}].address to its private IPv4 address`);
+    }
+    if (h.address) {
+      if (addrs.has(h.address)) p.push(`hosts[${i}].address: ${h.address} is used by another host. Fix: give each host its own address`);
+      addrs.add(h.address);
+      if (h.address === '0.0.0.0') p.push(`hosts[${i}].address: 0.0.0.0 would publish internal ports on every interface. Fix: give the host's private address`);
+    }
+  });
+  const pub = s.publish;
+  const binds: Array<[string, string, number]> = [
+    ['publish.grpcPort', pub.c2Address, pub.grpcPort], ['publish.httpPort', pub.c2Address, pub.httpPort], ['publish.brokerPort', pub.brokerAddress, pub.brokerPort],
+  ];
+  for (let i = 0; i < binds.length; i++) for (let j = i + 1; j < binds.length; j++) {
+    const [ka, aa, pa] = binds[i]; const [kb, ab, pb] = binds[j];
+    if (pa === pb && (aa === ab || aa === '0.0.0.0' || ab === '0.0.0.0')) {
+      p.push(`${kb}: ${ab}:${pb} collides with ${ka} (${aa}:${pa}). Fix: choose another port`);
+    }
+  }
+  for (const k of ['listen_addresses', 'port', 'unix_socket_directories', 'hba_file', 'data_directory']) {
+    if (k in s.postgres.parameters) p.push(`postgres.parameters.${k}: is managed by the stack. Fix: remove it`);
+  }
+  if (s.automationEngine.enabled && s.automationEngine.replicas !== 1) {
+    p.push(`automationEngine.replicas: is ${s.automationEngine.replicas}; an enabled engine runs exactly one replica (two rotate keys behind each other). Fix: set it to 1, or disable the engine`);
+  }
+  const b = s.backup;
+  const fields = b.schedule.trim().split(/\s+/);
+  if (fields.length !== 5 || !fields.every((f) => CRON_FIELD.test(f))) {
+    p.push(`backup.schedule: "${b.schedule}" is not a 5-field cron expression. Fix: use e.g. "17 3 * * *" (03:17 daily)`);
+  }
+  if (b.enabled) {
+    if (!b.targets.length) p.push('backup.targets: is empty but backup.enabled is true. Fix: add at least one target, e.g. { name: offsite, type: rclone, remote: "s3remote:e4-backups" }');
+    if (!b.ageRecipients.length) p.push('backup.ageRecipients: is empty; backups are always encrypted. Fix: add the age public key (age1...) of whoever may restore');
+  }
+  const tnames = new Set<string>();
+  b.targets.forEach((t, i) => {
+    if (tnames.has(t.name)) p.push(`backup.targets[${i}].name: "${t.name}" is used twice. Fix: give every target a unique name`);
+    tnames.add(t.name);
+    if (t.type === 'local' && !t.path) p.push(`backup.targets[${i}].path: missing for a local target. Fix: set path (a directory in the backup volume)`);
+    if (t.type === 'rclone' && !t.remote) p.push(`backup.targets[${i}].remote: missing for an rclone target. Fix: set remote to REMOTE:path`);
+  });
+  return p;
+}
+
+export function checkStackSecrets(secrets: StackSecrets): string[] {
+  const p: string[] = [];
+  for (const [k, v] of Object.entries(secrets)) {
+    const spec = SECRET_KEYS[k as SecretKey];
+    if (!spec) {
+      p.push(`${k}: unknown secret key. Fix: use one of ${Object.keys(SECRET_KEYS).join(', ')}`);
+      continue;
+    }
+    if (v === undefined) continue;
+    if (Buffer.byteLength(v) < spec.minBytes) {
+      p.push(`${k}: is ${Buffer.byteLength(v)} bytes, ${spec.what} needs at least ${spec.minBytes}${k === 'c2DbPassphrase' ? ' (C2 refuses to start otherwise)' : ''}. Fix: pulumi config set --secret ${k} "<a longer value>", or remove it to have one generated`);
+    }
+  }
+  return p;
+}
+
+/**
+ * Validate raw settings (the parsed `e4ops:settings` value) and secrets. Returns settings with all
+ * defaults applied; throws StackSettingsError listing every problem.
+ */
+export function validateStackSettings(raw: unknown, secrets: StackSecrets = {}, source?: string): StackSettings {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new StackSettingsError(['e4ops:settings: missing or not an object. Fix: add `e4ops:settings:` with at least `profile: minimal` (or ha) to the stack file'], source);
+  }
+  const input = raw as Record<string, unknown>;
+  const profile = input.profile;
+  const problems: string[] = [];
+  let merged: Record<string, unknown> = structuredClone(input);
+  if (profile === 'minimal' || profile === 'ha') merged = mergeUnder(structuredClone(PROFILE_DEFAULTS[profile]), merged);
+  const validate = schemaValidator();
+  if (!validate(merged)) {
+    for (const e of validate.errors ?? []) {
+      const text = e.instancePath === '/profile' || (e.keyword === 'required' && (e.params as { missingProperty: string }).missingProperty === 'profile')
+        ? 'profile: must be "minimal" or "ha". Fix: set profile'
+        : describeAjvError(e);
+      if (!problems.includes(text)) problems.push(text);
+    }
+  }
+  problems.push(...checkStackSecrets(secrets));
+  if (problems.length) throw new StackSettingsError(problems, source);
+  const s = merged as unknown as StackSettings;
+  if ((input.c2 as Record<string, unknown> | undefined)?.messageLogging === undefined) s.c2.messageLogging = s.elasticsearch.enabled;
+  const ruleProblems = checkStackRules(s);
+  if (ruleProblems.length) throw new StackSettingsError(ruleProblems, source);
+  return s;
+}
+
+export interface StackFileContents {
+  project: string;
+  settings: unknown;
+  /** Plaintext secret values; secure (encrypted) values are listed in encryptedSecrets instead. */
+  secrets: StackSecrets;
+  encryptedSecrets: string[];
+  unknownKeys: string[];
+}
+
+/** Read a Pulumi.<stack>.yaml and pull out `<project>:settings` and the secret keys. */
+export function readStackFile(file: string, project = 'e4ops'): StackFileContents {
+  let doc: unknown;
+  try {
+    doc = YAML.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new StackSettingsError([`${file}: cannot be read as YAML (${(err as Error).message}). Fix: correct the file`], file);
+  }
+  const config = (doc as { config?: Record<string, unknown> } | null)?.config ?? {};
+  const out: StackFileContents = { project, settings: undefined, secrets: {}, encryptedSecrets: [], unknownKeys: [] };
+  for (const [fullKey, value] of Object.entries(config)) {
+    const [ns, key] = fullKey.includes(':') ? fullKey.split(':', 2) : [project, fullKey];
+    if (ns !== project) continue; // other providers' keys (docker:host ...) are theirs to check
+    if (key === 'settings') out.settings = value;
+    else if (key in SECRET_KEYS) {
+      if (typeof value === 'object' && value !== null && 'secure' in value) out.encryptedSecrets.push(key);
+      else out.secrets[key as SecretKey] = String(value);
+    } else out.unknownKeys.push(`${project}:${key}`);
+  }
+  return out;
+}
+
+/** check-config: validate a stack file the way the Pulumi program will. */
+export function checkStackFile(file: string, project = 'e4ops'): { settings: StackSettings; notes: string[] } {
+  const c = readStackFile(file, project);
+  const problems = c.unknownKeys.map((k) => `${k}: unknown config key. Fix: put stack settings under ${project}:settings, secrets under one of ${Object.keys(SECRET_KEYS).map((s) => `${project}:${s}`).join(', ')}`);
+  if (problems.length) throw new StackSettingsError(problems, file);
+  const settings = validateStackSettings(c.settings, c.secrets, file);
+  const notes = c.encryptedSecrets.map((k) => `${k}: encrypted in the stack file; its length is checked when the Pulumi program runs`);
+  for (const k of Object.keys(c.secrets)) notes.push(`${k}: stored in plaintext in the stack file. Use: pulumi config set --secret ${k} ...`);
+  return { settings, notes };
+}
