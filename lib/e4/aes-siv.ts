@@ -32,6 +32,9 @@ interface KeyState {
   k2: Buffer;
   /** CMAC(macKey, 0^128): the constant first step of every S2V. */
   cmacZero: Buffer;
+  /** ECB encryptor under the CTR key (the same object as `ecb` when both halves are equal) */
+  ctrEcb: Cipher;
+  sameHalves: boolean;
 }
 
 /** doubling in GF(2^128) with the RFC 5297 / CMAC polynomial, in place on a copy. */
@@ -70,7 +73,9 @@ function keyState(key: Uint8Array): KeyState {
   const L = ecb.update(ZERO_BLOCK);
   const k1 = dbl(L);
   const k2 = dbl(k1);
-  st = { algo, macKey, ctrKey, ecb, cbc, cbcState: Buffer.alloc(BLOCK), k1, k2, cmacZero: Buffer.alloc(0) };
+  const sameHalves = macKey.equals(ctrKey);
+  const ctrEcb = sameHalves ? ecb : createCipheriv(`${algo}-ecb`, ctrKey, null).setAutoPadding(false);
+  st = { algo, macKey, ctrKey, ecb, cbc, cbcState: Buffer.alloc(BLOCK), k1, k2, cmacZero: Buffer.alloc(0), ctrEcb, sameHalves };
   st.cmacZero = cmac(st, ZERO_BLOCK);
   if (cache.size >= CACHE_MAX) cache.delete(cache.keys().next().value as string);
   cache.set(id, st);
@@ -79,23 +84,33 @@ function keyState(key: Uint8Array): KeyState {
 
 /** AES-CMAC (RFC 4493) with the MAC half of the key. */
 function cmac(st: KeyState, msg: Uint8Array): Buffer {
+  if (msg.length <= BLOCK) return st.ecb.update(cmacSingleBlockInput(st, msg));
+  return cmacMulti(st, msg);
+}
+
+/** For a message of at most one block, CMAC is one AES call on this prepared block. */
+function cmacSingleBlockInput(st: KeyState, msg: Uint8Array): Buffer {
   const n = msg.length;
-  if (n <= BLOCK) {
-    const last = Buffer.alloc(BLOCK);
-    last.set(msg);
-    if (n === BLOCK) xorInto(last, st.k1);
-    else {
-      last[n] = 0x80;
-      xorInto(last, st.k2);
-    }
-    return st.ecb.update(last);
+  const last = Buffer.alloc(BLOCK);
+  last.set(msg);
+  if (n === BLOCK) xorInto(last, st.k1);
+  else {
+    last[n] = 0x80;
+    xorInto(last, st.k2);
   }
+  return last;
+}
+
+/** CMAC of a message longer than one block; `xorEnd`, when given, is XORed into its last 16 bytes first (S2V's xorend). */
+function cmacMulti(st: KeyState, msg: Uint8Array, xorEnd?: Uint8Array): Buffer {
+  const n = msg.length;
   // Several blocks: CBC-MAC through the long-lived CBC cipher. Its chaining value is the last
   // ciphertext block it produced, so XOR that into the first block to get a zero IV.
   const full = n % BLOCK === 0;
   const padded = full ? n : n + BLOCK - (n % BLOCK);
   const buf = Buffer.alloc(padded);
   buf.set(msg);
+  if (xorEnd) xorInto(buf, xorEnd, n - BLOCK);
   if (!full) buf[n] = 0x80;
   xorInto(buf, full ? st.k1 : st.k2, padded - BLOCK);
   xorInto(buf, st.cbcState, 0);
@@ -105,16 +120,20 @@ function cmac(st: KeyState, msg: Uint8Array): Buffer {
   return tag;
 }
 
-/** S2V from RFC 5297 section 2.4 over the associated-data items and the plaintext. */
-function s2v(st: KeyState, ad: readonly Uint8Array[], plaintext: Uint8Array): Buffer {
+/**
+ * S2V from RFC 5297 section 2.4 over the associated-data items and the plaintext.
+ * `adMacs[i]`, when present, is the already computed CMAC of associated-data item i.
+ */
+function s2v(st: KeyState, ad: readonly Uint8Array[], plaintext: Uint8Array, adMacs: (Buffer | undefined)[] = []): Buffer {
   let d = st.cmacZero;
-  for (const item of ad) {
+  for (let i = 0; i < ad.length; i++) {
     d = dbl(d);
-    xorInto(d, cmac(st, item));
+    xorInto(d, adMacs[i] ?? cmac(st, ad[i]));
   }
-  if (plaintext.length >= BLOCK) {
+  if (plaintext.length > BLOCK) return cmacMulti(st, plaintext, d);
+  if (plaintext.length === BLOCK) {
     const t = Buffer.from(plaintext);
-    xorInto(t, d, t.length - BLOCK);
+    xorInto(t, d);
     return cmac(st, t);
   }
   const t = dbl(d);
@@ -123,11 +142,70 @@ function s2v(st: KeyState, ad: readonly Uint8Array[], plaintext: Uint8Array): Bu
   return cmac(st, t);
 }
 
-function ctr(st: KeyState, v: Uint8Array, data: Uint8Array): Buffer {
-  const q = Buffer.from(v);
-  q[8] &= 0x7f;
-  q[12] &= 0x7f;
-  return createCipheriv(`${st.algo}-ctr`, st.ctrKey, q).update(data);
+/** Write `count` CTR counter blocks starting at V with bits 63 and 31 cleared (RFC 5297 section 2.5). */
+function writeCounters(v: Uint8Array, out: Buffer, offset: number, count: number): void {
+  const vv = new DataView(v.buffer, v.byteOffset, BLOCK);
+  const ov = new DataView(out.buffer, out.byteOffset + offset, count * BLOCK);
+  let w0 = vv.getUint32(0);
+  let w1 = vv.getUint32(4);
+  let w2 = vv.getUint32(8) & 0x7fffffff;
+  let w3 = vv.getUint32(12) & 0x7fffffff;
+  for (let o = 0; o < count * BLOCK; o += BLOCK) {
+    ov.setUint32(o, w0);
+    ov.setUint32(o + 4, w1);
+    ov.setUint32(o + 8, w2);
+    ov.setUint32(o + 12, w3);
+    // 128-bit big-endian increment
+    w3 = (w3 + 1) >>> 0;
+    if (w3 === 0) {
+      w2 = (w2 + 1) >>> 0;
+      if (w2 === 0) {
+        w1 = (w1 + 1) >>> 0;
+        if (w1 === 0) w0 = (w0 + 1) >>> 0;
+      }
+    }
+  }
+}
+
+/** out[i] = a[i] ^ b[bOffset + i] for i < out.length, four bytes at a time. */
+function xorStream(out: Uint8Array, a: Uint8Array, b: Uint8Array, bOffset: number): void {
+  const n = out.length;
+  const words = n >>> 2;
+  if (((out.byteOffset | a.byteOffset | (b.byteOffset + bOffset)) & 3) === 0) {
+    const o32 = new Int32Array(out.buffer, out.byteOffset, words);
+    const a32 = new Int32Array(a.buffer, a.byteOffset, words);
+    const b32 = new Int32Array(b.buffer, b.byteOffset + bOffset, words);
+    for (let i = 0; i < words; i++) o32[i] = a32[i] ^ b32[i];
+    for (let i = words * 4; i < n; i++) out[i] = a[i] ^ b[bOffset + i];
+    return;
+  }
+  const ov = new DataView(out.buffer, out.byteOffset, n);
+  const av = new DataView(a.buffer, a.byteOffset, n);
+  const bv = new DataView(b.buffer, b.byteOffset + bOffset, n);
+  for (let i = 0; i < words * 4; i += 4) ov.setInt32(i, av.getInt32(i) ^ bv.getInt32(i));
+  for (let i = words * 4; i < n; i++) out[i] = a[i] ^ b[bOffset + i];
+}
+
+/**
+ * AES-CTR under the CTR key, with the keystream made by one ECB call over the counter blocks.
+ * `extra` single blocks (already prepared) can ride along in the same ECB call when the MAC and
+ * CTR keys are equal, as in E4; their encryptions are returned separately. One native call instead
+ * of two or three matters for small messages, where per-call overhead dominates.
+ */
+function ctrWithExtra(st: KeyState, v: Uint8Array, data: Uint8Array, extra: Buffer[]): { out: Buffer; extraOut: Buffer[] } {
+  const nBlocks = Math.ceil(data.length / BLOCK);
+  const ride = st.sameHalves ? extra.length : 0;
+  const input = Buffer.allocUnsafe((ride + nBlocks) * BLOCK);
+  for (let i = 0; i < ride; i++) extra[i].copy(input, i * BLOCK);
+  writeCounters(v, input, ride * BLOCK, nBlocks);
+  const enc = st.ctrEcb.update(input);
+  const extraOut: Buffer[] = [];
+  for (let i = 0; i < extra.length; i++) {
+    extraOut.push(i < ride ? enc.subarray(i * BLOCK, (i + 1) * BLOCK) : st.ecb.update(extra[i]));
+  }
+  const out = Buffer.allocUnsafe(data.length);
+  if (data.length > 0) xorStream(out, data, enc, ride * BLOCK);
+  return { out, extraOut };
 }
 
 function checkAd(ad: readonly Uint8Array[]): void {
@@ -144,8 +222,8 @@ export function sivSeal(key: Uint8Array, plaintext: Uint8Array, associatedData: 
   checkAd(associatedData);
   const st = keyState(key);
   const v = s2v(st, associatedData, plaintext);
-  const ct = ctr(st, v, plaintext);
-  return Buffer.concat([v, ct], BLOCK + ct.length);
+  const { out } = ctrWithExtra(st, v, plaintext, []);
+  return Buffer.concat([v, out], BLOCK + out.length);
 }
 
 /** Verify and decrypt tag ‖ ciphertext from sivSeal; throws SivAuthenticationError if it does not authenticate. */
@@ -156,8 +234,19 @@ export function sivOpen(key: Uint8Array, sealed: Uint8Array, associatedData: rea
   }
   const st = keyState(key);
   const v = sealed.subarray(0, BLOCK);
-  const pt = ctr(st, v, sealed.subarray(BLOCK));
-  const t = s2v(st, associatedData, pt);
+  // CMACs of short associated-data items (E4's timestamp) ride along with the CTR keystream.
+  const shortIdx: number[] = [];
+  const shortIn: Buffer[] = [];
+  associatedData.forEach((item, i) => {
+    if (item.length <= BLOCK) {
+      shortIdx.push(i);
+      shortIn.push(cmacSingleBlockInput(st, item));
+    }
+  });
+  const { out: pt, extraOut } = ctrWithExtra(st, v, sealed.subarray(BLOCK), shortIn);
+  const adMacs: (Buffer | undefined)[] = [];
+  shortIdx.forEach((adIndex, k) => (adMacs[adIndex] = extraOut[k]));
+  const t = s2v(st, associatedData, pt, adMacs);
   if (!timingSafeEqual(t, v)) {
     pt.fill(0);
     throw new SivAuthenticationError();

@@ -60,6 +60,17 @@ describe('AES-SIV (RFC 5297)', () => {
     }
   });
 
+  it('opens sealed data at any byte alignment inside a larger buffer (MQTT payload slices)', () => {
+    const key = Buffer.alloc(64, 3);
+    const pt = Buffer.from('x'.repeat(1000));
+    const sealed = sivSeal(key, pt, [Buffer.from('ts')]);
+    for (let shift = 0; shift < 8; shift++) {
+      const big = Buffer.alloc(sealed.length + 16);
+      sealed.copy(big, shift);
+      expect(sivOpen(key, big.subarray(shift, shift + sealed.length), [Buffer.from('ts')]).equals(pt)).toBe(true);
+    }
+  });
+
   it('refuses keys of the wrong size and inputs shorter than the tag', () => {
     expect(() => sivSeal(Buffer.alloc(31), Buffer.alloc(1), [])).toThrow(/32, 48 or 64 bytes/);
     expect(() => sivOpen(Buffer.alloc(64, 1), Buffer.alloc(15), [])).toThrow(SivAuthenticationError);
