@@ -134,12 +134,12 @@ export async function seedC2Database(db: string | pg.ClientBase, opts: SeedOptio
     }
     const clientLinks = opts.clientLinks ?? 0;
     if (clientLinks > 0) {
-      if (opts.clients < 2) throw new Error('seedC2Database: client links need at least two clients');
+      if (opts.clients < 2 || clientLinks > opts.clients * (opts.clients - 1)) throw new Error(`seedC2Database: ${clientLinks} client links need more clients than ${opts.clients}`);
       // Pubkey-mode C2 creates this join table; the 2019 C2 whose schema we capture does not.
       await client.query(`CREATE TABLE IF NOT EXISTS ${C2_TABLES.clientLinks} (client_id integer NOT NULL, clientkey_id integer NOT NULL, PRIMARY KEY (client_id, clientkey_id))`);
       await client.query(
         `INSERT INTO ${C2_TABLES.clientLinks} (client_id, clientkey_id)
-         SELECT (n % $1) + 1, ((n + 1) % $1) + 1 FROM generate_series(0, $2::int - 1) n ON CONFLICT DO NOTHING`,
+         SELECT (n % $1) + 1, ((n % $1) + 1 + n / $1) % $1 + 1 FROM generate_series(0, $2::int - 1) n`,
         [opts.clients, clientLinks]);
     }
     if (superuser) await client.query('SET session_replication_role = DEFAULT');
