@@ -57,10 +57,34 @@ function xorInto(dst: Uint8Array, src: Uint8Array, dstOffset = 0): void {
 const cache = new Map<string, KeyState>();
 const CACHE_MAX = 64;
 
-function keyState(key: Uint8Array): KeyState {
-  const id = Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1');
+let lastKey: Uint8Array | undefined;
+let lastDoubled = false;
+let lastState: KeyState | undefined;
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Key state for `key`, or for `key ‖ key` when doubled (E4's use), cached by key bytes. */
+function keyState(key: Uint8Array, doubled = false): KeyState {
+  // Fast path: the same key as the previous call (a device reading one topic, a drill reading one DB).
+  if (lastState && lastDoubled === doubled && lastKey && sameBytes(lastKey, key)) return lastState;
+  const id = (doubled ? 'd' : 's') + Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1');
   let st = cache.get(id);
-  if (st) return st;
+  if (!st) {
+    st = newKeyState(doubled ? Buffer.concat([key, key]) : key);
+    if (cache.size >= CACHE_MAX) cache.delete(cache.keys().next().value as string);
+    cache.set(id, st);
+  }
+  lastKey = Uint8Array.prototype.slice.call(key);
+  lastDoubled = doubled;
+  lastState = st;
+  return st;
+}
+
+function newKeyState(key: Uint8Array): KeyState {
   if (key.length !== 32 && key.length !== 48 && key.length !== 64) {
     throw new Error(`AES-SIV key must be 32, 48 or 64 bytes (two AES keys: MAC ‖ CTR), got ${key.length}`);
   }
@@ -75,10 +99,8 @@ function keyState(key: Uint8Array): KeyState {
   const k2 = dbl(k1);
   const sameHalves = macKey.equals(ctrKey);
   const ctrEcb = sameHalves ? ecb : createCipheriv(`${algo}-ecb`, ctrKey, null).setAutoPadding(false);
-  st = { algo, macKey, ctrKey, ecb, cbc, cbcState: Buffer.alloc(BLOCK), k1, k2, cmacZero: Buffer.alloc(0), ctrEcb, sameHalves };
+  const st: KeyState = { algo, macKey, ctrKey, ecb, cbc, cbcState: Buffer.alloc(BLOCK), k1, k2, cmacZero: Buffer.alloc(0), ctrEcb, sameHalves };
   st.cmacZero = cmac(st, ZERO_BLOCK);
-  if (cache.size >= CACHE_MAX) cache.delete(cache.keys().next().value as string);
-  cache.set(id, st);
   return st;
 }
 
@@ -108,8 +130,9 @@ function cmacMulti(st: KeyState, msg: Uint8Array, xorEnd?: Uint8Array): Buffer {
   // ciphertext block it produced, so XOR that into the first block to get a zero IV.
   const full = n % BLOCK === 0;
   const padded = full ? n : n + BLOCK - (n % BLOCK);
-  const buf = Buffer.alloc(padded);
+  const buf = Buffer.allocUnsafe(padded);
   buf.set(msg);
+  buf.fill(0, n);
   if (xorEnd) xorInto(buf, xorEnd, n - BLOCK);
   if (!full) buf[n] = 0x80;
   xorInto(buf, full ? st.k1 : st.k2, padded - BLOCK);
@@ -219,8 +242,21 @@ function checkAd(ad: readonly Uint8Array[]): void {
  * AES-256-SIV as E4 uses it). Returns tag(16) ‖ ciphertext. Deterministic: same inputs, same output.
  */
 export function sivSeal(key: Uint8Array, plaintext: Uint8Array, associatedData: readonly Uint8Array[]): Buffer {
+  return seal(keyState(key), plaintext, associatedData);
+}
+
+/** sivSeal with the 64-byte key K ‖ K built from one 32-byte key K, as E4 always does. */
+export function sivSealWithDoubledKey(key: Uint8Array, plaintext: Uint8Array, associatedData: readonly Uint8Array[]): Buffer {
+  return seal(keyState(key, true), plaintext, associatedData);
+}
+
+/** sivOpen with the 64-byte key K ‖ K built from one 32-byte key K, as E4 always does. */
+export function sivOpenWithDoubledKey(key: Uint8Array, sealed: Uint8Array, associatedData: readonly Uint8Array[]): Buffer {
+  return open(keyState(key, true), sealed, associatedData);
+}
+
+function seal(st: KeyState, plaintext: Uint8Array, associatedData: readonly Uint8Array[]): Buffer {
   checkAd(associatedData);
-  const st = keyState(key);
   const v = s2v(st, associatedData, plaintext);
   const { out } = ctrWithExtra(st, v, plaintext, []);
   return Buffer.concat([v, out], BLOCK + out.length);
@@ -228,11 +264,14 @@ export function sivSeal(key: Uint8Array, plaintext: Uint8Array, associatedData: 
 
 /** Verify and decrypt tag ‖ ciphertext from sivSeal; throws SivAuthenticationError if it does not authenticate. */
 export function sivOpen(key: Uint8Array, sealed: Uint8Array, associatedData: readonly Uint8Array[]): Buffer {
+  return open(keyState(key), sealed, associatedData);
+}
+
+function open(st: KeyState, sealed: Uint8Array, associatedData: readonly Uint8Array[]): Buffer {
   checkAd(associatedData);
   if (sealed.length < BLOCK) {
     throw new SivAuthenticationError(`AES-SIV input is ${sealed.length} bytes, shorter than the 16-byte tag`);
   }
-  const st = keyState(key);
   const v = sealed.subarray(0, BLOCK);
   // CMACs of short associated-data items (E4's timestamp) ride along with the CTR keystream.
   const shortIdx: number[] = [];

@@ -4,7 +4,7 @@
 //   value = AES-SIV(dbKey ‖ dbKey, AD = [empty], key)  →  tag16 ‖ ct  (48 bytes for a 32-byte key)
 import { createHash, createHmac } from 'node:crypto';
 import { argon2i } from './argon2i.ts';
-import { sivOpen, sivSeal, SivAuthenticationError } from './aes-siv.ts';
+import { sivOpenWithDoubledKey, sivSealWithDoubledKey, SivAuthenticationError } from './aes-siv.ts';
 import { E4Error } from './errors.ts';
 import { KEY_LEN } from './ids.ts';
 
@@ -61,15 +61,11 @@ function checkDbKey(dbKey: Uint8Array): void {
   if (dbKey.length !== KEY_LEN) throw new E4Error('INVALID_KEY', `DB key must be ${KEY_LEN} bytes (from deriveDbKey), got ${dbKey.length}`);
 }
 
-function doubleKey(k: Uint8Array): Buffer {
-  return Buffer.concat([k, k]);
-}
-
 /** Decrypt one sealed `key` column value; throws WrongPassphraseError when it does not authenticate. */
 export function openDbValue(dbKey: Uint8Array, sealed: Uint8Array, what?: string): Buffer {
   checkDbKey(dbKey);
   try {
-    return sivOpen(doubleKey(dbKey), sealed, [EMPTY]);
+    return sivOpenWithDoubledKey(dbKey, sealed, [EMPTY]);
   } catch (e) {
     if (e instanceof SivAuthenticationError) throw new WrongPassphraseError(what);
     throw e;
@@ -79,7 +75,7 @@ export function openDbValue(dbKey: Uint8Array, sealed: Uint8Array, what?: string
 /** Seal a value as C2 stores it (for seeding test databases and checking restores). */
 export function sealDbValue(dbKey: Uint8Array, plain: Uint8Array): Buffer {
   checkDbKey(dbKey);
-  return sivSeal(doubleKey(dbKey), plain, [EMPTY]);
+  return sivSealWithDoubledKey(dbKey, plain, [EMPTY]);
 }
 
 const FINGERPRINT_DOMAIN = 'e4ops/passphrase-fingerprint/v1';

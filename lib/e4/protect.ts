@@ -2,7 +2,7 @@
 // (e4go crypto.ProtectSymKey / UnprotectSymKey):
 //   protected = LE64(unix seconds) ‖ AES-SIV(K ‖ K, AD = [timestamp], payload)   (tag16 ‖ ct)
 // Receivers refuse timestamps in the future and older than 10 minutes.
-import { sivOpen, sivSeal, SivAuthenticationError } from './aes-siv.ts';
+import { sivOpenWithDoubledKey, sivSealWithDoubledKey, SivAuthenticationError } from './aes-siv.ts';
 import { E4Error, NotAuthenticError, TimestampInFutureError, TimestampTooOldError } from './errors.ts';
 import { KEY_LEN, TAG_LEN, TIMESTAMP_LEN } from './ids.ts';
 
@@ -22,7 +22,9 @@ function nowMs(now?: Clock): number {
 /** e4go ValidateSymKey: 32 bytes, not all zero. */
 export function checkSymKey(key: Uint8Array, what = 'symmetric key'): void {
   if (key.length !== KEY_LEN) throw new E4Error('INVALID_KEY', `${what} must be ${KEY_LEN} bytes, got ${key.length}`);
-  if (key.every((b) => b === 0)) throw new E4Error('INVALID_KEY', `${what} is all zeros`);
+  let any = 0;
+  for (let i = 0; i < key.length; i++) any |= key[i];
+  if (any === 0) throw new E4Error('INVALID_KEY', `${what} is all zeros`);
 }
 
 export function timestampBytes(now?: Clock): Buffer {
@@ -33,27 +35,24 @@ export function timestampBytes(now?: Clock): Buffer {
 
 /** Throws TimestampInFutureError / TimestampTooOldError as e4go ValidateTimestamp(Key) does. */
 export function checkTimestamp(ts: Uint8Array, now?: Clock, maxAgeSeconds = MAX_MESSAGE_AGE_SECONDS): void {
-  const secs = Number(Buffer.from(ts.buffer, ts.byteOffset, TIMESTAMP_LEN).readBigUInt64LE());
+  // LE64 as a double: exact for any timestamp below 2^53 s; larger values are far in the future anyway
+  const secs = (ts[0] | (ts[1] << 8) | (ts[2] << 16)) + ts[3] * 0x1000000 + (ts[4] + ts[5] * 0x100 + ts[6] * 0x10000 + ts[7] * 0x1000000) * 0x100000000;
   const n = nowMs(now);
   if (secs * 1000 > n) throw new TimestampInFutureError(secs, n);
   if (n - maxAgeSeconds * 1000 > secs * 1000) throw new TimestampTooOldError(secs, n, maxAgeSeconds);
 }
 
-export function doubleKey(key: Uint8Array): Buffer {
-  return Buffer.concat([key, key], 2 * key.length);
-}
-
 /** Encrypt with AES-SIV(K‖K) using the timestamp as the only associated data: tag ‖ ct. */
 export function sealWithTimestamp(key: Uint8Array, timestamp: Uint8Array, payload: Uint8Array): Buffer {
   checkSymKey(key);
-  return sivSeal(doubleKey(key), payload, [timestamp]);
+  return sivSealWithDoubledKey(key, payload, [timestamp]);
 }
 
 export function openWithTimestamp(key: Uint8Array, timestamp: Uint8Array, sealed: Uint8Array, what?: string): Buffer {
   checkSymKey(key);
   if (sealed.length < TAG_LEN) throw new E4Error('TOO_SHORT', `${what ?? 'ciphertext'} is shorter than the AES-SIV tag`);
   try {
-    return sivOpen(doubleKey(key), sealed, [timestamp]);
+    return sivOpenWithDoubledKey(key, sealed, [timestamp]);
   } catch (e) {
     if (e instanceof SivAuthenticationError) throw new NotAuthenticError(what);
     throw e;

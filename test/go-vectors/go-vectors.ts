@@ -83,3 +83,8 @@ export async function checkWithGo(bin: string, values: unknown): Promise<GoCheck
 export async function timeGoArgon2(bin: string): Promise<{ seconds: number; key: string; password: string }> {
   return JSON.parse(await run(bin, ['argon2-time']));
 }
+
+/** e4go's UnprotectSymKey over `count` 1 KiB messages, timed inside the Go process. */
+export async function timeGoUnprotect(bin: string, count: number): Promise<{ seconds: number; messages: number; bytes: number }> {
+  return JSON.parse(await run(bin, ['unprotect-throughput', String(count)]));
+}

@@ -5,6 +5,7 @@
 //	go-vectors check < in    read TS-produced values (JSON) and verify them with e4go, printing
 //	                         {"ok":..,"checked":N,"failures":[...]}; exit 1 when any check fails
 //	go-vectors argon2-time   time e4go's DeriveSymKey (64 MiB, t=1, p=4) for bench/e4.ts
+//	go-vectors unprotect-throughput [N]   time e4go's UnprotectSymKey on N 1 KiB messages
 //
 // C2's own code (github.com/teserakt-io/c2) is not imported: the few lines it adds on top of e4go
 // (DB sealing with an empty associated-data item, the pubkey-mode command key) are restated here.
@@ -428,6 +429,23 @@ func argon2Time() {
 	must(json.NewEncoder(os.Stdout).Encode(map[string]interface{}{"seconds": el, "key": hex.EncodeToString(key), "password": pw}))
 }
 
+// unprotectThroughput times e4go's UnprotectSymKey on 1 KiB messages (the baseline for bench/e4.ts).
+func unprotectThroughput(count int) {
+	key := det("bench-key", 32)
+	msgs := make([][]byte, 1000)
+	for i := range msgs {
+		msgs[i] = must1(e4crypto.ProtectSymKey(det(fmt.Sprintf("bench-%d", i), 1024), key))
+	}
+	start := time.Now()
+	for i := 0; i < count; i++ {
+		if _, err := e4crypto.UnprotectSymKey(msgs[i%len(msgs)], key); err != nil {
+			must(err)
+		}
+	}
+	el := time.Since(start).Seconds()
+	must(json.NewEncoder(os.Stdout).Encode(map[string]interface{}{"seconds": el, "messages": count, "bytes": count * 1024}))
+}
+
 func main() {
 	mode := "emit"
 	if len(os.Args) > 1 {
@@ -440,8 +458,14 @@ func main() {
 		check(os.Stdin)
 	case "argon2-time":
 		argon2Time()
+	case "unprotect-throughput":
+		n := 50000
+		if len(os.Args) > 2 {
+			fmt.Sscan(os.Args[2], &n)
+		}
+		unprotectThroughput(n)
 	default:
-		fmt.Fprintln(os.Stderr, "usage: go-vectors emit | check < ts-values.json | argon2-time")
+		fmt.Fprintln(os.Stderr, "usage: go-vectors emit | check < ts-values.json | argon2-time | unprotect-throughput [N]")
 		os.Exit(2)
 	}
 }
