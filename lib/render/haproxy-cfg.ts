@@ -18,6 +18,8 @@ export interface HaproxySettings {
     replicas: Array<{ name: string; grpcAddress: string; httpAddress: string; healthPort: number }>;
   };
   postgres?: { bind: string; members: HaproxyServer[] };
+  /** MQTT (TCP) in front of the broker nodes; any node serves (the cluster routes and replicates). */
+  mqtt?: { bind: string; nodes: HaproxyServer[] };
   /** Stats page and Prometheus metrics (/metrics). */
   statsBind?: string;
   /** DNS server for container names (Docker's embedded resolver is 127.0.0.11:53). */
@@ -81,6 +83,17 @@ export function renderHaproxyCfg(s: HaproxySettings): string {
       '  option httpchk GET /primary',
       '  http-check expect status 200',
       ...s.postgres.members.map((m) => server(m.name, m.address, `check${m.checkPort ? ` port ${m.checkPort}` : ''} on-marked-down shutdown-sessions`)),
+      '',
+    );
+  }
+  if (s.mqtt) {
+    if (!s.mqtt.nodes.length) throw new Error('haproxy mqtt.nodes: empty; list the broker nodes');
+    out.push(
+      'frontend mqtt', `  bind ${s.mqtt.bind}`, '  timeout client 3h', '  default_backend mqtt', '',
+      'backend mqtt',
+      '  balance leastconn',
+      '  timeout server 3h',
+      ...s.mqtt.nodes.map((n) => server(n.name, n.address, `check${n.checkPort ? ` port ${n.checkPort}` : ''}`)),
       '',
     );
   }

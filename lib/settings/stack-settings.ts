@@ -194,6 +194,14 @@ export function checkStackRules(s: StackSettings): string[] {
       if (h.address === '0.0.0.0') p.push(`hosts[${i}].address: 0.0.0.0 would publish internal ports on every interface. Fix: give the host's private address`);
     }
   });
+  if (s.hosts.length > 1) {
+    // One member per host: losing a host then costs each cluster one member, never its quorum.
+    const sizes: Array<[string, number]> = [['c2.replicas', s.c2.replicas], ['postgres.replicas', s.postgres.replicas], ['etcd.nodes', s.etcd.nodes], ['broker.nodes', s.broker.nodes]];
+    if (es.enabled) sizes.push(['elasticsearch.nodes', es.nodes]);
+    for (const [k, n] of sizes) {
+      if (n > s.hosts.length) p.push(`${k}: is ${n} but only ${s.hosts.length} Docker hosts are listed; with several hosts every host runs at most one member, so that losing a host costs one member and never the quorum. Fix: add hosts or lower ${k} to ${s.hosts.length}`);
+    }
+  }
   const pub = s.publish;
   const binds: Array<[string, string, number]> = [
     ['publish.grpcPort', pub.c2Address, pub.grpcPort], ['publish.httpPort', pub.c2Address, pub.httpPort], ['publish.brokerPort', pub.brokerAddress, pub.brokerPort],

@@ -25,6 +25,7 @@ describe('rendered haproxy.cfg on the real HAProxy', () => {
     const cfg = renderHaproxyCfg({
       c2: { grpcBind: ':5555', httpBind: ':8888', replicas: [0, 1].map((i) => ({ name: `c2-${i}`, grpcAddress: `c2-${i}:5555`, httpAddress: `c2-${i}:8888`, healthPort: 8888 })) },
       postgres: { bind: ':5432', members: [0, 1, 2].map((i) => ({ name: `pg-${i}`, address: `pg-${i}:5432`, checkPort: 8008 })) },
+      mqtt: { bind: ':1883', nodes: [0, 1, 2].map((i) => ({ name: `emqx-${i}`, address: `emqx-${i}:1883` })) },
       statsBind: ':8404',
     });
     const file = path.join(tmp, 'names.cfg');

@@ -1,0 +1,23 @@
+// Pulumi program (Pulumi.yaml main). Reads e4ops:settings and the e4ops:<secret> keys, validates
+// them (failing before any resource is registered), then declares the whole deployment.
+// Stack outputs carry no secret: endpoints, replica names, MQTT ids, the CA certificate and a
+// plain statement of whether the deployment survives the loss of a host.
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { readStackConfig } from './stack-config.ts';
+import { defineStack } from './program.ts';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const { settings, secrets } = readStackConfig();
+const out = defineStack(settings, secrets, { repoRoot });
+
+export const profile = out.profile;
+export const dockerHosts = out.dockerHosts;
+export const hostLossTolerance = out.hostLossTolerance;
+export const c2GrpcEndpoint = out.c2GrpcEndpoint;
+export const c2HttpsEndpoint = out.c2HttpsEndpoint;
+export const brokerEndpoint = out.brokerEndpoint;
+export const c2Replicas = out.c2Replicas;
+export const caCertificatePem = out.caCertificatePem;
+export const internalEndpoints = out.internalEndpoints;
+export const prometheusRuleFiles = out.prometheusRuleFiles;

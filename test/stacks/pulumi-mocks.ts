@@ -1,0 +1,86 @@
+// Pulumi mocks for the stack tests and the benchmark: record every resource the program
+// registers, and fill the computed outputs the program reads (image ids, certificates, passwords).
+import * as pulumi from '@pulumi/pulumi';
+
+export interface RecordedResource {
+  type: string;
+  name: string;
+  inputs: Record<string, any>;
+  provider?: string;
+}
+
+export interface MockRecorder {
+  resources: RecordedResource[];
+  byType(type: string): RecordedResource[];
+  reset(): void;
+}
+
+export async function installStackMocks(stack: string, config: Record<string, string>, secretKeys: string[] = []): Promise<MockRecorder> {
+  const resources: RecordedResource[] = [];
+  await pulumi.runtime.setMocks({
+    newResource(args: pulumi.runtime.MockResourceArgs) {
+      resources.push({ type: args.type, name: args.name, inputs: args.inputs, provider: args.provider });
+      const state: Record<string, unknown> = { ...args.inputs };
+      switch (args.type) {
+        case 'docker:index/remoteImage:RemoteImage':
+          state.imageId = `sha256:mock-${args.name}`;
+          state.repoDigest = `${args.inputs.name}@sha256:mock`;
+          break;
+        case 'docker:index/image:Image':
+          state.repoDigest = '';
+          state.baseImageName = args.inputs.imageName;
+          break;
+        case 'random:index/randomPassword:RandomPassword':
+          state.result = `mock-generated-${args.name}-0123456789abcdef`;
+          break;
+        case 'random:index/randomBytes:RandomBytes':
+          state.base64 = Buffer.alloc(32, 7).toString('base64');
+          state.hex = Buffer.alloc(32, 7).toString('hex');
+          break;
+        case 'tls:index/privateKey:PrivateKey':
+          state.privateKeyPem = `-----BEGIN RSA PRIVATE KEY-----\nmock-${args.name}\n-----END RSA PRIVATE KEY-----\n`;
+          state.publicKeyPem = `-----BEGIN PUBLIC KEY-----\nmock-${args.name}\n-----END PUBLIC KEY-----\n`;
+          break;
+        case 'tls:index/selfSignedCert:SelfSignedCert':
+        case 'tls:index/locallySignedCert:LocallySignedCert':
+          state.certPem = `-----BEGIN CERTIFICATE-----\nmock-${args.name}\n-----END CERTIFICATE-----\n`;
+          break;
+        case 'tls:index/certRequest:CertRequest':
+          state.certRequestPem = `-----BEGIN CERTIFICATE REQUEST-----\nmock-${args.name}\n-----END CERTIFICATE REQUEST-----\n`;
+          break;
+        case 'docker:index/network:Network':
+        case 'docker:index/volume:Volume':
+          state.name = args.inputs.name ?? args.name;
+          break;
+      }
+      return { id: `${args.name}-id`, state };
+    },
+    call(args: pulumi.runtime.MockCallArgs) {
+      return args.inputs;
+    },
+  }, 'e4ops', stack, true);
+  pulumi.runtime.setAllConfig(config, secretKeys);
+  return {
+    resources,
+    byType: (type) => resources.filter((r) => r.type === type),
+    reset: () => { resources.length = 0; },
+  };
+}
+
+/** Resolve an Output (or plain value) under mocks, with its secretness. */
+export async function settle<T>(o: pulumi.Input<T>): Promise<{ value: T; secret: boolean }> {
+  const out = pulumi.output(o) as pulumi.Output<T> & { isSecret: Promise<boolean> };
+  const value = await new Promise<T>((resolve) => out.apply((v) => { resolve(v as T); return v; }));
+  return { value, secret: await out.isSecret };
+}
+
+/** Wait until registrations stop arriving (the program registers resources asynchronously). */
+export async function quiesce(rec: MockRecorder, idleMs = 100, maxMs = 20_000): Promise<void> {
+  const deadline = Date.now() + maxMs;
+  let last = -1;
+  while (Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, idleMs));
+    if (rec.resources.length === last) return;
+    last = rec.resources.length;
+  }
+}
