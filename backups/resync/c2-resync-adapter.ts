@@ -1,6 +1,6 @@
 // The resync's view of C2 (ResyncC2) on top of the shared API client lib/c2/c2-api.ts. The client's
 // own retries are kept to one attempt: the resync retries per topic itself, journalling each try.
-import { C2Api, C2ApiError, type C2ApiOptions } from '../../lib/c2/c2-api.ts';
+import { C2Api, C2ApiError, C2RouteMissingError, type C2ApiOptions } from '../../lib/c2/c2-api.ts';
 import type { ResyncC2 } from './resync-topic-keys.ts';
 
 const TRANSIENT_HTTP = new Set([0, 429, 500, 502, 503, 504]);
@@ -22,6 +22,15 @@ export function resyncC2FromApi(api: C2Api): ResyncC2 {
     listTopics: () => api.allTopics(),
     listClients: () => api.allClients(),
     topicsOfClient: (name) => api.allTopicsForClient(name),
+    clientsOfTopic: (topic) => api.allClientsForTopic(topic),
+    // The 2020 C2 (which serves /e4/crypto-mode) sends SetTopicKey to every linked client on NewTopic;
+    // the 2019 C2 (no such route) only stores the new key.
+    rotationPushesKeys: async () => {
+      try { await api.cryptoMode(); return true; } catch (e) {
+        if (e instanceof C2RouteMissingError) return false;
+        throw e;
+      }
+    },
     newTopic: (topic) => api.newTopic(topic),
     newClient: (name, key) => api.newClient(name, key),
     linkClientTopic: (name, topic) => api.linkClientTopic(name, topic),

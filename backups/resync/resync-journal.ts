@@ -13,7 +13,9 @@ export type JournalEntry =
   | { type: 'topic-created'; topic: string; at: string }
   /** Written before NewTopic is sent; keyDigest is the digest of the sealed key before rotation, when known. */
   | { type: 'begin'; topic: string; at: string; keyDigest?: string }
-  | { type: 'done'; topic: string; at: string; attempts: number; confirmedBy?: 'api' | 'database' }
+  /** NewTopic succeeded (C2 stored a fresh key); on C2 builds that do not push it, 'done' follows once pushed. */
+  | { type: 'rotated'; topic: string; at: string; attempts: number; confirmedBy?: 'api' | 'database' }
+  | { type: 'done'; topic: string; at: string; attempts: number; confirmedBy?: 'api' | 'database'; pushedTo?: number }
   | { type: 'failed'; topic: string; at: string; attempts: number; error: string }
   | { type: 'finish'; at: string; ok: boolean };
 
@@ -25,8 +27,10 @@ export interface JournalState {
   startCounts?: { clients: number; topics: number };
   finished: boolean;
   finishedOk?: boolean;
-  /** Topics whose rotation (or creation) is confirmed. */
+  /** Topics whose rotation is complete (key rotated and, where needed, pushed to linked clients). */
   rotated: Set<string>;
+  /** Topics rotated in C2 whose key still has to be pushed to the linked clients. */
+  rotatedNotPushed: Set<string>;
   created: Set<string>;
   /** Topics with a `begin` but no `done`: the request may or may not have reached C2. */
   inDoubt: Map<string, { keyDigest?: string }>;
@@ -41,7 +45,7 @@ export class JournalError extends Error {}
 /** Read a journal (a missing file is an empty state). A torn last line from a kill is ignored. */
 export function readJournal(file: string): JournalState {
   const st: JournalState = {
-    exists: false, finished: false, rotated: new Set(), created: new Set(), inDoubt: new Map(),
+    exists: false, finished: false, rotated: new Set(), rotatedNotPushed: new Set(), created: new Set(), inDoubt: new Map(),
     failed: new Map(), clientsCreated: new Set(), linksCreated: 0, runs: 0,
   };
   if (!fs.existsSync(file)) return st;
@@ -63,7 +67,8 @@ export function readJournal(file: string): JournalState {
       case 'link-created': st.linksCreated++; break;
       case 'topic-created': st.created.add(e.topic); st.inDoubt.delete(e.topic); break;
       case 'begin': st.inDoubt.set(e.topic, { keyDigest: e.keyDigest }); break;
-      case 'done': st.rotated.add(e.topic); st.inDoubt.delete(e.topic); st.failed.delete(e.topic); break;
+      case 'rotated': st.rotatedNotPushed.add(e.topic); st.inDoubt.delete(e.topic); break;
+      case 'done': st.rotated.add(e.topic); st.rotatedNotPushed.delete(e.topic); st.inDoubt.delete(e.topic); st.failed.delete(e.topic); break;
       case 'failed': st.failed.set(e.topic, e.error); st.inDoubt.delete(e.topic); break;
       case 'finish': st.finished = true; st.finishedOk = e.ok; break;
     }

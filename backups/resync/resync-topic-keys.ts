@@ -26,7 +26,11 @@ export interface ResyncC2 {
   /** Every client name, fetched page by page. */
   listClients(): Promise<string[]>;
   topicsOfClient(name: string): Promise<string[]>;
-  /** NewTopic: creates, or rotates an existing topic's key and pushes it to linked clients. */
+  /** Every client linked to a topic, fetched page by page. */
+  clientsOfTopic(topic: string): Promise<string[]>;
+  /** Whether NewTopic on an existing topic sends the new key to the linked clients (2020 C2) or only stores it (2019 C2). */
+  rotationPushesKeys?(): Promise<boolean>;
+  /** NewTopic: creates, or rotates an existing topic's key (and, on 2020 C2, pushes it to linked clients). */
   newTopic(topic: string): Promise<void>;
   /** NewClient (upsert: overwrites the stored key). */
   newClient(name: string, key: Uint8Array): Promise<void>;
@@ -64,6 +68,8 @@ export interface ResyncOptions {
   baseDelayMs?: number;
   maxDelayMs?: number;
   probe?: SealedTopicKeyProbe;
+  /** Send each rotated key to every linked client through the link call (default: only when C2 does not do it). */
+  pushKeysToLinkedClients?: boolean;
   logger?: Logger;
   /** Stops taking new topics (in-flight requests finish and are journalled). */
   signal?: AbortSignal;
@@ -167,6 +173,10 @@ export async function resyncTopicKeys(opts: ResyncOptions): Promise<ResyncReport
   const call = <T>(what: string, fn: () => Promise<T>) =>
     withRetries(() => fn(), { ...retry, onRetry: (e, attempt, delayMs) => log.warn('resync.retry', { what, attempt, delayMs, error: (e as Error)?.message }) });
 
+  // Does this C2 push a rotated key to the linked clients itself (2020 builds), or only store it (2019 builds)?
+  const pushKeys = opts.pushKeysToLinkedClients ?? (c2.rotationPushesKeys ? !(await c2.rotationPushesKeys()) : false);
+  log.info('resync.push-mode', { resyncPushesKeys: pushKeys });
+
   // 1. Re-create what the inventory lists but the restored database lacks.
   const existingTopics = await c2.listTopics();
   const existingTopicSet = new Set(existingTopics);
@@ -238,43 +248,64 @@ export async function resyncTopicKeys(opts: ResyncOptions): Promise<ResyncReport
   // In-doubt topics from a killed run: if the sealed key in the database changed since the `begin`, the rotation happened.
   const digests = opts.probe ? await opts.probe.digests(todo) : undefined;
   const toRotate: string[] = [];
+  const pushOnly = new Set<string>(journal.rotatedNotPushed);
   for (const t of todo) {
     const doubt = journal.inDoubt.get(t);
     if (doubt && doubt.keyDigest && digests?.has(t) && digests.get(t) !== doubt.keyDigest) {
-      writer!.append({ type: 'done', topic: t, at: at(), attempts: 0, confirmedBy: 'database' });
-      journal.rotated.add(t);
+      if (pushKeys) { writer!.append({ type: 'rotated', topic: t, at: at(), attempts: 0, confirmedBy: 'database' }); pushOnly.add(t); }
+      else { writer!.append({ type: 'done', topic: t, at: at(), attempts: 0, confirmedBy: 'database' }); journal.rotated.add(t); }
       log.info('resync.in-doubt.confirmed', { topic: t });
-      continue;
-    }
-    if (doubt) inDoubtRotatedAgain.push(t);
+      if (!pushKeys) continue;
+    } else if (doubt) inDoubtRotatedAgain.push(t);
     toRotate.push(t);
   }
-  alreadyRotatedTotal = alreadyRotated + (todo.length - toRotate.length);
+  alreadyRotatedTotal = alreadyRotated + (todo.length - toRotate.length) + [...pushOnly].filter((t) => toRotate.includes(t)).length;
 
+  let completed = 0;
+  let pushes = 0;
   const progress = createProgressLine('rotating topic keys', toRotate.length);
   await forEachBounded(toRotate, opts.concurrency ?? 8, async (topic) => {
-    writer!.append({ type: 'begin', topic, at: at(), ...(digests?.get(topic) ? { keyDigest: digests.get(topic) } : {}) });
+    const rotateNow = !pushOnly.has(topic);
+    let attempts = 0;
     try {
-      const { attempts } = await call(`rotate ${topic}`, () => c2.newTopic(topic));
-      writer!.append({ type: 'done', topic, at: at(), attempts, confirmedBy: 'api' });
-      rotated++;
-      opts.onRotated?.(topic, rotated);
+      if (rotateNow) {
+        writer!.append({ type: 'begin', topic, at: at(), ...(digests?.get(topic) ? { keyDigest: digests.get(topic) } : {}) });
+        ({ attempts } = await call(`rotate ${topic}`, () => c2.newTopic(topic)));
+        if (pushKeys) writer!.append({ type: 'rotated', topic, at: at(), attempts, confirmedBy: 'api' });
+      }
+      let pushedTo: number | undefined;
+      if (pushKeys) {
+        // This C2 stores the new key without telling the devices: send it to every linked client.
+        const { value: clients } = await call(`list clients of ${topic}`, () => c2.clientsOfTopic(topic));
+        for (const name of clients) await call(`push ${topic} to ${name}`, () => c2.linkClientTopic(name, topic));
+        pushedTo = clients.length;
+        pushes += clients.length;
+      }
+      writer!.append({ type: 'done', topic, at: at(), attempts, confirmedBy: 'api', ...(pushedTo !== undefined ? { pushedTo } : {}) });
+      completed++;
+      if (rotateNow) {
+        rotated++;
+        opts.onRotated?.(topic, rotated);
+      }
     } catch (e) {
       const error = e instanceof RetriesExhaustedError ? e.message : (e as Error)?.message ?? String(e);
       writer!.append({ type: 'failed', topic, at: at(), attempts: e instanceof RetriesExhaustedError ? e.attempts : 1, error });
       failed.push({ topic, error });
       log.error('resync.topic.failed', { topic, error });
     }
-    progress.tick(rotated + failed.length, failed.length);
-    if ((rotated + failed.length) % 1000 === 0) log.info('resync.progress', { rotated, failed: failed.length, total: toRotate.length });
+    progress.tick(completed + failed.length, failed.length);
+    if ((completed + failed.length) % 1000 === 0) log.info('resync.progress', { rotated, pushes, failed: failed.length, total: toRotate.length });
   }, opts.signal);
   progress.end();
+  if (pushKeys) {
+    checks.push(check('keys-pushed-to-devices', failed.length === 0, `this C2 stores a rotated key without sending it (2019 builds); the resync sent each new key to every linked client itself: ${pushes} SetTopicKey pushes`));
+  }
 
-  const interrupted = !!opts.signal?.aborted && rotated + failed.length < toRotate.length;
+  const interrupted = !!opts.signal?.aborted && completed + failed.length < toRotate.length;
   const report = finishReport();
   if (interrupted) {
     report.ok = false;
-    report.checks.push(check('all-topics-rotated', false, `interrupted after ${rotated} of ${toRotate.length} rotations; re-run with the same --journal to finish the rest`));
+    report.checks.push(check('all-topics-rotated', false, `interrupted after ${completed} of ${toRotate.length} topics; re-run with the same --journal to finish the rest`));
   } else {
     writer!.append({ type: 'finish', at: at(), ok: report.ok });
   }

@@ -19,7 +19,7 @@ function untouchableC2(): ResyncC2 & { calls: string[] } {
   return {
     endpoint: 'https://127.0.0.1:1', calls,
     countClients: no('countClients'), countTopics: no('countTopics'), listTopics: no('listTopics'), listClients: no('listClients'),
-    topicsOfClient: no('topicsOfClient'), newTopic: no('newTopic'), newClient: no('newClient'), linkClientTopic: no('linkClientTopic'),
+    topicsOfClient: no('topicsOfClient'), clientsOfTopic: no('clientsOfTopic'), newTopic: no('newTopic'), newClient: no('newClient'), linkClientTopic: no('linkClientTopic'),
   };
 }
 
