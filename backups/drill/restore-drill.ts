@@ -12,6 +12,7 @@ import pg from 'pg';
 import { createLogger, redactUrl, type Logger } from '../../lib/log.ts';
 import { startThrowawayPostgres } from '../../lib/servers/postgres.ts';
 import { pickLoopbackHostFor5432 } from '../../lib/servers/c2.ts';
+import * as keystore from '../../lib/e4/keystore.ts';
 import { deriveDbKey, dbKeyFingerprint, openDbValue } from '../../lib/e4/keystore.ts';
 import { openTarget } from '../targets.ts';
 import { openBackupSet, openDecryptedObject, resolveSetId, markSetVerifiedByDrill } from '../backup-sets.ts';
@@ -222,7 +223,10 @@ export async function runRestoreDrill(opts: RestoreDrillOptions): Promise<DrillR
       const inv = await checkInventoryCounts(client, { clients: exp.clients, topics: exp.topics, links: exp.topicLinks });
       checks.push(inv.check);
       counts = { clients: inv.inventory.clients, topics: inv.inventory.topics, links: inv.inventory.topicLinks };
-      const keys = await checkSealedKeys(client, (s) => openDbValue(dbKey, s), { ours: fingerprint, manifest: m.passphraseFingerprint?.value });
+      // A batch opener (one AES pass over many values) when the key-store library has one.
+      const batch = (keystore as unknown as { openDbValuesBatch?: (k: Uint8Array, s: Uint8Array[]) => (Uint8Array | null)[] }).openDbValuesBatch;
+      const keys = await checkSealedKeys(client, (s) => openDbValue(dbKey, s), { ours: fingerprint, manifest: m.passphraseFingerprint?.value },
+        batch ? (sealed) => batch(dbKey, sealed) : undefined);
       checks.push(...keys.checks);
       const total = keys.report.clients.total + keys.report.topics.total;
       extra.keysPerSecond = keys.report.seconds > 0 ? total / keys.report.seconds : 0;
