@@ -94,7 +94,7 @@ export class Placement {
   }
 
   /** An image built on a member's host from a Dockerfile in stacks/docker (no registry push). */
-  builtImage(m: Member | number, name: string, dockerfile: string, args: Record<string, string>): pulumi.Output<string> {
+  builtImage(m: Member | number, name: string, dockerfile: string, args: Record<string, string>, contextIsRepoRoot = false): pulumi.Output<string> {
     const host = typeof m === 'number' ? m : m.host;
     const tag = Object.values(args).join('-').replace(/[^A-Za-z0-9_.-]+/g, '-').slice(0, 100) || 'latest';
     const key = `${host}|${name}|${tag}`;
@@ -104,7 +104,7 @@ export class Placement {
         imageName: `e4ops/${name}:${tag}`,
         skipPush: true,
         build: {
-          context: path.join(this.repoRoot, 'stacks', 'docker'),
+          context: contextIsRepoRoot ? this.repoRoot : path.join(this.repoRoot, 'stacks', 'docker'),
           dockerfile: path.join(this.repoRoot, 'stacks', 'docker', dockerfile),
           args,
           platform: 'linux/amd64',

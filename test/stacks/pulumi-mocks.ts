@@ -84,3 +84,27 @@ export async function quiesce(rec: MockRecorder, idleMs = 100, maxMs = 20_000): 
     last = rec.resources.length;
   }
 }
+
+// Secret values reach the mock monitor wrapped as { <sig>: <secret sig>, value }.
+const SIG = '4dabf18193072939515e22adb298388d';
+const SECRET_SIG = '1b47061264138c4ac30d75fd1eb44270';
+
+export function isSecretWrapper(v: unknown): v is { value: unknown } {
+  return typeof v === 'object' && v !== null && (v as Record<string, unknown>)[SIG] === SECRET_SIG;
+}
+
+/** True when the value is, or contains, a secret. */
+export function containsSecret(v: unknown): boolean {
+  if (isSecretWrapper(v)) return true;
+  if (Array.isArray(v)) return v.some(containsSecret);
+  if (typeof v === 'object' && v !== null) return Object.values(v).some(containsSecret);
+  return false;
+}
+
+/** The plain value with every secret wrapper removed. */
+export function reveal<T = any>(v: unknown): T {
+  if (isSecretWrapper(v)) return reveal(v.value);
+  if (Array.isArray(v)) return v.map(reveal) as T;
+  if (typeof v === 'object' && v !== null) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, reveal(x)])) as T;
+  return v as T;
+}

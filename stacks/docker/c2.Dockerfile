@@ -1,0 +1,27 @@
+# C2 server image, built from the Go module (no C2 image is published anywhere).
+# Build context: stacks/docker. Pulumi passes C2_VERSION from settings c2.goModuleVersion.
+ARG GO_IMAGE=golang:1.22-bookworm
+ARG RUNTIME_IMAGE=debian:bookworm-slim
+
+FROM ${GO_IMAGE} AS build
+ARG C2_VERSION=v0.0.0-20190913090940-33c5be11fcd2
+WORKDIR /src
+# A throwaway wrapper module pins C2 at C2_VERSION and resolves its (go 1.12-era) dependencies.
+RUN go mod init e4ops.local/c2-image \
+ && go get github.com/teserakt-io/c2/cmd/c2@${C2_VERSION} github.com/teserakt-io/c2/cmd/c2cli@${C2_VERSION} \
+ && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /out/ github.com/teserakt-io/c2/cmd/c2 github.com/teserakt-io/c2/cmd/c2cli
+
+FROM ${RUNTIME_IMAGE}
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --home /opt/e4 --shell /usr/sbin/nologin e4 \
+ && mkdir -p /opt/e4/configs && chown -R e4: /opt/e4 /var/log
+COPY --from=build /out/c2 /out/c2cli /opt/e4/bin/
+WORKDIR /opt/e4
+# config.yaml and certificates are uploaded by the stack; pubkey mode rewrites its key file here.
+VOLUME ["/opt/e4/configs"]
+USER e4
+EXPOSE 5555 8888
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+  CMD curl -fsk https://127.0.0.1:8888/e4/health-check || exit 1
+ENTRYPOINT ["/opt/e4/bin/c2"]
