@@ -19,7 +19,7 @@ import { acquireRunLock } from './run-lock.ts';
 import { hasRetentionRules, pruneBackupSets, validateRetentionPolicy, type PruneResult, type RetentionPolicy } from './retention.ts';
 import { openTarget, type BackupTarget } from './targets.ts';
 import { writeBackupMetrics } from './backup-metrics.ts';
-import { snapshotElasticsearch, type ElasticsearchSnapshotOptions } from './elasticsearch-snapshot.ts';
+import type { ElasticsearchSnapshotOptions } from './elasticsearch-snapshot.ts';
 
 export type DumpCompression = 'zstd' | 'pg_dump';
 
@@ -206,7 +206,10 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
       await store('pulumi-stack.json.zst.age', 'pulumi-stack', 'json', 'zstd',
         [{ cmd: 'zstd', args: ['-q', '-c', `-${zstdLevel}`, opts.pulumiStackExport], errorKind: 'sourceUnreachable', what: `zstd of ${opts.pulumiStackExport}` }]);
     }
-    const es = opts.elasticsearch ? await snapshotElasticsearch({ ...opts.elasticsearch, snapshotName: `e4ops-${setId.toLowerCase()}` }) : undefined;
+    // The Elasticsearch client is loaded only when asked for (it costs memory every run otherwise).
+    const es = opts.elasticsearch
+      ? await (await import('./elasticsearch-snapshot.ts')).snapshotElasticsearch({ ...opts.elasticsearch, snapshotName: `e4ops-${setId.toLowerCase()}` })
+      : undefined;
     if (es) slog.info('elasticsearch_snapshot', { repository: es.repository, snapshot: es.snapshot, indices: es.indices.length });
 
     const crypto = detectCryptoMode(inventory, opts.configsDir, opts.c2Env ?? {});

@@ -84,7 +84,12 @@ class LocalTarget implements BackupTarget {
       await fs.promises.writeFile(probe, '');
       await fs.promises.rm(probe);
     } catch (e) {
-      throw describeFsError(e as NodeJS.ErrnoException, this.spec, `cannot create set folder ${setId}`);
+      let err = e as NodeJS.ErrnoException;
+      // Recursive mkdir reports ENOENT on a read-only mount; a plain mkdir tells the real reason.
+      if (err.code === 'ENOENT' && fs.existsSync(this.root)) {
+        try { await fs.promises.mkdir(this.p(setId)); } catch (e2) { err = e2 as NodeJS.ErrnoException; }
+      }
+      throw describeFsError(err, this.spec, `cannot create set folder ${setId}`);
     }
   }
   openWrite(setId: string, name: string): ObjectWriter {

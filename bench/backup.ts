@@ -1,0 +1,121 @@
+// bench:backup — seeds a C2 database of 1,000,000 clients / 100,000 topics / 5,000,000 links (keys
+// sealed as C2 seals them), then times our backup (scripts/backup.ts: pg_dump | zstd | age → sha256 →
+// target) against bare `pg_dump -Fc > file` on the same database, sampling the peak RSS of each whole
+// process tree from /proc. Ours runs exactly as the printed systemd unit / cron line runs it. Last stdout line: one JSON object {"bench":"backup",...}.
+// Sizes: BENCH_CLIENTS / BENCH_TOPICS / BENCH_LINKS override (for a quick look).
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { startThrowawayPostgres } from '../lib/servers/postgres.ts';
+import { seedC2Database, type SealDbValuesBatch } from '../lib/c2-db/seed-database.ts';
+import * as keystore from '../lib/e4/keystore.ts';
+import { NODE_FLAGS } from '../backups/schedule.ts';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const N = { clients: Number(process.env.BENCH_CLIENTS ?? 1_000_000), topics: Number(process.env.BENCH_TOPICS ?? 100_000), links: Number(process.env.BENCH_LINKS ?? 5_000_000) };
+const say = (s: string) => process.stderr.write(s + '\n');
+
+/** Sum of VmRSS over a process and all its descendants, now. */
+function treeRssBytes(root: number): number {
+  const children = new Map<number, number[]>();
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (!children.has(ppid)) children.set(ppid, []);
+      children.get(ppid)!.push(Number(d));
+    } catch { /* exited */ }
+  }
+  let total = 0;
+  const stack = [root];
+  while (stack.length) {
+    const pid = stack.pop()!;
+    try {
+      const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+      if (m) total += Number(m[1]) * 1024;
+    } catch { /* exited */ }
+    stack.push(...(children.get(pid) ?? []));
+  }
+  return total;
+}
+
+/** Run a command, sampling its process tree's RSS every 50 ms; wall time in seconds. */
+function measure(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ seconds: number; peakRssBytes: number; stdout: string }> {
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let peak = 0;
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr = (stderr + d).slice(-4000); });
+    const timer = setInterval(() => { peak = Math.max(peak, treeRssBytes(child.pid!)); }, 50);
+    child.on('close', (code) => {
+      clearInterval(timer);
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      if (code !== 0) reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${stderr}`));
+      else resolve({ seconds, peakRssBytes: peak, stdout });
+    });
+  });
+}
+
+async function main() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'e4ops-bench-backup-'));
+  const server = await startThrowawayPostgres({ settings: { shared_buffers: '256MB', max_wal_size: '4GB', checkpoint_timeout: '30min' } });
+  try {
+    const url = await server.createDatabase('c2');
+    const dbKey = keystore.deriveDbKey('bench passphrase for the c2 database');
+    const batch = (keystore as unknown as { sealDbValuesBatch?: (k: Uint8Array, p: Uint8Array[]) => Uint8Array[] }).sealDbValuesBatch;
+    const sealBatch: SealDbValuesBatch = batch ? (plains) => batch(dbKey, plains) : (plains) => plains.map((p) => keystore.sealDbValue(dbKey, p));
+    say(`seeding ${N.clients} clients, ${N.topics} topics, ${N.links} links (${batch ? 'batch' : 'per-value'} sealing)...`);
+    const seed = await seedC2Database(url, { ...N, sealBatch });
+    server.psql('CHECKPOINT');
+    const dbBytes = Number(server.psql(`SELECT pg_database_size('c2')`).trim());
+    say(`seeded in ${seed.seconds.toFixed(1)} s; database ${(dbBytes / 2 ** 20).toFixed(0)} MiB`);
+
+    const identity = path.join(dir, 'id.age');
+    execFileSync('age-keygen', ['-o', identity], { stdio: 'ignore' });
+    const recipient = execFileSync('age-keygen', ['-y', identity], { encoding: 'utf8' }).trim();
+    const bareFile = path.join(dir, 'bare.pgdump');
+    const bare = () => measure('sh', ['-c', 'exec pg_dump -Fc --dbname="$DBURL" > "$OUT"'], { ...process.env, DBURL: url, OUT: bareFile });
+    const ours = (compression: string, target: string) => measure(process.execPath, [...NODE_FLAGS, '--import', 'tsx', path.join(repo, 'scripts/backup.ts'),
+      '--database-url', url, '--target', target, '--recipient', recipient, '--compression', compression,
+      '--lock-file', path.join(dir, 'lock'), '--json'], { ...process.env, E4OPS_LOG_LEVEL: 'warn' });
+
+    say('bare pg_dump -Fc > file ...');
+    const b1 = await bare();
+    const bareBytes = fs.statSync(bareFile).size;
+    say(`  ${b1.seconds.toFixed(2)} s, ${(bareBytes / 2 ** 20).toFixed(1)} MiB, peak RSS ${(b1.peakRssBytes / 2 ** 20).toFixed(0)} MiB`);
+    say('ours (pg_dump -Z0 | zstd | age → sha256 → local target) ...');
+    const o1 = await ours('zstd', path.join(dir, 'target-zstd'));
+    const oursSet = JSON.parse(o1.stdout.trim().split('\n').pop()!);
+    const oursBytes = fs.readdirSync(path.join(dir, 'target-zstd', oursSet.setId)).reduce((a, f) => a + fs.statSync(path.join(dir, 'target-zstd', oursSet.setId, f)).size, 0);
+    say(`  ${o1.seconds.toFixed(2)} s, ${(oursBytes / 2 ** 20).toFixed(1)} MiB, peak RSS ${(o1.peakRssBytes / 2 ** 20).toFixed(0)} MiB`);
+    say('ours with pg_dump\'s own zlib (pg_dump -Fc | age) ...');
+    const o2 = await ours('pg_dump', path.join(dir, 'target-zlib'));
+    say(`  ${o2.seconds.toFixed(2)} s, peak RSS ${(o2.peakRssBytes / 2 ** 20).toFixed(0)} MiB`);
+    say('bare pg_dump again (order effects) ...');
+    const b2 = await bare();
+    say(`  ${b2.seconds.toFixed(2)} s`);
+    const baseline = (b1.seconds + b2.seconds) / 2;
+    const result = {
+      bench: 'backup',
+      clients: N.clients, topics: N.topics, links: N.links, databaseBytes: dbBytes, seedSeconds: seed.seconds,
+      oursSeconds: +o1.seconds.toFixed(3), baselineSeconds: +baseline.toFixed(3), ratio: +(o1.seconds / baseline).toFixed(3),
+      oursPeakRssMiB: +(o1.peakRssBytes / 2 ** 20).toFixed(1), baselinePeakRssMiB: +(Math.max(b1.peakRssBytes, b2.peakRssBytes) / 2 ** 20).toFixed(1),
+      oursBytes, baselineBytes: bareBytes,
+      oursPgDumpZlibSeconds: +o2.seconds.toFixed(3), oursPgDumpZlibPeakRssMiB: +(o2.peakRssBytes / 2 ** 20).toFixed(1),
+      baselineRunsSeconds: [+b1.seconds.toFixed(3), +b2.seconds.toFixed(3)],
+      targets: { ratioMax: 1.2, rssMaxMiB: 200 },
+    };
+    process.stdout.write(JSON.stringify(result) + '\n');
+  } finally {
+    await server.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((e) => { process.stderr.write(`bench:backup failed: ${(e as Error).stack ?? e}\n`); process.exit(1); });

@@ -1,0 +1,120 @@
+// Retention decisions (pure), the printed systemd/cron scheduling, and the Elasticsearch snapshot step
+// (against @elastic/elasticsearch-mock: no Elasticsearch can run here; opt-in real cluster via E4OPS_TEST_ES_URL).
+import { describe, it, expect } from 'vitest';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import MockPkg from '@elastic/elasticsearch-mock';
+import { errors } from '@elastic/elasticsearch';
+import { planRetention } from '../../backups/retention.ts';
+import { renderCrontabLine, renderSystemdUnits } from '../../backups/schedule.ts';
+import { snapshotElasticsearch } from '../../backups/elasticsearch-snapshot.ts';
+
+// CJS default export under ESM: take .default when present.
+type EsMock = { add(p: { method: string; path: string }, fn: (params: any) => any): void; getConnection(): any };
+const Mock: new () => EsMock = (MockPkg as any).default ?? MockPkg;
+
+const set = (startedAt: string, drillVerified = false) => ({ setId: `S-${startedAt}`, startedAt, drillVerified });
+
+describe('planRetention', () => {
+  it('keeps the newest set per ISO week and per month, across year ends', () => {
+    const sets = [
+      set('2025-12-29T02:00:00Z'), // Monday of ISO week 2026-W01
+      set('2025-12-28T02:00:00Z'), // Sunday, ISO week 2025-W52
+      set('2025-12-27T02:00:00Z'),
+      set('2025-11-30T02:00:00Z'),
+      set('2025-11-02T02:00:00Z'),
+    ];
+    const weekly = planRetention(sets, { keepWeekly: 2 });
+    expect(weekly.filter((d) => d.keep).map((d) => d.startedAt)).toEqual(['2025-12-29T02:00:00Z', '2025-12-28T02:00:00Z']);
+    expect(weekly[0].reasons).toContain('weekly 2026-W01');
+    const monthly = planRetention(sets, { keepMonthly: 3 });
+    expect(monthly.filter((d) => d.keep).map((d) => d.startedAt)).toEqual(['2025-12-29T02:00:00Z', '2025-11-30T02:00:00Z']);
+  });
+
+  it('with keep 0 everywhere still keeps the newest set and the newest drill-verified one', () => {
+    const sets = [set('2026-03-03T00:00:00Z'), set('2026-03-02T00:00:00Z', true), set('2026-03-01T00:00:00Z', true)];
+    const d = planRetention(sets, { keepLast: 0, keepDaily: 0 });
+    expect(d.map((x) => x.keep)).toEqual([true, true, false]);
+  });
+
+  it('deletes nothing when no rule is given, and refuses negative or fractional counts', () => {
+    expect(planRetention([set('2026-01-01T00:00:00Z'), set('2025-01-01T00:00:00Z')], {}).every((d) => d.keep)).toBe(true);
+    expect(() => planRetention([], { keepDaily: -1 })).toThrow(/--keep-daily must be a whole number/);
+    expect(() => planRetention([], { keepLast: 1.5 })).toThrow(/--keep-last/);
+  });
+});
+
+describe('scheduling output', () => {
+  it('prints a systemd service + timer that systemd-analyze accepts, running the given flags', () => {
+    const u = renderSystemdUnits({ args: ['--target', '/var/backups/c2', '--recipient', 'age1 with space%'], onCalendar: 'daily' });
+    expect(u.service).toContain('ExecStart=');
+    expect(u.service).toContain('"age1 with space%%"');
+    expect(u.timer).toMatch(/OnCalendar=daily\nRandomizedDelaySec=15m\nPersistent=true/);
+    const analyze = spawnSync('systemd-analyze', ['--version']);
+    if (analyze.status !== 0) return; // no systemd tools on this machine
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'e4ops-units-'));
+    try {
+      fs.writeFileSync(path.join(dir, `${u.name}.service`), u.service);
+      fs.writeFileSync(path.join(dir, `${u.name}.timer`), u.timer);
+      const r = spawnSync('systemd-analyze', ['verify', path.join(dir, `${u.name}.service`), path.join(dir, `${u.name}.timer`)], { encoding: 'utf8' });
+      const complaints = (r.stderr + r.stdout).split('\n').filter((l) => l.includes(dir) || /Unknown|Invalid|Failed to parse/i.test(l));
+      expect(complaints).toEqual([]);
+    } finally { fs.rmSync(dir, { recursive: true, force: true }); }
+  });
+
+  it('prints a cron.d line whose command survives /bin/sh quoting and cron\'s % rule', () => {
+    // A stand-in node that records the arguments it receives.
+    const repoDir = fs.mkdtempSync(path.join(os.tmpdir(), 'e4ops-cron-'));
+    try {
+      const nodeBin = path.join(repoDir, 'fake node');
+      fs.writeFileSync(nodeBin, '#!/bin/sh\nprintf "%s\\n" "$@" > "$(dirname "$0")/args.txt"\n', { mode: 0o755 });
+      const line = renderCrontabLine({ args: ['--target', "it's a %here"], cron: '15 3 * * *', repoDir, nodeBin }).split('\n')[1];
+      expect(line.startsWith('15 3 * * * root cd ')).toBe(true);
+      expect(line).not.toMatch(/[^\\]%/); // cron turns a bare % into a newline
+      const cmd = line.replace(/^15 3 \* \* \* root /, '').replace(/\\%/g, '%').replace(/ 2>&1 \| logger.*$/, '');
+      const r = spawnSync('sh', ['-c', cmd], { encoding: 'utf8' });
+      expect(r.status).toBe(0);
+      const args = fs.readFileSync(path.join(repoDir, 'args.txt'), 'utf8').split('\n');
+      expect(args.slice(0, 6)).toEqual(['--max-semi-space-size=1', '--import', 'tsx', path.join(repoDir, 'scripts/backup.ts'), '--target', "it's a %here"]);
+    } finally { fs.rmSync(repoDir, { recursive: true, force: true }); }
+  });
+});
+
+describe('Elasticsearch snapshot step', () => {
+  it('verifies the repository, snapshots C2\'s indices and records the snapshot', async () => {
+    const mock = new Mock();
+    const calls: string[] = [];
+    mock.add({ method: 'POST', path: '/_snapshot/c2-backups/_verify' }, () => { calls.push('verify'); return { nodes: { n1: { name: 'es1' } } }; });
+    mock.add({ method: 'PUT', path: '/_snapshot/c2-backups/:snap' }, (p: { path: string; body: unknown }) => {
+      calls.push(`create ${p.path}`);
+      return { snapshot: { snapshot: p.path.split('/').pop(), state: 'SUCCESS', indices: ['messages-2026.01.01'], start_time: '2026-01-01T00:00:00Z', end_time: '2026-01-01T00:00:01Z' } };
+    });
+    const r = await snapshotElasticsearch({ node: 'http://127.0.0.1:9200', repository: 'c2-backups', snapshotName: 'e4ops-x', clientOptions: { Connection: mock.getConnection() } });
+    expect(r).toMatchObject({ repository: 'c2-backups', snapshot: 'e4ops-x', state: 'SUCCESS', indices: ['messages-2026.01.01'] });
+    expect(calls).toEqual(['verify', 'create /_snapshot/c2-backups/e4ops-x']);
+  });
+
+  it('a missing repository or failed snapshot is a source error naming the step', async () => {
+    const mock = new Mock();
+    mock.add({ method: 'POST', path: '/_snapshot/nope/_verify' }, () => new errors.ResponseError({
+      body: { error: { type: 'repository_missing_exception', reason: '[nope] missing' } }, statusCode: 404, headers: {}, warnings: null, meta: {} as any,
+    }));
+    await expect(snapshotElasticsearch({ node: 'http://127.0.0.1:9200', repository: 'nope', snapshotName: 's', clientOptions: { Connection: mock.getConnection() } }))
+      .rejects.toMatchObject({ kind: 'sourceUnreachable', message: expect.stringMatching(/verifying snapshot repository nope .*\[nope\] missing/) });
+    const partial = new Mock();
+    partial.add({ method: 'POST', path: '/_snapshot/r/_verify' }, () => ({ nodes: {} }));
+    partial.add({ method: 'PUT', path: '/_snapshot/r/:snap' }, () => ({ snapshot: { snapshot: 's', state: 'PARTIAL', indices: [] } }));
+    await expect(snapshotElasticsearch({ node: 'http://127.0.0.1:9200', repository: 'r', snapshotName: 's', clientOptions: { Connection: partial.getConnection() } }))
+      .rejects.toThrow(/ended in state PARTIAL/);
+  });
+
+  it.skipIf(!process.env.E4OPS_TEST_ES_URL)('against a real Elasticsearch 7 (E4OPS_TEST_ES_URL, repository path.repo-enabled)', async () => {
+    const r = await snapshotElasticsearch({
+      node: process.env.E4OPS_TEST_ES_URL!, repository: 'e4ops-test', snapshotName: `e4ops-test-${Date.now()}`, indices: '*',
+      registerRepository: { type: 'fs', settings: { location: process.env.E4OPS_TEST_ES_REPO_PATH ?? '/usr/share/elasticsearch/snapshots' } },
+    });
+    expect(r.state).toBe('SUCCESS');
+  });
+});
