@@ -160,7 +160,7 @@ export async function resyncTopicKeys(opts: ResyncOptions): Promise<ResyncReport
   const at = () => now().toISOString();
   if (writer) {
     if (resumed) writer.append({ type: 'resume', at: at(), pid: process.pid });
-    else writer.append({ type: 'start', resyncId, at: at(), c2: c2.endpoint, counts: { clients: clientCount, topics: topicCount }, pid: process.pid });
+    else await writer.appendDurable({ type: 'start', resyncId, at: at(), c2: c2.endpoint, counts: { clients: clientCount, topics: topicCount }, pid: process.pid });
   }
   log.info('resync.start', { resyncId, c2: c2.endpoint, resumed, dryRun, clients: clientCount, topics: topicCount, alreadyRotated: journal.rotated.size });
 
@@ -269,7 +269,8 @@ export async function resyncTopicKeys(opts: ResyncOptions): Promise<ResyncReport
     let attempts = 0;
     try {
       if (rotateNow) {
-        writer!.append({ type: 'begin', topic, at: at(), ...(digests?.get(topic) ? { keyDigest: digests.get(topic) } : {}) });
+        // On disk before the request leaves: a crash after this point leaves the topic in doubt, never forgotten.
+        await writer!.appendDurable({ type: 'begin', topic, at: at(), ...(digests?.get(topic) ? { keyDigest: digests.get(topic) } : {}) });
         ({ attempts } = await call(`rotate ${topic}`, () => c2.newTopic(topic)));
         if (pushKeys) writer!.append({ type: 'rotated', topic, at: at(), attempts, confirmedBy: 'api' });
       }
