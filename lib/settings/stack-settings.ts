@@ -275,11 +275,12 @@ export function validateStackSettings(raw: unknown, secrets: StackSecrets = {}, 
       if (!problems.includes(text)) problems.push(text);
     }
   }
-  problems.push(...checkStackSecrets(secrets));
-  if (problems.length) throw new StackSettingsError(problems, source);
+  const secretProblems = checkStackSecrets(secrets);
+  if (problems.length) throw new StackSettingsError([...problems, ...secretProblems], source);
   const s = merged as unknown as StackSettings;
   if ((input.c2 as Record<string, unknown> | undefined)?.messageLogging === undefined) s.c2.messageLogging = s.elasticsearch.enabled;
-  const ruleProblems = checkStackRules(s);
+  // The cross-field rules need a schema-valid object; report them together with secret problems.
+  const ruleProblems = [...checkStackRules(s), ...secretProblems];
   if (ruleProblems.length) throw new StackSettingsError(ruleProblems, source);
   return s;
 }

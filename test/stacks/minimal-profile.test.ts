@@ -39,7 +39,7 @@ describe('minimal profile (Pulumi.minimal.yaml) under Pulumi mocks', () => {
   });
 
   it('publishes only the C2 API and the broker, on the configured addresses', () => {
-    const published = [...containers(rec).values()].flatMap((c) => (reveal<Array<Record<string, unknown>>>(c.inputs.ports) ?? []).map((p) => ({ c: c.inputs.name, ...p })))
+    const published = [...containers(rec).values()].flatMap((c) => (reveal<Array<{ internal: number }>>(c.inputs.ports) ?? []).map((p) => ({ c: c.inputs.name as string, ...p })))
       .sort((a, b) => `${a.c}:${a.internal}`.localeCompare(`${b.c}:${b.internal}`));
     expect(published).toEqual([
       { c: 'c2-0', internal: 5555, external: 5555, ip: '127.0.0.1', protocol: 'tcp' },
