@@ -6,7 +6,7 @@ PACKAGES=(
   mosquitto mosquitto-clients    # broker under test
   haproxy                        # haproxy -c on rendered configs
   prometheus                     # promtool
-  age rclone                     # backup encryption and off-site targets
+  age rclone zstd                # backup encryption, off-site targets, compression
   patroni etcd-server rsyslog rsyslog-elasticsearch  # validate rendered Patroni/etcd/log-shipper configs
   openssl ca-certificates curl git
 )
