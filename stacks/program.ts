@@ -11,9 +11,13 @@ import { resolveSecrets } from './secrets.ts';
 import { C2Cluster } from './components/c2.ts';
 import { PostgresServer } from './components/postgres.ts';
 import { PatroniCluster, PATRONI_REST_PORT } from './components/patroni-cluster.ts';
-import { MosquittoBroker, EmqxCluster, type BrokerEndpoint } from './components/broker.ts';
+import type { BrokerEndpoint } from './components/broker.ts';
+import { MosquittoBroker } from './components/mosquitto.ts';
+import { EmqxCluster } from './components/emqx.ts';
 import { ElasticStack } from './components/elastic.ts';
-import { LogShippers, Tracing, Monitoring, OC_AGENT_PORT, OC_PROMETHEUS_PORT } from './components/observability.ts';
+import { LogShippers } from './components/log-shipper.ts';
+import { Tracing, OC_AGENT_PORT, OC_PROMETHEUS_PORT } from './components/tracing.ts';
+import { Monitoring } from './components/monitoring.ts';
 import { LoadBalancers } from './components/load-balancer.ts';
 import { AutomationEngine } from './components/automation-engine.ts';
 import { BackupJob } from './components/backup-job.ts';
@@ -44,14 +48,13 @@ export function defineStack(s: StackSettings, givenSecrets: StackSecrets, opts: 
   const tracing = s.tracing.enabled ? new Tracing('tracing', { settings: s, placement: pl }) : undefined;
 
   let patroni: PatroniCluster | undefined;
-  let pgServer: PostgresServer | undefined;
   if (ha) {
     patroni = new PatroniCluster('postgres', {
       settings: s, placement: pl, superuserPassword: secrets.postgresSuperuserPassword,
       replicationPassword: secrets.postgresReplicationPassword, c2Password: secrets.postgresPassword, extraDatabases,
     });
   } else {
-    pgServer = new PostgresServer('postgres', { settings: s, placement: pl, superuserPassword: secrets.postgresSuperuserPassword, c2Password: secrets.postgresPassword, extraDatabases });
+    new PostgresServer('postgres', { settings: s, placement: pl, superuserPassword: secrets.postgresSuperuserPassword, c2Password: secrets.postgresPassword, extraDatabases });
   }
   // C2 has no DB port setting: the name it dials must serve 5432. HA: the host's HAProxy (alias
   // pg-primary on the internal network); minimal: the server's own alias.
