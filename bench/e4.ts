@@ -4,12 +4,13 @@
 //      (target: ratio <= 3)
 //   2. AES-SIV unprotect of 1 KiB messages (timestamp check + AES-SIV open): TS MB/s (target >= 50),
 //      next to e4go's MB/s for the same work
+//   3. C2 key-store values opened per second (single and batched; informational)
 // Prints a table, then ONE JSON object on the last line of stdout.
 // Usage: npm run bench:e4 [-- --rounds 5 --messages 50000]
 import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { deriveKeyFromPassword, protectSymKey, unprotectSymKey } from '../lib/e4/index.ts';
+import { deriveDbKey, deriveKeyFromPassword, openDbValue, openDbValuesBatch, protectSymKey, sealDbValuesBatch, unprotectSymKey } from '../lib/e4/index.ts';
 import { buildGoVectors, findGo, timeGoArgon2, timeGoUnprotect } from '../test/go-vectors/go-vectors.ts';
 
 const { values: flags } = parseArgs({
@@ -73,6 +74,17 @@ for (let r = 0; r < Math.max(3, rounds); r++) {
   tsMBps.push((messages * 1024) / ((performance.now() - t0) / 1000) / 1e6);
 }
 
+// 3. C2 key store: sealed 32-byte keys opened per second, one by one and in batches of 10,000
+//    (what a restore drill does to every row). No Go baseline: C2 never opens its store in bulk.
+const dbKey = deriveDbKey('bench db passphrase 0001');
+const sealedStore = sealDbValuesBatch(dbKey, Array.from({ length: 100_000 }, () => randomBytes(32)));
+let t = performance.now();
+for (let i = 0; i < 20_000; i++) openDbValue(dbKey, sealedStore[i]);
+const storeSingle = 20_000 / ((performance.now() - t) / 1000);
+t = performance.now();
+for (let i = 0; i < sealedStore.length; i += 10_000) openDbValuesBatch(dbKey, sealedStore.slice(i, i + 10_000));
+const storeBatch = sealedStore.length / ((performance.now() - t) / 1000);
+
 const oursSeconds = median(tsArgon);
 const baselineSeconds = median(goArgon);
 const ratio = oursSeconds / baselineSeconds;
@@ -89,11 +101,14 @@ const result = {
   sivBaselineMBps: Math.round(median(goMBps) * 10) / 10,
   sivTargetMBps: 50,
   sivPass: sivMBps >= 50,
+  keyStoreOpenPerSecond: Math.round(storeSingle),
+  keyStoreBatchOpenPerSecond: Math.round(storeBatch),
   rounds,
   messages,
   loadAverage: [r3(loadBefore), r3(loadavg()[0])],
 };
 console.log(`Argon2i 64 MiB t=1 p=4   TS ${oursSeconds.toFixed(3)} s   Go ${baselineSeconds.toFixed(3)} s   ratio ${ratio.toFixed(2)} (target <= 3)`);
 console.log(`AES-SIV unprotect 1 KiB  TS ${sivMBps.toFixed(1)} MB/s   Go ${median(goMBps).toFixed(1)} MB/s   (target >= 50 MB/s)`);
+console.log(`C2 key store open        ${Math.round(storeSingle)} values/s one by one, ${Math.round(storeBatch)} values/s in batches of 10,000`);
 console.log(`load average ${loadBefore.toFixed(2)} → ${loadavg()[0].toFixed(2)} on this machine during the run (other work skews both sides)`);
 console.log(JSON.stringify(result));

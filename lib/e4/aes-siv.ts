@@ -292,3 +292,134 @@ function open(st: KeyState, sealed: Uint8Array, associatedData: readonly Uint8Ar
   }
   return pt;
 }
+
+// ---- Batches: many values under one key and one associated-data list (C2's key store) ----
+// Every AES step is vectorised across the batch, so a batch of any size costs a handful of native
+// calls (one per CMAC block round, one for all CTR keystreams) instead of two or three per value.
+
+/** S2V's running value D after the associated data, the same for every value of a batch. */
+function s2vPrefix(st: KeyState, ad: readonly Uint8Array[]): Buffer {
+  let d = st.cmacZero;
+  for (const item of ad) {
+    d = dbl(d);
+    xorInto(d, cmac(st, item));
+  }
+  return d;
+}
+
+/** CMAC of many messages of the same length, one ECB call per block position. */
+function cmacBatch(st: KeyState, msgs: Uint8Array[], len: number): Buffer {
+  const count = msgs.length;
+  const nb = len === 0 ? 1 : Math.ceil(len / BLOCK);
+  const full = len > 0 && len % BLOCK === 0;
+  let state = Buffer.alloc(count * BLOCK);
+  for (let j = 0; j < nb; j++) {
+    const last = j === nb - 1;
+    const input = Buffer.alloc(count * BLOCK);
+    const from = j * BLOCK;
+    const take = Math.min(BLOCK, len - from);
+    for (let i = 0; i < count; i++) {
+      input.set(msgs[i].subarray(from, from + take), i * BLOCK);
+      if (last && !full) input[i * BLOCK + take] = 0x80;
+    }
+    xorStream(input, input, state, 0);
+    if (last) {
+      const sub = Buffer.allocUnsafe(count * BLOCK);
+      for (let i = 0; i < count; i++) (full ? st.k1 : st.k2).copy(sub, i * BLOCK);
+      xorStream(input, input, sub, 0);
+    }
+    state = st.ecb.update(input);
+  }
+  return state;
+}
+
+/** S2V tags (16 bytes each, concatenated) of same-length plaintexts after the prefix D. */
+function s2vBatch(st: KeyState, d: Buffer, plaintexts: Uint8Array[], len: number): Buffer {
+  if (len >= BLOCK) {
+    const ts = plaintexts.map((p) => {
+      const t = Buffer.from(p);
+      xorInto(t, d, len - BLOCK);
+      return t;
+    });
+    return cmacBatch(st, ts, len);
+  }
+  const dd = dbl(d);
+  const ts = plaintexts.map((p) => {
+    const t = Buffer.from(dd);
+    xorInto(t, p);
+    t[len] ^= 0x80;
+    return t;
+  });
+  return cmacBatch(st, ts, BLOCK);
+}
+
+/** CTR over same-length inputs, each with its own synthetic IV, in one ECB call. */
+function ctrBatch(st: KeyState, ivs: Uint8Array[], data: Uint8Array[], len: number): Buffer[] {
+  const nBlocks = Math.ceil(len / BLOCK);
+  if (nBlocks === 0) return data.map(() => Buffer.alloc(0));
+  const counters = Buffer.allocUnsafe(data.length * nBlocks * BLOCK);
+  ivs.forEach((iv, i) => writeCounters(iv, counters, i * nBlocks * BLOCK, nBlocks));
+  const ks = st.ctrEcb.update(counters);
+  return data.map((d, i) => {
+    const out = Buffer.allocUnsafe(len);
+    xorStream(out, d, ks, i * nBlocks * BLOCK);
+    return out;
+  });
+}
+
+function groupByLength(items: readonly Uint8Array[], minus: number): Map<number, number[]> {
+  const groups = new Map<number, number[]>();
+  items.forEach((it, i) => {
+    const n = it.length - minus;
+    let g = groups.get(n);
+    if (!g) groups.set(n, (g = []));
+    g.push(i);
+  });
+  return groups;
+}
+
+function sealBatch(st: KeyState, plaintexts: readonly Uint8Array[], ad: readonly Uint8Array[]): Buffer[] {
+  checkAd(ad);
+  const d = s2vPrefix(st, ad);
+  const out: Buffer[] = new Array(plaintexts.length);
+  for (const [len, idx] of groupByLength(plaintexts, 0)) {
+    const pts = idx.map((i) => plaintexts[i]);
+    const tags = s2vBatch(st, d, pts, len);
+    const ivs = idx.map((_, k) => tags.subarray(k * BLOCK, (k + 1) * BLOCK));
+    const cts = ctrBatch(st, ivs, pts, len);
+    idx.forEach((i, k) => (out[i] = Buffer.concat([ivs[k], cts[k]], BLOCK + len)));
+  }
+  return out;
+}
+
+function openBatch(st: KeyState, sealed: readonly Uint8Array[], ad: readonly Uint8Array[]): (Buffer | null)[] {
+  checkAd(ad);
+  const d = s2vPrefix(st, ad);
+  const out: (Buffer | null)[] = new Array(sealed.length).fill(null);
+  for (const [len, idx] of groupByLength(sealed, BLOCK)) {
+    if (len < 0) continue; // shorter than a tag: stays null
+    const ivs = idx.map((i) => sealed[i].subarray(0, BLOCK));
+    const pts = ctrBatch(st, ivs, idx.map((i) => sealed[i].subarray(BLOCK)), len);
+    const tags = s2vBatch(st, d, pts, len);
+    idx.forEach((i, k) => {
+      if (timingSafeEqual(tags.subarray(k * BLOCK, (k + 1) * BLOCK), ivs[k])) out[i] = pts[k];
+      else pts[k].fill(0);
+    });
+  }
+  return out;
+}
+
+/** sivSeal of many plaintexts under one key and one associated-data list. */
+export function sivSealBatch(key: Uint8Array, plaintexts: readonly Uint8Array[], associatedData: readonly Uint8Array[]): Buffer[] {
+  return sealBatch(keyState(key), plaintexts, associatedData);
+}
+/** sivOpen of many values; an entry is null where that value does not authenticate. */
+export function sivOpenBatch(key: Uint8Array, sealed: readonly Uint8Array[], associatedData: readonly Uint8Array[]): (Buffer | null)[] {
+  return openBatch(keyState(key), sealed, associatedData);
+}
+export function sivSealBatchWithDoubledKey(key: Uint8Array, plaintexts: readonly Uint8Array[], associatedData: readonly Uint8Array[]): Buffer[] {
+  return sealBatch(keyState(key, true), plaintexts, associatedData);
+}
+export function sivOpenBatchWithDoubledKey(key: Uint8Array, sealed: readonly Uint8Array[], associatedData: readonly Uint8Array[]): (Buffer | null)[] {
+  return openBatch(keyState(key, true), sealed, associatedData);
+}

@@ -4,7 +4,9 @@
 //   value = AES-SIV(dbKey ‖ dbKey, AD = [empty], key)  →  tag16 ‖ ct  (48 bytes for a 32-byte key)
 import { createHash, createHmac } from 'node:crypto';
 import { argon2i } from './argon2i.ts';
-import { sivOpenWithDoubledKey, sivSealWithDoubledKey, SivAuthenticationError } from './aes-siv.ts';
+import {
+  sivOpenBatchWithDoubledKey, sivOpenWithDoubledKey, sivSealBatchWithDoubledKey, sivSealWithDoubledKey, SivAuthenticationError,
+} from './aes-siv.ts';
 import { E4Error } from './errors.ts';
 import { KEY_LEN } from './ids.ts';
 
@@ -76,6 +78,22 @@ export function openDbValue(dbKey: Uint8Array, sealed: Uint8Array, what?: string
 export function sealDbValue(dbKey: Uint8Array, plain: Uint8Array): Buffer {
   checkDbKey(dbKey);
   return sivSealWithDoubledKey(dbKey, plain, [EMPTY]);
+}
+
+/**
+ * openDbValue over many values at once (a drill reading a million-row key store): the AES work is
+ * batched into a few native calls. Entries are null where a value does not authenticate; a batch
+ * of nulls on a non-empty store means the wrong passphrase.
+ */
+export function openDbValuesBatch(dbKey: Uint8Array, sealed: readonly Uint8Array[]): (Buffer | null)[] {
+  checkDbKey(dbKey);
+  return sivOpenBatchWithDoubledKey(dbKey, sealed, [EMPTY]);
+}
+
+/** sealDbValue over many values at once (seeding large test databases). */
+export function sealDbValuesBatch(dbKey: Uint8Array, plains: readonly Uint8Array[]): Buffer[] {
+  checkDbKey(dbKey);
+  return sivSealBatchWithDoubledKey(dbKey, plains, [EMPTY]);
 }
 
 const FINGERPRINT_DOMAIN = 'e4ops/passphrase-fingerprint/v1';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { sivOpen, sivSeal, SivAuthenticationError } from '../../lib/e4/aes-siv.ts';
+import { sivOpen, sivOpenBatch, sivSeal, sivSealBatch, SivAuthenticationError } from '../../lib/e4/aes-siv.ts';
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 
@@ -69,6 +69,29 @@ describe('AES-SIV (RFC 5297)', () => {
       sealed.copy(big, shift);
       expect(sivOpen(key, big.subarray(shift, shift + sealed.length), [Buffer.from('ts')]).equals(pt)).toBe(true);
     }
+  });
+
+  it('batch seal/open equal the one-by-one results for mixed lengths, with null for bad values', () => {
+    for (const key of [A1.key, Buffer.alloc(64, 5), Buffer.concat([Buffer.alloc(32, 6), Buffer.alloc(32, 6)])]) {
+      const ad = [Buffer.alloc(0), Buffer.from('ad')];
+      const plains = Array.from({ length: 60 }, (_, i) => Buffer.alloc(i % 41, i));
+      const sealed = sivSealBatch(key, plains, ad);
+      sealed.forEach((s, i) => expect(s.equals(sivSeal(key, plains[i], ad))).toBe(true));
+      const damaged = sealed.map((s, i) => {
+        const c = Buffer.from(s);
+        if (i % 7 === 3) c[c.length - 1] ^= 0x40;
+        return c;
+      });
+      damaged.push(Buffer.alloc(5));
+      const opened = sivOpenBatch(key, damaged, ad);
+      expect(opened.length).toBe(61);
+      opened.forEach((o, i) => {
+        if (i === 60 || i % 7 === 3) expect(o).toBeNull();
+        else expect(o!.equals(plains[i])).toBe(true);
+      });
+    }
+    // RFC 5297 A.2 through the batch path too
+    expect(sivSealBatch(A2.key, [A2.plaintext], A2.ad)[0].equals(A2.output)).toBe(true);
   });
 
   it('refuses keys of the wrong size and inputs shorter than the tag', () => {

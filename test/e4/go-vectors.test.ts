@@ -9,7 +9,7 @@ import {
   deriveDbKey, deriveKeyFromPassword, ed25519KeyPairFromPassword, ed25519KeyPairFromSeed, ed25519PrivateToX25519,
   ed25519PublicToX25519, encodeCommand, generateEd25519KeyPair, generateX25519KeyPair, openDbValue, protectSignedMessage,
   protectSymKey, sealDbValue, sivOpen, sivSeal, topicHash, unprotectSignedMessage, unprotectSymKey, WrongPassphraseError,
-  x25519PublicFromPrivate, ed25519PublicFromPrivate, type E4Command,
+  x25519PublicFromPrivate, ed25519PublicFromPrivate, openDbValuesBatch, type E4Command,
 } from '../../lib/e4/index.ts';
 import { buildGoVectors, checkWithGo, emitGoVectors, findGo } from '../go-vectors/go-vectors.ts';
 
@@ -98,6 +98,8 @@ describe.skipIf(!go)('E4 interoperability with e4go (Go vectors, both directions
         expect(hx(openDbValue(dbKey, b(x.sealed)))).toBe(x.plain);
         expect(hx(sealDbValue(dbKey, b(x.plain)))).toBe(x.sealed);
       }
+      const batch = openDbValuesBatch(dbKey, v.dbValues.values.map((x: any) => b(x.sealed)));
+      expect(batch.map((x) => x && hx(x))).toEqual(v.dbValues.values.map((x: any) => x.plain));
       const wrong = deriveDbKey(v.dbValues.passphrase + ' ');
       expect(() => openDbValue(wrong, b(v.dbValues.values[0].sealed))).toThrow(WrongPassphraseError);
     });

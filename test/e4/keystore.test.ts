@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
-  dbKeyFingerprint, deriveDbKey, deriveKeyFromPassword, openDbValue, passphraseFingerprint, sealDbValue,
-  WrongPassphraseError,
+  dbKeyFingerprint, deriveDbKey, deriveKeyFromPassword, openDbValue, openDbValuesBatch, passphraseFingerprint, sealDbValue,
+  sealDbValuesBatch, WrongPassphraseError,
 } from '../../lib/e4/keystore.ts';
 import { randomBytes } from 'node:crypto';
 
@@ -19,6 +19,16 @@ describe('C2 key store at rest', () => {
     const wrong = deriveDbKey('correct horse battery stapler');
     expect(() => openDbValue(wrong, sealed, 'topic_keys.key of topic "a/b"')).toThrow(WrongPassphraseError);
     expect(() => openDbValue(wrong, sealed, 'topic_keys.key of topic "a/b"')).toThrow(/topic_keys.key of topic "a\/b".*db-encryption-passphrase/);
+  });
+
+  it('opens and seals whole key stores in batches, with the same bytes as one by one', () => {
+    const keys = Array.from({ length: 1000 }, () => randomBytes(32));
+    const sealed = sealDbValuesBatch(dbKey, keys);
+    expect(sealed.every((s, i) => s.equals(sealDbValue(dbKey, keys[i])))).toBe(true);
+    const opened = openDbValuesBatch(dbKey, sealed);
+    expect(opened.every((o, i) => o !== null && o.equals(keys[i]))).toBe(true);
+    const wrong = openDbValuesBatch(deriveDbKey('a different passphrase!'), sealed);
+    expect(wrong.every((o) => o === null)).toBe(true);
   });
 
   it('derives with the password rules of e4go (>= 16 bytes)', () => {
