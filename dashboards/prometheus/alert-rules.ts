@@ -162,7 +162,11 @@ export function buildRuleGroups(options: RuleOptions = {}): RuleGroup[] {
       name: 'e4-elasticsearch',
       rules: [
         alert('E4ElasticsearchDown', 'critical',
-          `elasticsearch_cluster_health_up{job="${J('elasticsearch')}"} == 0 or up{job="${J('elasticsearch')}"} == 0`, '5m',
+          // elasticsearch_exporter before 1.6 reports elasticsearch_cluster_health_up; later versions drop it and
+          // simply stop emitting cluster health, hence the `unless`: exporter up but no health series.
+          `elasticsearch_cluster_health_up{job="${J('elasticsearch')}"} == 0 or up{job="${J('elasticsearch')}"} == 0`
+          + ` or (up{job="${J('elasticsearch')}"} == 1 unless on (job, instance) elasticsearch_cluster_health_status{job="${J('elasticsearch')}"}`
+          + ` unless on (job, instance) elasticsearch_cluster_health_up{job="${J('elasticsearch')}"})`, '5m',
           'Elasticsearch unreachable ({{ $labels.instance }})',
           'Elasticsearch cluster health could not be read for 5 minutes: message monitoring stops and a C2 with es-enable cannot (re)start.'),
         alert('E4ElasticsearchClusterYellow', 'warning',
