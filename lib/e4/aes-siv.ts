@@ -84,6 +84,14 @@ function keyState(key: Uint8Array, doubled = false): KeyState {
   return st;
 }
 
+/** Drop every cached key schedule (and the copies of keys it holds), e.g. at the end of a drill. */
+export function forgetSivKeys(): void {
+  cache.clear();
+  lastKey?.fill(0);
+  lastKey = undefined;
+  lastState = undefined;
+}
+
 function newKeyState(key: Uint8Array): KeyState {
   if (key.length !== 32 && key.length !== 48 && key.length !== 64) {
     throw new Error(`AES-SIV key must be 32, 48 or 64 bytes (two AES keys: MAC ‖ CTR), got ${key.length}`);

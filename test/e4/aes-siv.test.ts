@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { sivOpen, sivOpenBatch, sivSeal, sivSealBatch, SivAuthenticationError } from '../../lib/e4/aes-siv.ts';
+import { forgetSivKeys, sivOpen, sivOpenBatch, sivSeal, sivSealBatch, SivAuthenticationError } from '../../lib/e4/aes-siv.ts';
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 
@@ -92,6 +92,13 @@ describe('AES-SIV (RFC 5297)', () => {
     }
     // RFC 5297 A.2 through the batch path too
     expect(sivSealBatch(A2.key, [A2.plaintext], A2.ad)[0].equals(A2.output)).toBe(true);
+  });
+
+  it('gives the same results after the key cache is dropped, and for the same key in a different buffer', () => {
+    const before = sivSeal(A1.key, A1.plaintext, A1.ad);
+    forgetSivKeys();
+    expect(sivSeal(Buffer.from(A1.key), A1.plaintext, A1.ad).equals(before)).toBe(true);
+    expect(sivOpen(A1.key, before, A1.ad).equals(A1.plaintext)).toBe(true);
   });
 
   it('refuses keys of the wrong size and inputs shorter than the tag', () => {

@@ -41,7 +41,13 @@ export async function buildGoVectors(go: string): Promise<string> {
   try {
     await execFileP(go, ['build', '-mod=readonly', '-o', tmp, '.'], {
       cwd: MODULE_DIR,
-      env: { ...process.env, CGO_ENABLED: '0', GOFLAGS: '-buildvcs=false' },
+      env: {
+        ...process.env,
+        CGO_ENABLED: '0',
+        GOFLAGS: '-buildvcs=false',
+        // without $HOME (some CI runners) Go has no default build cache or module cache
+        ...(process.env.HOME ? {} : { GOCACHE: join(cacheDir(), 'gocache'), GOPATH: join(cacheDir(), 'gopath') }),
+      },
       maxBuffer: 16 << 20,
     });
   } catch (e) {
