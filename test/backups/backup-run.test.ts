@@ -16,6 +16,10 @@ import { openTarget } from '../../backups/targets.ts';
 import { MANIFEST_FILE } from '../../backups/manifest.ts';
 import { EXIT } from '../../backups/exit-codes.ts';
 import { OPS_METRICS } from '../../lib/ops-metrics.ts';
+import MockPkg from '@elastic/elasticsearch-mock';
+
+// CJS default export under ESM: take .default when present.
+const EsMock: new () => { add(p: { method: string; path: string }, fn: (params: any) => any): void; getConnection(): any } = (MockPkg as any).default ?? MockPkg;
 
 const repo = path.resolve(__dirname, '../..');
 const PASSPHRASE = 'backup test passphrase, long enough';
@@ -75,7 +79,17 @@ describe('backups against a real C2-shaped PostgreSQL', () => {
 
   let firstSet = '';
   it('stores one encrypted set on a local directory and an rclone remote, described by a valid manifest', async () => {
-    const r = await runBackup({ ...base, targets: [local, remote] });
+    fs.mkdirSync(path.join(dir, 'rendered'));
+    fs.writeFileSync(path.join(dir, 'rendered', 'mosquitto.conf'), 'listener 1883\n');
+    fs.writeFileSync(path.join(dir, 'stack-export.json'), JSON.stringify({ version: 3, deployment: { resources: [] } }));
+    // Elasticsearch cannot run here: the snapshot step talks to @elastic/elasticsearch-mock.
+    const es = new EsMock();
+    es.add({ method: 'POST', path: '/_snapshot/c2/_verify' }, () => ({ nodes: {} }));
+    es.add({ method: 'PUT', path: '/_snapshot/c2/:snap' }, (p: { path: string }) => ({ snapshot: { snapshot: p.path.split('/').pop(), state: 'SUCCESS', indices: ['messages-2026.11.25'] } }));
+    const r = await runBackup({
+      ...base, targets: [local, remote], renderedConfigsDir: path.join(dir, 'rendered'), pulumiStackExport: path.join(dir, 'stack-export.json'),
+      elasticsearch: { node: 'http://127.0.0.1:9200', repository: 'c2', clientOptions: { Connection: es.getConnection() } },
+    });
     firstSet = r.setId;
     expect(r.stored).toEqual([local, remote]);
     expect(r.failed).toEqual([]);
@@ -84,7 +98,8 @@ describe('backups against a real C2-shaped PostgreSQL', () => {
     expect(m.postgres.serverVersion).toMatch(/^15\./);
     expect(m.recipients).toEqual([key.recipient]);
     expect(m.passphraseFingerprint?.value).toBe(passphraseFingerprint(PASSPHRASE));
-    expect(m.objects.map((o) => o.name)).toEqual(['postgres.pgdump.zst.age', 'c2-configs.tar.zst.age']);
+    expect(m.objects.map((o) => o.name)).toEqual(['postgres.pgdump.zst.age', 'c2-configs.tar.zst.age', 'rendered-configs.tar.zst.age', 'pulumi-stack.json.zst.age']);
+    expect(m.elasticsearch).toMatchObject({ repository: 'c2', snapshot: `e4ops-${r.setId.toLowerCase()}`, state: 'SUCCESS', indices: ['messages-2026.11.25'] });
     for (const spec of [local, remote]) {
       const t = openTarget(spec, { rcloneConfig });
       expect(await openBackupSet(t, r.setId)).toEqual(m);
@@ -120,6 +135,9 @@ describe('backups against a real C2-shaped PostgreSQL', () => {
       s.pipe(fs.createWriteStream(tarFile)).on('finish', () => resolve());
     });
     expect(execFileSync('tar', ['-tf', tarFile], { encoding: 'utf8' }).split('\n')).toEqual(expect.arrayContaining(['./config.yaml', './c2.key']));
+    let stack = '';
+    for await (const c of openDecryptedObject(t, m, 'pulumi-stack.json.zst.age', key.identity)) stack += c;
+    expect(JSON.parse(stack)).toEqual({ version: 3, deployment: { resources: [] } });
   });
 
   it('CLI: list and verify a good set exit 0; verify re-reads and decrypts every object', async () => {
