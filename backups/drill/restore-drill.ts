@@ -22,6 +22,7 @@ import { assertScratchIsNotProduction, pgTargetOf, ScratchIsProductionError } fr
 import { checkInventoryCounts, checkOrphanLinks, checkRestoredSchema, checkSealedKeys, type DrillCheck } from './restored-database-checks.ts';
 import { checkRestoredConfigs } from './restored-config-checks.ts';
 import { ScratchResources } from './scratch-resources.ts';
+import { openSealedKeysBatch } from './sealed-key-batch-opener.ts';
 import { writeDrillReport, type DrillReport } from './drill-report.ts';
 import type { FleetInventory } from '../resync/fleet-inventory.ts';
 import type { FleetSnapshot } from '../../lib/fleet/fleet.ts';
@@ -223,10 +224,10 @@ export async function runRestoreDrill(opts: RestoreDrillOptions): Promise<DrillR
       const inv = await checkInventoryCounts(client, { clients: exp.clients, topics: exp.topics, links: exp.topicLinks });
       checks.push(inv.check);
       counts = { clients: inv.inventory.clients, topics: inv.inventory.topics, links: inv.inventory.topicLinks };
-      // A batch opener (one AES pass over many values) when the key-store library has one.
-      const batch = (keystore as unknown as { openDbValuesBatch?: (k: Uint8Array, s: Uint8Array[]) => (Uint8Array | null)[] }).openDbValuesBatch;
+      // Batch opening (one AES pass over many values): the key-store library's when it has one, else the drill's.
+      const batch = (keystore as unknown as { openDbValuesBatch?: (k: Uint8Array, s: Uint8Array[]) => (Uint8Array | null)[] }).openDbValuesBatch ?? openSealedKeysBatch;
       const keys = await checkSealedKeys(client, (s) => openDbValue(dbKey, s), { ours: fingerprint, manifest: m.passphraseFingerprint?.value },
-        batch ? (sealed) => batch(dbKey, sealed) : undefined);
+        (sealed) => batch(dbKey, sealed));
       checks.push(...keys.checks);
       const total = keys.report.clients.total + keys.report.topics.total;
       extra.keysPerSecond = keys.report.seconds > 0 ? total / keys.report.seconds : 0;

@@ -43,6 +43,8 @@ export interface ResyncC2 {
 /** Reads digests of the sealed topic keys straight from the restored database, when one is given. */
 export interface SealedTopicKeyProbe {
   digests(topics: string[]): Promise<Map<string, string>>;
+  /** Linked client names per topic, in one query (saves a paged API listing per topic when keys must be pushed). */
+  clientsByTopic?(topics: string[]): Promise<Map<string, string[]>>;
 }
 
 export interface ExpectedCounts {
@@ -263,6 +265,26 @@ export async function resyncTopicKeys(opts: ResyncOptions): Promise<ResyncReport
 
   let completed = 0;
   let pushes = 0;
+  // Who must receive each new key: from the restored database in one query, else through the API from
+  // whichever side needs fewer paged calls (per client when there are fewer clients than topics).
+  let linkMap: Map<string, string[]> | undefined;
+  if (pushKeys && toRotate.length) {
+    if (opts.probe?.clientsByTopic) linkMap = await opts.probe.clientsByTopic(toRotate);
+    else if (clientCount + clientsCreated.length < toRotate.length) {
+      linkMap = new Map();
+      const m = linkMap;
+      const wanted = new Set(toRotate);
+      const clients = await c2.listClients();
+      await forEachBounded(clients, opts.concurrency ?? 8, async (name) => {
+        const { value: topics } = await call(`list topics of ${name}`, () => c2.topicsOfClient(name));
+        for (const t of topics) {
+          if (!wanted.has(t)) continue;
+          const list = m.get(t);
+          if (list) list.push(name); else m.set(t, [name]);
+        }
+      });
+    }
+  }
   const progress = createProgressLine('rotating topic keys', toRotate.length);
   await forEachBounded(toRotate, opts.concurrency ?? 8, async (topic) => {
     const rotateNow = !pushOnly.has(topic);
@@ -277,7 +299,7 @@ export async function resyncTopicKeys(opts: ResyncOptions): Promise<ResyncReport
       let pushedTo: number | undefined;
       if (pushKeys) {
         // This C2 stores the new key without telling the devices: send it to every linked client.
-        const { value: clients } = await call(`list clients of ${topic}`, () => c2.clientsOfTopic(topic));
+        const clients = linkMap ? (linkMap.get(topic) ?? []) : (await call(`list clients of ${topic}`, () => c2.clientsOfTopic(topic))).value;
         for (const name of clients) await call(`push ${topic} to ${name}`, () => c2.linkClientTopic(name, topic));
         pushedTo = clients.length;
         pushes += clients.length;

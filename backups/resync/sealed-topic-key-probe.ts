@@ -7,7 +7,28 @@ import { C2_TABLES } from '../../lib/c2-db/c2-schema.ts';
 import type { SealedTopicKeyProbe } from './resync-topic-keys.ts';
 
 export function createSealedTopicKeyProbe(databaseUrl: string): SealedTopicKeyProbe {
+  const withClient = async <T>(fn: (c: pg.Client) => Promise<T>): Promise<T> => {
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    try {
+      await client.query('SET default_transaction_read_only = on');
+      return await fn(client);
+    } finally {
+      await client.end();
+    }
+  };
   return {
+    clientsByTopic: (topics) => withClient(async (client) => {
+      const out = new Map<string, string[]>();
+      const r = await client.query<{ topic: string; name: string }>(
+        `SELECT t.topic, c.name FROM ${C2_TABLES.topicLinks} l JOIN ${C2_TABLES.topics} t ON t.id = l.topic_key_id JOIN ${C2_TABLES.clients} c ON c.id = l.client_id
+          WHERE t.topic = ANY($1::text[])`, [topics]);
+      for (const row of r.rows) {
+        const list = out.get(row.topic);
+        if (list) list.push(row.name); else out.set(row.topic, [row.name]);
+      }
+      return out;
+    }),
     async digests(topics: string[]): Promise<Map<string, string>> {
       const client = new pg.Client({ connectionString: databaseUrl });
       await client.connect();

@@ -108,6 +108,9 @@ describe('restore drill end to end (real C2, PostgreSQL, Mosquitto)', () => {
     expect(report.resync!.devicesReadingAllTopics).toBe(DEVICES.length);
     expect(report.resync!.rotated).toBe(TOPICS.length);
     expect(report.resync!.topicsCreatedAfterBackup).toEqual(['site/added-after-backup']);
+    // The rehearsal started from real damage: devices held keys the restored C2 did not know.
+    const stale = /(\d+) of (\d+) device\/topic keys were stale before/.exec(report.checks.find((c) => c.name === 'resync-rehearsal')!.detail)!;
+    expect(Number(stale[1])).toBeGreaterThan(0);
     expect(report.rtoSeconds).toBeGreaterThan(0);
     expect(report.rpoSeconds).toBeGreaterThanOrEqual(0);
 
