@@ -23,7 +23,12 @@ export interface CommandPublisher {
   close(): Promise<void>;
 }
 
-export async function createCommandPublisher(opts: { brokerUrl: string; clientId?: string; c2Key?: X25519KeyPair }): Promise<CommandPublisher> {
+/**
+ * Mosquitto accepts at most max_inflight_messages (default 20) unacknowledged QoS 1/2 messages from an
+ * MQTT 3.1.1 client and silently DROPS the rest (PUBREC reason 151, quota exceeded). So sends are queued
+ * and at most `maxInFlight` (default 16) are outstanding at once.
+ */
+export async function createCommandPublisher(opts: { brokerUrl: string; clientId?: string; c2Key?: X25519KeyPair; maxInFlight?: number }): Promise<CommandPublisher> {
   const c2Key = opts.c2Key ?? generateX25519KeyPair();
   const client: MqttClient = await mqtt.connectAsync(opts.brokerUrl, {
     clientId: opts.clientId ?? `e4ops-command-publisher-${process.pid}-${Date.now()}`,
@@ -33,12 +38,26 @@ export async function createCommandPublisher(opts: { brokerUrl: string; clientId
     const key = target.mode === 'symkey' ? target.keyForC2 : c2CommandKeyForDevice(c2Key.privateKey, target.keyForC2);
     return protectSymKey(encodeCommand(command), key);
   };
+  const maxInFlight = opts.maxInFlight ?? 16;
+  let inFlight = 0;
+  const waiting: (() => void)[] = [];
+  const acquire = async () => {
+    while (inFlight >= maxInFlight) await new Promise<void>((r) => waiting.push(r));
+    inFlight++;
+  };
+  const release = () => { inFlight--; waiting.shift()?.(); };
   return {
     c2Key,
     seal,
     async send(target, command, o = {}) {
       const topic = commandTopicForClient(clientIdFromName(target.name));
-      await client.publishAsync(topic, seal(target, command), { qos: o.qos ?? 2, retain: o.retain ?? true });
+      const sealed = seal(target, command);
+      await acquire();
+      try {
+        await client.publishAsync(topic, sealed, { qos: o.qos ?? 2, retain: o.retain ?? true });
+      } finally {
+        release();
+      }
     },
     async close() {
       await client.endAsync();
