@@ -5,7 +5,7 @@
 // CTR for encryption); RFC 5297's test vectors A.1 and A.2 are in test/e4/aes-siv.test.ts.
 //
 // Output layout (as RFC 5297 and miscreant): 16-byte synthetic IV (the tag) ‖ ciphertext.
-import { createCipheriv, timingSafeEqual, type Cipher } from 'node:crypto';
+import { createCipheriv, type Cipher } from 'node:crypto';
 
 const BLOCK = 16;
 const ZERO_BLOCK = Buffer.alloc(BLOCK);
@@ -281,24 +281,41 @@ function open(st: KeyState, sealed: Uint8Array, associatedData: readonly Uint8Ar
     throw new SivAuthenticationError(`AES-SIV input is ${sealed.length} bytes, shorter than the 16-byte tag`);
   }
   const v = sealed.subarray(0, BLOCK);
-  // CMACs of short associated-data items (E4's timestamp) ride along with the CTR keystream.
-  const shortIdx: number[] = [];
-  const shortIn: Buffer[] = [];
-  associatedData.forEach((item, i) => {
-    if (item.length <= BLOCK) {
-      shortIdx.push(i);
-      shortIn.push(cmacSingleBlockInput(st, item));
-    }
-  });
-  const { out: pt, extraOut } = ctrWithExtra(st, v, sealed.subarray(BLOCK), shortIn);
-  const adMacs: (Buffer | undefined)[] = [];
-  shortIdx.forEach((adIndex, k) => (adMacs[adIndex] = extraOut[k]));
-  const t = s2v(st, associatedData, pt, adMacs);
-  if (!timingSafeEqual(t, v)) {
+  let pt: Buffer;
+  let t: Buffer;
+  if (associatedData.length === 1 && associatedData[0].length <= BLOCK) {
+    // E4's shape (one short item: the timestamp, or C2's empty item): its CMAC rides with the keystream
+    const { out, extraOut } = ctrWithExtra(st, v, sealed.subarray(BLOCK), [cmacSingleBlockInput(st, associatedData[0])]);
+    pt = out;
+    t = s2v(st, associatedData, pt, extraOut);
+  } else {
+    // CMACs of short associated-data items ride along with the CTR keystream.
+    const shortIdx: number[] = [];
+    const shortIn: Buffer[] = [];
+    associatedData.forEach((item, i) => {
+      if (item.length <= BLOCK) {
+        shortIdx.push(i);
+        shortIn.push(cmacSingleBlockInput(st, item));
+      }
+    });
+    const { out, extraOut } = ctrWithExtra(st, v, sealed.subarray(BLOCK), shortIn);
+    const adMacs: (Buffer | undefined)[] = [];
+    shortIdx.forEach((adIndex, k) => (adMacs[adIndex] = extraOut[k]));
+    pt = out;
+    t = s2v(st, associatedData, pt, adMacs);
+  }
+  if (!equal16(t, v)) {
     pt.fill(0);
     throw new SivAuthenticationError();
   }
   return pt;
+}
+
+/** Constant-time comparison of two 16-byte tags. */
+function equal16(a: Uint8Array, b: Uint8Array): boolean {
+  let diff = 0;
+  for (let i = 0; i < BLOCK; i++) diff |= a[i] ^ b[i];
+  return diff === 0;
 }
 
 // ---- Batches: many values under one key and one associated-data list (C2's key store) ----
@@ -410,7 +427,7 @@ function openBatch(st: KeyState, sealed: readonly Uint8Array[], ad: readonly Uin
     const pts = ctrBatch(st, ivs, idx.map((i) => sealed[i].subarray(BLOCK)), len);
     const tags = s2vBatch(st, d, pts, len);
     idx.forEach((i, k) => {
-      if (timingSafeEqual(tags.subarray(k * BLOCK, (k + 1) * BLOCK), ivs[k])) out[i] = pts[k];
+      if (equal16(tags.subarray(k * BLOCK, (k + 1) * BLOCK), ivs[k])) out[i] = pts[k];
       else pts[k].fill(0);
     });
   }
