@@ -21,7 +21,7 @@ import type { BackupManifest } from '../manifest.ts';
 import { assertScratchIsNotProduction, pgTargetOf, ScratchIsProductionError } from './scratch-database-guard.ts';
 import { checkInventoryCounts, checkOrphanLinks, checkRestoredSchema, checkSealedKeys, type DrillCheck } from './restored-database-checks.ts';
 import { checkRestoredConfigs } from './restored-config-checks.ts';
-import { ScratchResources } from './scratch-resources.ts';
+import { ScratchResources, killTreeSync, removeDirSync } from './scratch-resources.ts';
 import { openSealedKeysBatch } from './sealed-key-batch-opener.ts';
 import { writeDrillReport, type DrillReport } from './drill-report.ts';
 import type { FleetInventory } from '../resync/fleet-inventory.ts';
@@ -169,7 +169,7 @@ export async function runRestoreDrill(opts: RestoreDrillOptions): Promise<DrillR
       // C2 always dials port 5432, and 127.0.0.1:5432 may be the machine's own PostgreSQL: use a free 127.0.0.N.
       if (opts.withC2) host = await pickLoopbackHostFor5432();
       const pgs = await startThrowawayPostgres(opts.withC2 ? { host, port: 5432 } : { host });
-      scratch.add(`scratch PostgreSQL ${pgs.host}:${pgs.port}`, () => pgs.stop(), () => { pgs.daemon.child.kill('SIGKILL'); fs.rmSync(path.dirname(pgs.dataDir), { recursive: true, force: true }); });
+      scratch.add(`scratch PostgreSQL ${pgs.host}:${pgs.port}`, () => pgs.stop(), () => { killTreeSync(pgs.daemon.child.pid); removeDirSync(path.dirname(pgs.dataDir)); });
       dbUrl = await pgs.createDatabase(m.postgres.database || 'c2');
       dbHost = pgs.host;
     }

@@ -5,7 +5,7 @@ import { startC2, type RunningC2 } from '../../lib/servers/c2.ts';
 import { startThrowawayMosquitto, type ThrowawayMosquitto } from '../../lib/servers/mosquitto.ts';
 import { createC2Api, type C2Api } from '../../lib/c2/c2-api.ts';
 import { C2_TABLES } from '../../lib/c2-db/c2-schema.ts';
-import type { ScratchResources } from './scratch-resources.ts';
+import { killTreeSync, removeDirSync, type ScratchResources } from './scratch-resources.ts';
 import type { DrillCheck } from './restored-database-checks.ts';
 
 export interface ScratchC2 {
@@ -17,7 +17,7 @@ export interface ScratchC2 {
 export async function startScratchC2(opts: { dbUrl: string; dbHost: string; passphrase: string; binary?: string; scratch: ScratchResources; workDir: string }): Promise<ScratchC2> {
   const u = new URL(opts.dbUrl);
   const broker = await startThrowawayMosquitto();
-  opts.scratch.add(`scratch Mosquitto ${broker.url}`, () => broker.stop(), () => broker.daemon.child.kill('SIGKILL'));
+  opts.scratch.add(`scratch Mosquitto ${broker.url}`, () => broker.stop(), () => { killTreeSync(broker.daemon.child.pid); removeDirSync(broker.dir); });
   const c2 = await startC2({
     binary: opts.binary,
     db: {
@@ -31,7 +31,7 @@ export async function startScratchC2(opts: { dbUrl: string; dbHost: string; pass
     mqttClientId: `e4ops-drill-${process.pid}`,
     logLevel: 'info',
   });
-  opts.scratch.add(`scratch C2 ${c2.baseUrl}`, () => c2.stop(), () => c2.daemon.child.kill('SIGKILL'));
+  opts.scratch.add(`scratch C2 ${c2.baseUrl}`, () => c2.stop(), () => { killTreeSync(c2.daemon.child.pid); removeDirSync(c2.dir); });
   const api = createC2Api({ baseUrl: c2.baseUrl, ca: c2.ca.certPem });
   opts.scratch.add('C2 API client', async () => api.close());
   return { c2, broker, api };

@@ -2,12 +2,74 @@
 // torn down on every path: normal end, thrown error, and SIGINT/SIGTERM (synchronously, because the
 // server launchers' own exit hook ends the process right after the signal handlers run).
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 interface Resource {
   what: string;
   stop: () => Promise<void>;
   /** Best-effort immediate teardown for signal handlers (no awaiting possible). */
   killSync?: () => void;
+}
+
+/** SIGKILL a process and every descendant (found through /proc), synchronously. */
+export function killTreeSync(pid: number | undefined): void {
+  if (!pid) return;
+  const children = new Map<number, number[]>();
+  try {
+    for (const d of fs.readdirSync('/proc')) {
+      if (!/^\d+$/.test(d)) continue;
+      try {
+        const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+        const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+        if (!children.has(ppid)) children.set(ppid, []);
+        children.get(ppid)!.push(Number(d));
+      } catch { /* exited */ }
+    }
+  } catch { /* no /proc: the root alone */ }
+  const all: number[] = [];
+  const stack = [pid];
+  while (stack.length) {
+    const p = stack.pop()!;
+    all.push(p);
+    stack.push(...(children.get(p) ?? []));
+  }
+  for (const p of all) try { process.kill(p, 'SIGKILL'); } catch { /* gone */ }
+}
+
+/** Remove a folder even while processes just killed are still letting go of it (retries for up to 3 s). */
+export function removeDirSync(dir: string): void {
+  const wait = new Int32Array(new SharedArrayBuffer(4));
+  for (let i = 0; i < 30; i++) {
+    try {
+      fs.rmSync(dir, { recursive: true, force: true });
+      if (!fs.existsSync(dir)) return;
+    } catch { /* ENOTEMPTY while a dying process writes: retry */ }
+    Atomics.wait(wait, 0, 0, 100);
+  }
+}
+
+/**
+ * Servers still starting when a signal arrives are not registered yet: find this process's children
+ * whose command line or working directory lies in an e4ops-* temp folder, kill them, remove the folders.
+ */
+export function killStartingScratchSync(): void {
+  const tmp = os.tmpdir();
+  const mine = new RegExp(`^${tmp.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/(e4ops-[\\w.-]+)`);
+  let procs: string[] = [];
+  try { procs = fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)); } catch { return; }
+  for (const d of procs) {
+    try {
+      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) !== process.pid) continue;
+      const refs = [...fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0')];
+      try { refs.push(fs.readlinkSync(`/proc/${d}/cwd`)); } catch { /* gone */ }
+      const dirs = new Set(refs.map((r) => mine.exec(r)?.[1]).filter((x): x is string => !!x));
+      if (!dirs.size) continue;
+      killTreeSync(Number(d));
+      for (const dir of dirs) removeDirSync(path.join(tmp, dir));
+    } catch { /* exited meanwhile */ }
+  }
 }
 
 export class ScratchResources {
@@ -19,8 +81,7 @@ export class ScratchResources {
   }
 
   addDir(dir: string): void {
-    const rm = () => fs.rmSync(dir, { recursive: true, force: true });
-    this.add(`folder ${dir}`, async () => rm(), rm);
+    this.add(`folder ${dir}`, async () => fs.rmSync(dir, { recursive: true, force: true }), () => removeDirSync(dir));
   }
 
   /** Tear everything down on SIGINT/SIGTERM before the process exits. */
@@ -30,6 +91,7 @@ export class ScratchResources {
       for (const r of [...this.items].reverse()) {
         try { r.killSync?.(); } catch { /* keep going */ }
       }
+      try { killStartingScratchSync(); } catch { /* best effort */ }
       process.exit(sig === 'SIGINT' ? 130 : 143);
     };
     process.prependListener('SIGINT', this.signalHandler);
