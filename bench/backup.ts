@@ -68,9 +68,8 @@ async function main() {
   try {
     const url = await server.createDatabase('c2');
     const dbKey = keystore.deriveDbKey('bench passphrase for the c2 database');
-    const batch = (keystore as unknown as { sealDbValuesBatch?: (k: Uint8Array, p: Uint8Array[]) => Uint8Array[] }).sealDbValuesBatch;
-    const sealBatch: SealDbValuesBatch = batch ? (plains) => batch(dbKey, plains) : (plains) => plains.map((p) => keystore.sealDbValue(dbKey, p));
-    say(`seeding ${N.clients} clients, ${N.topics} topics, ${N.links} links (${batch ? 'batch' : 'per-value'} sealing)...`);
+    const sealBatch: SealDbValuesBatch = (plains) => keystore.sealDbValuesBatch(dbKey, plains);
+    say(`seeding ${N.clients} clients, ${N.topics} topics, ${N.links} links (keys sealed as C2 seals them)...`);
     const seed = await seedC2Database(url, { ...N, sealBatch });
     server.psql('CHECKPOINT');
     const dbBytes = Number(server.psql(`SELECT pg_database_size('c2')`).trim());

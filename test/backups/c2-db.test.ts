@@ -9,7 +9,7 @@ import { startThrowawayPostgres, type ThrowawayPostgres } from '../../lib/server
 import { seedC2Database, c2ClientId, clientName } from '../../lib/c2-db/seed-database.ts';
 import { readC2Inventory, detectCryptoMode, C2SchemaMissingError } from '../../lib/c2-db/inventory.ts';
 import { verifyKeyStore } from '../../lib/c2-db/key-store.ts';
-import { deriveDbKey, sealDbValue, openDbValue } from '../../lib/e4/keystore.ts';
+import { deriveDbKey, sealDbValue, openDbValue, openDbValuesBatch, sealDbValuesBatch } from '../../lib/e4/keystore.ts';
 import { sha3_256 } from '@noble/hashes/sha3';
 
 describe('lib/c2-db on a real PostgreSQL', () => {
@@ -24,7 +24,7 @@ describe('lib/c2-db on a real PostgreSQL', () => {
   afterAll(async () => { await server?.stop(); });
 
   it('seeds clients, topics and links whose keys open with the DB key, and counts them', async () => {
-    const r = await seedC2Database(url, { clients: 3000, topics: 300, links: 15000, seal: (p) => sealDbValue(dbKey, p) });
+    const r = await seedC2Database(url, { clients: 3000, topics: 300, links: 15000, sealBatch: (p) => sealDbValuesBatch(dbKey, p) });
     expect(r.keysSealed).toBe(true);
     const inv = await readC2Inventory(url);
     expect(inv).toEqual({ clients: 3000, topics: 300, topicLinks: 15000, clientLinks: 0 });
@@ -37,6 +37,9 @@ describe('lib/c2-db on a real PostgreSQL', () => {
       expect(c2ClientId(row.name).equals(row.e4_id)).toBe(true);
       expect(row.key.length).toBe(48);
       expect(openDbValue(dbKey, row.key).length).toBe(32);
+      // The batch sealer writes exactly what C2's per-value sealing would.
+      const plain = openDbValue(dbKey, row.key);
+      expect(sealDbValue(dbKey, plain).equals(row.key)).toBe(true);
       // Every client links 5 distinct topics; new rows get ids after the seeded ones (sequence moved).
       const per = (await c.query('SELECT min(n) AS lo, max(n) AS hi FROM (SELECT count(DISTINCT topic_key_id) n FROM clients_topickeys GROUP BY client_id) x')).rows[0];
       expect([+per.lo, +per.hi]).toEqual([5, 5]);
@@ -66,10 +69,8 @@ describe('lib/c2-db on a real PostgreSQL', () => {
       expect(one.ok).toBe(false);
       expect(one.topics.failed).toBe(1);
       expect(one.failures).toEqual([expect.objectContaining({ table: 'topic_keys', id: 7, label: 'fleet/topic-000007' })]);
-      // The batch opener path gives the same answer.
-      const batched = await verifyKeyStore(c, () => { throw new Error('unused'); }, {
-        openBatch: (xs) => xs.map((s) => { try { return openDbValue(dbKey, s); } catch { return null; } }),
-      });
+      // The batch opener (lib/e4 openDbValuesBatch) gives the same answer.
+      const batched = await verifyKeyStore(c, () => { throw new Error('unused'); }, { openBatch: (xs) => openDbValuesBatch(dbKey, xs) });
       expect(batched.topics.failed).toBe(1);
       expect(batched.clients.opened).toBe(3000);
     } finally { await c.end(); }
