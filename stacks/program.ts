@@ -6,6 +6,7 @@ import type { StackSettings, StackSecrets } from '../lib/settings/stack-settings
 import type { PrometheusScrapeJob } from '../lib/render/prometheus-yml.ts';
 import { SCRAPE_JOBS, BLACKBOX_MODULES } from '../dashboards/prometheus/jobs.ts';
 import { Placement, RESTART } from './placement.ts';
+import { C2_HEALTH_PATH } from '../lib/render/c2-replica.ts';
 import { Pki } from './pki.ts';
 import { resolveSecrets } from './secrets.ts';
 import { C2Cluster } from './components/c2.ts';
@@ -103,7 +104,7 @@ export function defineStack(s: StackSettings, givenSecrets: StackSecrets, opts: 
       networksAdvanced: pl.networks(exporter, false),
       labels: [{ label: 'e4ops.service', value: 'postgres-exporter' }],
     }, { provider: pl.provider(0) });
-    const c2Https = c2.replicas.map((r) => `https://${pl.address(r, 'c2', 8888)}/e4/health-check`);
+    const c2Https = c2.replicas.map((r) => `https://${pl.address(r, 'c2', 8888)}${C2_HEALTH_PATH}`);
     const jobs: PrometheusScrapeJob[] = [
       ...(tracing ? [{ job: SCRAPE_JOBS.c2Metrics.job, targets: tracing.agents.map((a) => pl.address(a, 'ocagent', OC_PROMETHEUS_PORT)) }] : []),
       { job: SCRAPE_JOBS.c2Health.job, targets: c2Https, blackbox: { exporter: 'blackbox:9115', module: SCRAPE_JOBS.c2Health.blackboxModule } },

@@ -16,6 +16,8 @@ export interface HaproxySettings {
     httpBind: string;
     /** Per replica: gRPC address and HTTPS gateway address. */
     replicas: Array<{ name: string; grpcAddress: string; httpAddress: string; healthPort: number }>;
+    /** HTTPS GET path that answers 200 on a working replica. */
+    healthPath: string;
   };
   postgres?: { bind: string; members: HaproxyServer[] };
   /** MQTT (TCP) in front of the broker nodes; any node serves (the cluster routes and replicates). */
@@ -63,8 +65,8 @@ export function renderHaproxyCfg(s: HaproxySettings): string {
     out.push(
       `backend ${name}`,
       '  balance leastconn',
-      '  # C2 health check: HTTPS GET /e4/health-check on the gateway port (C2 uses self-signed certs).',
-      '  option httpchk GET /e4/health-check',
+      '  # C2 health check: HTTPS GET on the gateway port (certificates from the stack CA, not verified here).',
+      `  option httpchk GET ${s.c2.healthPath}`,
       '  http-check expect status 200',
       ...s.c2.replicas.map((r) => server(r.name, r[pick], `check check-ssl verify none port ${r.healthPort}`)),
       '',

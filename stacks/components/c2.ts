@@ -1,6 +1,7 @@
 import * as pulumi from '@pulumi/pulumi';
 import * as docker from '@pulumi/docker';
 import { renderC2Config } from '../../lib/render/c2-config.ts';
+import { c2ReplicaConfigSettings, c2CertificateSans, c2ReplicaLogsMessages, c2ReplicaMqttClientId, C2_CERT_FILE, C2_KEY_FILE, C2_PUBKEY_FILE, C2_HEALTH_PATH } from '../../lib/render/c2-replica.ts';
 import type { StackSettings } from '../../lib/settings/stack-settings.ts';
 import { Placement, RESTART, memory, type Member } from '../placement.ts';
 import type { Pki } from '../pki.ts';
@@ -8,11 +9,11 @@ import type { Pki } from '../pki.ts';
 // C2 replicas. Each gets: config.yaml (rendered; the MQTT password is in it, so the upload is a
 // secret), an RSA certificate whose SANs include 127.0.0.1/localhost (the gateway dials gRPC on
 // 127.0.0.1:5555 and verifies it) and its service names, its own MQTT client id, an HTTPS health
-// check, a restart policy, and DB password/passphrase as E4C2_* environment secrets.
+// check (C2_HEALTH_PATH), a restart policy, and DB password/passphrase as E4C2_* environment secrets.
 // Elasticsearch message logging runs on replica 0 only (two would index every message twice).
 
 export const C2_CONFIG_DIR = '/opt/e4/configs';
-export const C2_HEALTH_URL = 'https://127.0.0.1:8888/e4/health-check';
+export const C2_HEALTH_URL = `https://127.0.0.1:8888${C2_HEALTH_PATH}`;
 
 export interface C2ClusterArgs {
   settings: StackSettings;
@@ -43,23 +44,19 @@ export class C2Cluster extends pulumi.ComponentResource {
     super('e4ops:c2:C2Cluster', name, {}, opts);
     const { settings: s, placement: pl } = args;
     this.replicas = pl.members('c2', s.c2.replicas);
-    this.mqttClientIds = this.replicas.map((r) => `${s.c2.mqttIdPrefix}-${r.index}`);
+    this.mqttClientIds = this.replicas.map((r) => c2ReplicaMqttClientId(s, r.index));
     this.containers = this.replicas.map((r) => {
       const hostAddr = s.hosts[r.host].address;
-      const cert = args.pki.issue(r.name, [r.name, 'c2', 'localhost', ...(args.extraDnsNames ?? [])],
-        ['127.0.0.1', ...(hostAddr ? [hostAddr] : []), ...(args.publishApi && s.publish.c2Address !== '0.0.0.0' ? [s.publish.c2Address] : [])]);
-      const messageLogging = s.elasticsearch.enabled && s.c2.messageLogging && r.index === 0;
-      const configYaml = args.secrets.brokerPassword.apply((brokerPassword) => renderC2Config({
-        cryptoMode: s.c2.cryptoMode,
-        ...(s.c2.cryptoMode === 'pubkey' ? { c2PrivateKeyFile: 'c2-key' } : {}),
-        grpcCert: 'c2.crt', grpcKey: 'c2.key', httpCert: 'c2.crt', httpKey: 'c2.key',
-        mqtt: { broker: args.brokerUrl(r.host), clientId: this.mqttClientIds[r.index], username: 'c2', password: brokerPassword },
-        db: { type: 'postgres', host: args.dbHost(r.host), database: s.postgres.database, username: s.postgres.username, secureConnection: s.c2.dbSecureConnection },
+      const sans = c2CertificateSans(r.name, {
+        extraDnsNames: args.extraDnsNames,
+        addresses: [...(hostAddr ? [hostAddr] : []), ...(args.publishApi ? [s.publish.c2Address] : [])],
+      });
+      const cert = args.pki.issue(r.name, sans.dnsNames, sans.ipAddresses);
+      const messageLogging = c2ReplicaLogsMessages(s, r.index);
+      const configYaml = args.secrets.brokerPassword.apply((brokerPassword) => renderC2Config(c2ReplicaConfigSettings(s, r.index, {
+        dbHost: args.dbHost(r.host), brokerUrl: args.brokerUrl(r.host), brokerPassword,
         ...(args.ocAgentAddr ? { ocAgentAddr: args.ocAgentAddr(r.host) } : {}),
-        // es-urls carry credentials: the file leaves them empty and E4C2_ES_URLS (a secret env) sets them.
-        elasticsearch: messageLogging ? { enabled: true, urls: [], messageLogging: true, messageIndex: s.elasticsearch.messageIndex } : { enabled: false, urls: [] },
-        logLevel: s.c2.logLevel,
-      }));
+      })));
       const envs = pulumi.all([args.secrets.dbPassword, args.secrets.passphrase, args.elasticsearchUrls ?? pulumi.output([] as string[])])
         .apply(([dbPassword, passphrase, esUrls]) => [
           `E4C2_DB_PASSWORD=${dbPassword}`,
@@ -68,12 +65,12 @@ export class C2Cluster extends pulumi.ComponentResource {
         ]);
       const uploads: pulumi.Input<docker.types.input.ContainerUpload>[] = [
         { file: `${C2_CONFIG_DIR}/config.yaml`, content: pulumi.secret(configYaml), permissions: '0600' },
-        { file: `${C2_CONFIG_DIR}/c2.crt`, content: cert.certPem, permissions: '0644' },
-        { file: `${C2_CONFIG_DIR}/c2.key`, content: cert.keyPem, permissions: '0600' },
+        { file: `${C2_CONFIG_DIR}/${C2_CERT_FILE}`, content: cert.certPem, permissions: '0644' },
+        { file: `${C2_CONFIG_DIR}/${C2_KEY_FILE}`, content: cert.keyPem, permissions: '0600' },
         { file: `${C2_CONFIG_DIR}/ca.crt`, content: args.pki.caCertPem, permissions: '0644' },
       ];
       if (s.c2.cryptoMode === 'pubkey' && args.c2PrivateKeyBase64) {
-        uploads.push({ file: `${C2_CONFIG_DIR}/c2-key`, contentBase64: pulumi.secret(args.c2PrivateKeyBase64), permissions: '0600' });
+        uploads.push({ file: `${C2_CONFIG_DIR}/${C2_PUBKEY_FILE}`, contentBase64: pulumi.secret(args.c2PrivateKeyBase64), permissions: '0600' });
       }
       const image = s.c2.image
         ? pl.remoteImage(r, s.c2.image)

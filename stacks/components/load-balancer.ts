@@ -4,9 +4,10 @@ import { renderHaproxyCfg } from '../../lib/render/haproxy-cfg.ts';
 import type { StackSettings } from '../../lib/settings/stack-settings.ts';
 import { Placement, RESTART, type Member } from '../placement.ts';
 import { PATRONI_REST_PORT } from './patroni-cluster.ts';
+import { C2_HEALTH_PATH } from '../../lib/render/c2-replica.ts';
 
 // HA profile: one HAProxy per Docker host. It publishes the C2 API (5555 gRPC, 8888 HTTPS, both
-// TLS passthrough with C2 health checks) and MQTT on the configured addresses, and serves the
+// TLS passthrough with C2 health checks on C2_HEALTH_PATH) and MQTT on the configured addresses, and serves the
 // Postgres primary as `pg-primary:5432` on the host's internal network (never published).
 
 export interface LoadBalancerArgs {
@@ -29,7 +30,7 @@ export class LoadBalancers extends pulumi.ComponentResource {
     for (const b of this.balancers) {
       const cfg = renderHaproxyCfg({
         c2: {
-          grpcBind: ':5555', httpBind: ':8888',
+          grpcBind: ':5555', httpBind: ':8888', healthPath: C2_HEALTH_PATH,
           replicas: args.c2Replicas.map((r) => ({ name: r.name, grpcAddress: pl.address(r, 'c2', 5555), httpAddress: pl.address(r, 'c2', 8888), healthPort: Number(pl.address(r, 'c2', 8888).split(':')[1]) })),
         },
         postgres: { bind: ':5432', members: args.patroniMembers.map((m) => ({ name: m.name, address: pl.address(m, 'postgres', 5432), checkPort: PATRONI_REST_PORT })) },

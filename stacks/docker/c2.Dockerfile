@@ -22,6 +22,7 @@ WORKDIR /opt/e4
 VOLUME ["/opt/e4/configs"]
 USER e4
 EXPOSE 5555 8888
+# /e4/clients/count, not /e4/health-check: the pinned C2 build has no health-check route (404).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-  CMD curl -fsk https://127.0.0.1:8888/e4/health-check || exit 1
+  CMD curl -fsk https://127.0.0.1:8888/e4/clients/count || exit 1
 ENTRYPOINT ["/opt/e4/bin/c2"]

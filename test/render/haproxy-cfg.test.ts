@@ -23,7 +23,7 @@ describe('rendered haproxy.cfg on the real HAProxy', () => {
 
   it('passes haproxy -c with container names as servers (resolved at run time)', () => {
     const cfg = renderHaproxyCfg({
-      c2: { grpcBind: ':5555', httpBind: ':8888', replicas: [0, 1].map((i) => ({ name: `c2-${i}`, grpcAddress: `c2-${i}:5555`, httpAddress: `c2-${i}:8888`, healthPort: 8888 })) },
+      c2: { grpcBind: ':5555', httpBind: ':8888', healthPath: '/e4/clients/count', replicas: [0, 1].map((i) => ({ name: `c2-${i}`, grpcAddress: `c2-${i}:5555`, httpAddress: `c2-${i}:8888`, healthPort: 8888 })) },
       postgres: { bind: ':5432', members: [0, 1, 2].map((i) => ({ name: `pg-${i}`, address: `pg-${i}:5432`, checkPort: 8008 })) },
       mqtt: { bind: ':1883', nodes: [0, 1, 2].map((i) => ({ name: `emqx-${i}`, address: `emqx-${i}:1883` })) },
       statsBind: ':8404',
@@ -60,7 +60,8 @@ describe('rendered haproxy.cfg on the real HAProxy', () => {
     expect(gen.status, gen.stderr).toBe(0);
     const c2 = https.createServer({ key: fs.readFileSync(key), cert: fs.readFileSync(crt) }, (req, res) => {
       res.setHeader('content-type', 'application/json');
-      res.end(req.url === '/e4/health-check' ? '{"Code":"0","Status":"OK"}' : '{}');
+      res.statusCode = req.url === '/e4/clients/count' ? 200 : 404;
+      res.end(req.url === '/e4/clients/count' ? '{"count":"0"}' : '{}');
     });
     await new Promise<void>((r) => c2.listen(0, '127.0.0.1', r));
     stops.push(() => new Promise<void>((r) => { c2.close(() => r()); c2.closeAllConnections(); }));
@@ -68,7 +69,7 @@ describe('rendered haproxy.cfg on the real HAProxy', () => {
 
     const [pgPort, grpcPort, httpPort, statsPort] = await Promise.all([0, 1, 2, 3].map(() => freeLoopbackPort()));
     const cfg = renderHaproxyCfg({
-      c2: { grpcBind: `127.0.0.1:${grpcPort}`, httpBind: `127.0.0.1:${httpPort}`, replicas: [{ name: 'c2-0', grpcAddress: `127.0.0.1:${c2Port}`, httpAddress: `127.0.0.1:${c2Port}`, healthPort: c2Port }] },
+      c2: { grpcBind: `127.0.0.1:${grpcPort}`, httpBind: `127.0.0.1:${httpPort}`, healthPath: '/e4/clients/count', replicas: [{ name: 'c2-0', grpcAddress: `127.0.0.1:${c2Port}`, httpAddress: `127.0.0.1:${c2Port}`, healthPort: c2Port }] },
       postgres: { bind: `127.0.0.1:${pgPort}`, members: members.map((m, i) => ({ name: `pg-${i}`, address: `127.0.0.1:${m.pgs.port}`, checkPort: m.restPort })) },
       statsBind: `127.0.0.1:${statsPort}`,
       resolver: '127.0.0.1:1',
@@ -107,7 +108,7 @@ describe('rendered haproxy.cfg on the real HAProxy', () => {
 
     // TLS passthrough: the client sees C2's own certificate and body.
     const body = await new Promise<{ cn: string; text: string }>((resolve, reject) => {
-      https.get({ host: '127.0.0.1', port: httpPort, path: '/e4/health-check', rejectUnauthorized: false }, (res) => {
+      https.get({ host: '127.0.0.1', port: httpPort, path: '/e4/clients/count', rejectUnauthorized: false }, (res) => {
         const cert = (res.socket as import('node:tls').TLSSocket).getPeerCertificate();
         let text = '';
         res.on('data', (d) => (text += d));
@@ -115,7 +116,7 @@ describe('rendered haproxy.cfg on the real HAProxy', () => {
       }).on('error', reject);
     });
     expect(body.cn).toBe("c2-0");
-    expect(JSON.parse(body.text).Status).toBe('OK');
+    expect(JSON.parse(body.text).count).toBe('0');
 
     // HAProxy's own Prometheus endpoint answers.
     const metrics = await (await fetch(`http://127.0.0.1:${statsPort}/metrics`)).text();

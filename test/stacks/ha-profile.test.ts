@@ -37,7 +37,7 @@ describe('ha profile (Pulumi.ha.yaml) under Pulumi mocks', () => {
     const cfg = upload(lb, '/usr/local/etc/haproxy/haproxy.cfg')!.content!;
     for (const backend of ['c2_grpc', 'c2_https']) {
       const section = cfg.split(`\nbackend ${backend}\n`)[1].split("\n\n")[0];
-      expect(section).toContain('option httpchk GET /e4/health-check');
+      expect(section).toContain('option httpchk GET /e4/clients/count');
       expect(section.match(/^ {2}server c2-\d /gm)).toHaveLength(3);
     }
     expect(cfg).toMatch(/backend postgres_primary[\s\S]*option httpchk GET \/primary/);

@@ -57,7 +57,7 @@ export function assertCommonStackProperties(rec: MockRecorder, opts: { expectC2:
 
   // Every container restarts by itself; C2 replicas carry the HTTPS health check.
   for (const c of all.values()) expect(c.inputs.restart, c.inputs.name).toBe('unless-stopped');
-  for (const c of c2) expect(reveal(c.inputs.healthcheck).tests).toEqual(['CMD', 'curl', '-fsk', 'https://127.0.0.1:8888/e4/health-check']);
+  for (const c of c2) expect(reveal(c.inputs.healthcheck).tests).toEqual(['CMD', 'curl', '-fsk', 'https://127.0.0.1:8888/e4/clients/count']);
 
   // Secrets: env vars holding passwords/passphrases are secret; key files and C2's config (MQTT password) too.
   for (const c of all.values()) {
