@@ -7,7 +7,7 @@ PACKAGES=(
   haproxy                        # haproxy -c on rendered configs
   prometheus                     # promtool
   age rclone zstd                # backup encryption, off-site targets, compression
-  patroni etcd-server rsyslog rsyslog-elasticsearch  # validate rendered Patroni/etcd/log-shipper configs
+  patroni etcd-server rsyslog rsyslog-elasticsearch prometheus-blackbox-exporter  # validate rendered stack configs
   openssl ca-certificates curl git
 )
 missing=()

@@ -3,7 +3,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { renderPrometheusConfig } from '../../lib/render/prometheus-yml.ts';
+import { renderPrometheusConfig, renderBlackboxConfig } from '../../lib/render/prometheus-yml.ts';
+import { BLACKBOX_MODULES } from '../../dashboards/prometheus/jobs.ts';
 
 // promtool must accept the rendered prometheus.yml together with every rule file that
 // dashboards/prometheus/ holds right now (the stack loads all of them).
@@ -52,5 +53,15 @@ describe('rendered prometheus.yml with promtool', () => {
   it('refuses duplicate jobs and jobs without targets', () => {
     expect(() => renderPrometheusConfig({ scrapeIntervalSeconds: 15, ruleFiles: [], jobs: [{ job: 'a', targets: ['x:1'] }, { job: 'a', targets: ['y:1'] }] })).toThrow(/defined twice/);
     expect(() => renderPrometheusConfig({ scrapeIntervalSeconds: 15, ruleFiles: [], jobs: [{ job: 'a', targets: [] }] })).toThrow(/no targets/);
+  });
+
+  it('blackbox_exporter --config.check accepts the rendered blackbox.yml with the dashboards modules', () => {
+    const file = path.join(tmp, 'blackbox.yml');
+    fs.writeFileSync(file, renderBlackboxConfig(BLACKBOX_MODULES as unknown as Record<string, unknown>));
+    const ok = spawnSync('prometheus-blackbox-exporter', ['--config.check', `--config.file=${file}`], { encoding: 'utf8' });
+    expect(ok.status, ok.stdout + ok.stderr).toBe(0);
+    fs.writeFileSync(file, renderBlackboxConfig({ broken: { prober: 'http', timeout: 'soon' } }));
+    const bad = spawnSync('prometheus-blackbox-exporter', ['--config.check', `--config.file=${file}`], { encoding: 'utf8' });
+    expect(bad.status).not.toBe(0);
   });
 });
