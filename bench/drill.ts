@@ -23,7 +23,7 @@ import { createFleet } from '../lib/fleet/fleet.ts';
 import { runBackup } from '../backups/create-backup.ts';
 import { openTarget } from '../backups/targets.ts';
 import { openBackupSet, openDecryptedObject } from '../backups/backup-sets.ts';
-import { runRestoreDrill } from '../backups/drill/restore-drill.ts';
+import { runRestoreDrill, SCRATCH_POSTGRES_SETTINGS } from '../backups/drill/restore-drill.ts';
 import { createResyncC2 } from '../backups/resync/c2-resync-adapter.ts';
 import { resyncTopicKeys } from '../backups/resync/resync-topic-keys.ts';
 
@@ -79,8 +79,9 @@ async function benchDrill(dir: string): Promise<Record<string, unknown>> {
       src.pipe(out);
     });
 
+    // The baseline server gets the drill's scratch-server settings, so the ratio measures the drill, not tuning.
     const bare = async () => {
-      const pgs = await startThrowawayPostgres();
+      const pgs = await startThrowawayPostgres({ settings: SCRATCH_POSTGRES_SETTINGS });
       try {
         const db = await pgs.createDatabase('c2');
         return await run('pg_restore', ['--no-owner', '--no-privileges', '--exit-on-error', '--dbname', db, dumpFile]);

@@ -111,7 +111,7 @@ async function main(): Promise<number> {
     return report.ok ? RESYNC_EXIT.ok : RESYNC_EXIT.topicsFailed;
   } catch (e) {
     const msg = (e as Error).message;
-    if (e instanceof ResyncRefusedError) { log.error('resync.refused', { error: msg }); process.stderr.write(`resync refused: ${msg}\n`); return RESYNC_EXIT.refused; }
+    if (e instanceof ResyncRefusedError) { log.error('resync.refused', { error: msg }); process.stderr.write(`resync: ${msg}\n`); return RESYNC_EXIT.refused; }
     if (e instanceof InventoryError || e instanceof JournalError) { log.error('resync.config', { error: msg }); process.stderr.write(`resync: ${msg}\n`); return RESYNC_EXIT.config; }
     log.error('resync.failed', { error: msg });
     process.stderr.write(`resync failed: ${msg}\n`);

@@ -59,6 +59,15 @@ export interface RestoreDrillOptions {
   now?: () => Date;
 }
 
+/**
+ * Settings of the scratch PostgreSQL the drill starts: throwaway data (no fsync), and a restore that
+ * writes no WAL for the tables it creates (wal_level minimal + one transaction) with room for index builds.
+ */
+export const SCRATCH_POSTGRES_SETTINGS: Record<string, string | number | boolean> = {
+  wal_level: 'minimal', max_wal_senders: 0, max_wal_size: '8GB', checkpoint_timeout: '30min',
+  maintenance_work_mem: '512MB', shared_buffers: '256MB', autovacuum: false,
+};
+
 export class DrillFailedError extends Error {
   constructor(readonly report: DrillReport) {
     super(`restore drill failed: ${report.checks.filter((c) => !c.ok).map((c) => `${c.name} (${c.detail})`).join('; ')}`);
@@ -168,7 +177,7 @@ export async function runRestoreDrill(opts: RestoreDrillOptions): Promise<DrillR
       let host = '127.0.0.1';
       // C2 always dials port 5432, and 127.0.0.1:5432 may be the machine's own PostgreSQL: use a free 127.0.0.N.
       if (opts.withC2) host = await pickLoopbackHostFor5432();
-      const pgs = await startThrowawayPostgres(opts.withC2 ? { host, port: 5432 } : { host });
+      const pgs = await startThrowawayPostgres({ host, ...(opts.withC2 ? { port: 5432 } : {}), settings: SCRATCH_POSTGRES_SETTINGS });
       scratch.add(`scratch PostgreSQL ${pgs.host}:${pgs.port}`, () => pgs.stop(), () => { killTreeSync(pgs.daemon.child.pid); removeDirSync(path.dirname(pgs.dataDir)); });
       dbUrl = await pgs.createDatabase(m.postgres.database || 'c2');
       dbHost = pgs.host;
@@ -187,7 +196,8 @@ export async function runRestoreDrill(opts: RestoreDrillOptions): Promise<DrillR
       const src = openDecryptedObject(target, m, o.name, opts.identityFile);
       try {
         if (o.kind === 'postgres-dump') {
-          await pipeInto(src, 'pg_restore', ['--no-owner', '--no-privileges', '--exit-on-error', '--dbname', dbUrl], `pg_restore of ${o.name}`);
+          // One transaction: all or nothing, and no WAL for the tables it creates on a wal_level=minimal scratch server.
+          await pipeInto(src, 'pg_restore', ['--no-owner', '--no-privileges', '--exit-on-error', '--single-transaction', '--dbname', dbUrl], `pg_restore of ${o.name}`);
           restored = true;
           lap('restore', tRestore);
         } else if (o.format === 'tar') {
@@ -216,28 +226,28 @@ export async function runRestoreDrill(opts: RestoreDrillOptions): Promise<DrillR
 
     // 5. Database checks.
     const tChecks = Date.now();
-    const client = new pg.Client({ connectionString: dbUrl });
-    await client.connect();
-    try {
-      checks.push(await checkRestoredSchema(client, dbUrl));
-      const exp = m.c2.inventory;
-      const inv = await checkInventoryCounts(client, { clients: exp.clients, topics: exp.topics, links: exp.topicLinks });
-      checks.push(inv.check);
-      counts = { clients: inv.inventory.clients, topics: inv.inventory.topics, links: inv.inventory.topicLinks };
-      // Batch opening (one AES pass over many values): the key-store library's when it has one, else the drill's.
-      const batch = (keystore as unknown as { openDbValuesBatch?: (k: Uint8Array, s: Uint8Array[]) => (Uint8Array | null)[] }).openDbValuesBatch ?? openSealedKeysBatch;
-      const keys = await checkSealedKeys(client, (s) => openDbValue(dbKey, s), { ours: fingerprint, manifest: m.passphraseFingerprint?.value },
-        (sealed) => batch(dbKey, sealed));
-      checks.push(...keys.checks);
-      const total = keys.report.clients.total + keys.report.topics.total;
-      extra.keysPerSecond = keys.report.seconds > 0 ? total / keys.report.seconds : 0;
-      timings.verifyKeys = keys.report.seconds;
-      const orphans = await checkOrphanLinks(client);
-      checks.push(orphans.check);
-      extra.orphanLinks = { missingTopic: orphans.orphans.missingTopic, missingClient: orphans.orphans.missingClient };
-    } finally {
-      await client.end();
-    }
+    // Independent checks run side by side, each on its own connection (key opening is CPU in this
+    // process, the joins are CPU in PostgreSQL: two cores).
+    const withClient = async <T>(fn: (c: pg.Client) => Promise<T>): Promise<T> => {
+      const c = new pg.Client({ connectionString: dbUrl });
+      await c.connect();
+      try { return await fn(c); } finally { await c.end(); }
+    };
+    const exp = m.c2.inventory;
+    // Batch opening (one AES pass over many values): the key-store library's when it has one, else the drill's.
+    const batch = (keystore as unknown as { openDbValuesBatch?: (k: Uint8Array, s: Uint8Array[]) => (Uint8Array | null)[] }).openDbValuesBatch ?? openSealedKeysBatch;
+    const [schema, inv, keys, orphans] = await Promise.all([
+      withClient((c) => checkRestoredSchema(c, dbUrl)),
+      withClient((c) => checkInventoryCounts(c, { clients: exp.clients, topics: exp.topics, links: exp.topicLinks })),
+      withClient((c) => checkSealedKeys(c, (v) => openDbValue(dbKey, v), { ours: fingerprint, manifest: m.passphraseFingerprint?.value }, (sealed) => batch(dbKey, sealed))),
+      withClient((c) => checkOrphanLinks(c)),
+    ]);
+    checks.push(schema, inv.check, ...keys.checks, orphans.check);
+    counts = { clients: inv.inventory.clients, topics: inv.inventory.topics, links: inv.inventory.topicLinks };
+    const total = keys.report.clients.total + keys.report.topics.total;
+    extra.keysPerSecond = keys.report.seconds > 0 ? total / keys.report.seconds : 0;
+    timings.verifyKeys = keys.report.seconds;
+    extra.orphanLinks = { missingTopic: orphans.orphans.missingTopic, missingClient: orphans.orphans.missingClient };
     const cfgDir = path.join(work, 'c2-configs');
     if (fs.existsSync(cfgDir)) {
       const cfg = checkRestoredConfigs(cfgDir, { now: now() });
