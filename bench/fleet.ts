@@ -32,9 +32,9 @@ function argStr(name: string): string | undefined {
 }
 
 function memorySampler() {
-  let peak = process.memoryUsage().rss;
-  const iv = setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss); }, 50);
-  return { stop: () => { clearInterval(iv); return Math.max(peak, process.memoryUsage().rss); } };
+  let peak = process.memoryUsage.rss();
+  const iv = setInterval(() => { peak = Math.max(peak, process.memoryUsage.rss()); }, 100);
+  return { stop: () => { clearInterval(iv); return Math.max(peak, process.memoryUsage.rss()); } };
 }
 
 async function sendAll(pub: CommandPublisher, items: { send: () => Promise<void> }[], concurrency = 500) {

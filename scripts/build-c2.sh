@@ -40,6 +40,8 @@ cache_root="${E4OPS_CACHE:-$HOME/.cache/e4ops}"
 out="$cache_root/c2/$version"
 if [ "$print_only" = 1 ]; then echo "$out"; exit 0; fi
 
+# The go-svc machines install Go in /usr/local/go; CI's PATH may lack it.
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then PATH="/usr/local/go/bin:$PATH"; fi
 command -v go >/dev/null 2>&1 || { echo "build-c2: the go command is not on PATH (Go >= 1.21 needed; /usr/local/go/bin?)" >&2; exit 1; }
 
 stamp="$(sha256sum "$mod_dir/go.mod" "$mod_dir/go.sum" | sha256sum | cut -c1-16)"
