@@ -197,16 +197,48 @@ export async function verifyBackupSet(target: BackupTarget, idOrLatest: string, 
   for (const o of manifest.objects) {
     let plain = 0;
     const stream = opts.identityFile ? openDecryptedObject(target, manifest, o.name, opts.identityFile, opts) : readObject(target, manifest, o.name);
+    // A decrypted dump must also read as a pg_dump archive: pg_restore --list parses its header and TOC.
+    const toc = opts.identityFile && o.format === 'pg_dump-custom' ? startTocCheck() : undefined;
     try {
-      for await (const chunk of stream as AsyncIterable<Buffer>) plain += chunk.length;
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        plain += chunk.length;
+        if (toc) await toc.write(chunk);
+      }
+      const tocProblem = toc ? await toc.finish() : '';
+      if (tocProblem) throw new BackupError('integrity', `object ${o.name} decrypts but is not a readable pg_dump archive: ${tocProblem}`, { object: o.name });
       objects.push({ name: o.name, ok: true, storedBytes: o.size, ...(opts.identityFile ? { plainBytes: plain } : {}) });
     } catch (e) {
+      toc?.abort();
       const be = e instanceof BackupError ? e : new BackupError('internal', (e as Error).message);
       objects.push({ name: o.name, ok: false, storedBytes: o.size, error: be.message, errorKind: be.kind });
       if (!worst || (rank[be.kind] ?? 0) > (rank[worst] ?? 0)) worst = be.kind;
     }
   }
   return { setId, target: target.spec, ok: objects.every((o) => o.ok), objects, ...(worst ? { errorKind: worst } : {}) };
+}
+
+/** Feed a pg_dump custom archive to `pg_restore --list`; it stops reading after the TOC, the rest is dropped. */
+function startTocCheck(): { write(chunk: Buffer): Promise<void>; finish(): Promise<string>; abort(): void } {
+  const child = spawn('pg_restore', ['--list'], { stdio: ['pipe', 'ignore', 'pipe'] });
+  let stderr = '';
+  let open = true;
+  child.stderr.on('data', (d) => { stderr += d; });
+  child.stdin.on('error', () => { open = false; });
+  const exit = new Promise<number | null>((resolve) => {
+    child.on('error', (e) => { stderr += e.message; resolve(-1); });
+    child.on('close', (code) => { open = false; resolve(code); });
+  });
+  return {
+    async write(chunk) {
+      if (open && !child.stdin.destroyed && !child.stdin.write(chunk)) await drained(child.stdin).catch(() => { open = false; });
+    },
+    async finish() {
+      if (open) child.stdin.end();
+      const code = await exit;
+      return code === 0 ? '' : stderr.trim().split('\n').slice(-2).join(' | ') || `pg_restore exited ${code}`;
+    },
+    abort() { if (child.exitCode === null) child.kill('SIGTERM'); },
+  };
 }
 
 /** Record that a restore drill proved this set restorable; retention then never deletes the newest such set. */

@@ -248,6 +248,12 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
     return { setId, manifest, stored, failed, pruned, removedIncomplete, seconds: (Date.now() - t0) / 1000 };
   } catch (e) {
     const be = e instanceof BackupError ? e : new BackupError('internal', (e as Error).message);
+    if (opts.metricsFile) {
+      // Set counts still go out on failure, so "sets on the target" alerts keep working.
+      for (const t of targets) {
+        try { setsPerTarget[t.spec] = (await listBackupSets(t)).filter((s) => s.status === 'complete').length; } catch { /* unreachable target */ }
+      }
+    }
     slog.error('backup_failed', { kind: be.kind, exitCode: be.exitCode, error: be.message, hint: 'objects already written stay without a manifest; the next run removes them' });
     throw be;
   } finally {

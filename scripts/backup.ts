@@ -166,9 +166,15 @@ async function main(): Promise<number> {
   return result.failed.length ? EXIT.target : EXIT.ok;
 }
 
-main().then((code) => { process.exitCode = code; }, (e) => {
+// A cron job must never hang on a leaked handle (it would hold the lock forever): once main is done,
+// give pending output 5 s, then exit regardless. The timer is unref'd, so a clean run exits at once.
+const finish = (code: number) => {
+  process.exitCode = code;
+  setTimeout(() => process.exit(code), 5000).unref();
+};
+main().then(finish, (e) => {
   const code = exitCodeOf(e);
   log.error('failed', { kind: e instanceof BackupError ? e.kind : 'internal', exitCode: code, error: (e as Error).message });
   process.stderr.write(`backup: ${(e as Error).message}\n`);
-  process.exitCode = code;
+  finish(code);
 });

@@ -167,6 +167,23 @@ describe('backups against a real C2-shaped PostgreSQL', () => {
     expect(v.stdout).toMatch(/postgres\.pgdump\.zst\.age: object postgres\.pgdump\.zst\.age .*damaged/);
   });
 
+  it('a dump object that decrypts but is not a pg_dump archive fails verify (pg_restore --list)', async () => {
+    const copy = path.join(dir, 'not-a-dump-target');
+    fs.cpSync(local, copy, { recursive: true });
+    const obj = path.join(copy, firstSet, 'postgres.pgdump.zst.age');
+    // Well-formed age + zstd of junk, with a manifest that matches it: only the content check can tell.
+    execFileSync('sh', ['-c', `head -c 200000 /dev/urandom | zstd -q -c | age -r ${key.recipient} > ${obj}`]);
+    const mf = path.join(copy, firstSet, MANIFEST_FILE);
+    const m = JSON.parse(fs.readFileSync(mf, 'utf8'));
+    const o = m.objects.find((x: { name: string }) => x.name === 'postgres.pgdump.zst.age');
+    o.size = fs.statSync(obj).size;
+    o.sha256 = execFileSync('sha256sum', [obj], { encoding: 'utf8' }).split(' ')[0];
+    fs.writeFileSync(mf, JSON.stringify(m));
+    const r = await verifyBackupSet(openTarget(copy), firstSet, { identityFile: key.identity });
+    expect(r.objects[0]).toMatchObject({ ok: false, error: expect.stringMatching(/postgres\.pgdump\.zst\.age decrypts but is not a readable pg_dump archive/) });
+    expect(r.errorKind).toBe('integrity');
+  });
+
   it('a wrong identity file: verify says so and exits 7; checksums alone still pass', async () => {
     const other = ageKeyPair(dir, 'stranger');
     const r = await verifyBackupSet(openTarget(local), firstSet, { identityFile: other.identity });
