@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
@@ -237,6 +238,20 @@ export async function startC2(opts: StartC2Options): Promise<RunningC2> {
       if (ownDir) fs.rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Run c2cli (built next to c2) against a running C2's gRPC port, trusting its gRPC certificate.
+ * Returns what it printed (this c2cli prints its results on stderr, so stdout and stderr together);
+ * throws with that output on a non-zero exit.
+ */
+export function runC2Cli(c2: RunningC2, args: string[], opts: { binary?: string; timeoutMs?: number } = {}): string {
+  const binary = opts.binary ?? path.join(c2BinaryDir(), 'c2cli');
+  if (!fs.existsSync(binary)) throw new Error(`c2cli not found at ${binary}: run scripts/build-c2.sh`);
+  const cert = path.join(path.dirname(c2.configFile), 'c2-grpc-cert.pem');
+  const r = spawnSync(binary, ['--endpoint', `${c2.host}:${c2.grpcPort}`, '--cert', cert, ...args], { encoding: 'utf8', timeout: opts.timeoutMs ?? 30_000 });
+  if (r.status !== 0) throw new Error(`c2cli ${args.join(' ')} failed (exit ${r.status}): ${r.stderr || r.stdout}`);
+  return r.stdout + r.stderr;
 }
 
 async function portFree(host: string, port: number): Promise<boolean> {

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startC2TestStack, type C2TestStack } from '../../lib/servers/c2.ts';
+import { runC2Cli, startC2TestStack, type C2TestStack } from '../../lib/servers/c2.ts';
 import { createC2Api, type C2Api } from '../../lib/c2/c2-api.ts';
 import { createFleet, type Fleet } from '../../lib/fleet/fleet.ts';
-import { deriveDbKey, openDbValue } from '../../lib/e4/keystore.ts';
+import { deriveDbKey, deriveKeyFromPassword, openDbValue } from '../../lib/e4/keystore.ts';
 import { protectSymKey } from '../../lib/e4/protect.ts';
 import { skipWithoutC2 } from '../c2/c2-stack.ts';
 
@@ -123,5 +123,21 @@ describe.skipIf(skipWithoutC2)('simulated devices driven by the real C2', () => 
     expect(d1.topicKey('factory/line-1/alarms')).toBeUndefined();
     expect(d1.topicKey(TOPIC)).toBeDefined();
     expect(fleet.stats().commandErrors).toBe(0);
+  });
+
+  it('a client created by c2cli from a password (Argon2i in Go) opens C2\'s commands with the key our Argon2i derives', async () => {
+    const password = 'device-password-0123456789';
+    runC2Cli(stack.c2, ['client', 'create', '--name', 'pw-device', '--password', password]);
+    expect(runC2Cli(stack.c2, ['client', 'list'])).toContain('pw-device');
+    expect(c2ClientKey('pw-device').equals(deriveKeyFromPassword(password))).toBe(true);
+    const small = await createFleet({ brokerUrl: stack.mosquitto.url, devices: [{ name: 'pw-device', identityKey: deriveKeyFromPassword(password) }] });
+    try {
+      await api.linkClientTopic('pw-device', TOPIC);
+      await small.waitFor((f) => f.device('pw-device').topicKey(TOPIC) !== undefined, { what: 'SetTopicKey for pw-device' });
+      expect(small.device('pw-device').topicKey(TOPIC)?.equals(c2TopicKey(TOPIC))).toBe(true);
+      expect(small.stats().commandErrors).toBe(0);
+    } finally {
+      await small.close();
+    }
   });
 });
