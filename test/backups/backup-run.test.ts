@@ -8,7 +8,9 @@ import path from 'node:path';
 import { execFileSync, spawn } from 'node:child_process';
 import { startThrowawayPostgres, type ThrowawayPostgres } from '../../lib/servers/postgres.ts';
 import { seedC2Database } from '../../lib/c2-db/seed-database.ts';
-import { deriveDbKey, sealDbValue, passphraseFingerprint } from '../../lib/e4/keystore.ts';
+import { deriveDbKey, sealDbValue, passphraseFingerprint, openDbValue, openDbValuesBatch } from '../../lib/e4/keystore.ts';
+import { readC2Inventory } from '../../lib/c2-db/inventory.ts';
+import { verifyKeyStore } from '../../lib/c2-db/key-store.ts';
 import { runBackup, type BackupOptions } from '../../backups/create-backup.ts';
 import { listBackupSets, openBackupSet, openDecryptedObject, verifyBackupSet, markSetVerifiedByDrill } from '../../backups/backup-sets.ts';
 import { pruneBackupSets } from '../../backups/retention.ts';
@@ -128,6 +130,14 @@ describe('backups against a real C2-shaped PostgreSQL', () => {
     const toc = execFileSync('pg_restore', ['--list', dump], { encoding: 'utf8' });
     expect(toc).toMatch(/TABLE DATA public clients /);
     expect(toc).toMatch(/TABLE DATA public clients_topickeys /);
+    // Round trip: restored into an empty database, the rows match the manifest and every key opens.
+    const restored = await server.createDatabase('restored');
+    execFileSync('pg_restore', ['--no-owner', '--exit-on-error', '-d', restored, dump]);
+    expect(await readC2Inventory(restored)).toEqual(m.c2.inventory);
+    const dbKey = deriveDbKey(PASSPHRASE);
+    const keys = await verifyKeyStore(restored, (v) => openDbValue(dbKey, v), { openBatch: (xs) => openDbValuesBatch(dbKey, xs) });
+    expect(keys.ok).toBe(true);
+    expect(keys.clients.opened + keys.topics.opened).toBe(5000);
     const tarFile = path.join(dir, 'configs.tar');
     await new Promise<void>((resolve, reject) => {
       const s = openDecryptedObject(t, m, 'c2-configs.tar.zst.age', key.identity);
