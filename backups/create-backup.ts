@@ -158,6 +158,10 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
     if (opts.dbSchema) await db.query(`SET LOCAL search_path TO ${pg.escapeIdentifier(opts.dbSchema)}`);
     const info = (await db.query<{ snap: string; v: string; n: number }>(
       `SELECT pg_export_snapshot() AS snap, current_setting('server_version') AS v, current_setting('server_version_num')::int AS n`)).rows[0];
+    const dumpMajor = Number(/(\d+)(\.\d+)?/.exec(dumpVersion.replace(/^\D+/, ''))?.[1] ?? 0);
+    if (dumpMajor && Math.floor(info.n / 10000) > dumpMajor) {
+      throw new BackupError('config', `pg_dump ${dumpMajor} cannot dump PostgreSQL ${info.v}: install postgresql-client-${Math.floor(info.n / 10000)} (pg_dump must be the server's major version or newer)`);
+    }
     const inventoryP: Promise<C2Inventory> = readC2Inventory(db).catch((e) => {
       if (e instanceof C2SchemaMissingError) throw new BackupError('config', `database ${conn.display}: ${e.message}`);
       throw new BackupError('sourceUnreachable', `database ${conn.display}: counting C2 rows failed: ${(e as Error).message}`);
