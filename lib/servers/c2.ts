@@ -76,6 +76,8 @@ export interface StartC2Options {
   /** Extra environment for C2 (E4C2_* overrides). */
   env?: Record<string, string>;
   startTimeoutMs?: number;
+  /** Start attempts when C2 exits by itself during start-up (default 3), like a restart policy. */
+  startAttempts?: number;
 }
 
 export interface RunningC2 {
@@ -213,17 +215,30 @@ export async function startC2(opts: StartC2Options): Promise<RunningC2> {
     E4C2_DB_ENCRYPTION_PASSPHRASE: opts.passphrase,
     ...opts.env,
   };
-  const daemon = startDaemon(localBinary, [], logFile, { cwd: dir, env, ...(runAs ? asUser(runAs) : {}) });
   const baseUrl = `https://${host.includes(':') ? `[${host}]` : host}:${httpPort}`;
-  try {
-    await waitForC2Ready(baseUrl, ca.certPem, opts.startTimeoutMs ?? 30_000, daemon.exited);
-  } catch (err) {
-    await daemon.stop('SIGKILL');
-    throw new Error(`C2 did not start (${(err as Error).message}); config ${configFile}; log:\n${daemon.tail(40)}`);
+  // C2 is fail-fast (e.g. an MQTT CONNACK slower than 1 s ends it) and deployments rely on a restart policy;
+  // the launcher does the same: a C2 that exits by itself during start-up is started again.
+  const attempts = Math.max(1, opts.startAttempts ?? 3);
+  let daemon: Daemon | undefined;
+  for (let attempt = 1; ; attempt++) {
+    daemon = startDaemon(localBinary, [], logFile, { cwd: dir, env, ...(runAs ? asUser(runAs) : {}) });
+    try {
+      await waitForC2Ready(baseUrl, ca.certPem, opts.startTimeoutMs ?? 30_000, daemon.exited);
+      break;
+    } catch (err) {
+      const exitedByItself = daemon.child.exitCode !== null || daemon.child.signalCode !== null;
+      await daemon.stop('SIGKILL');
+      if (!exitedByItself || attempt >= attempts) {
+        throw new Error(`C2 did not start after ${attempt} attempt(s) (${(err as Error).message}); config ${configFile}; log:\n${daemon.tail(40)}`);
+      }
+      fs.appendFileSync(logFile, `\n[e4ops] C2 exited during start-up (attempt ${attempt} of ${attempts}); starting it again\n`);
+      await new Promise((r) => setTimeout(r, 500 * attempt));
+    }
   }
+  const running = daemon!;
   let stopped = false;
   return {
-    dir, configFile, logFile, host, grpcPort, httpPort, baseUrl, ca, daemon,
+    dir, configFile, logFile, host, grpcPort, httpPort, baseUrl, ca, daemon: running,
     version: opts.binary ? 'custom' : pinnedC2Version(),
     logLines() {
       return fs.readFileSync(logFile, 'utf8').split('\n').flatMap((l) => {
@@ -234,7 +249,7 @@ export async function startC2(opts: StartC2Options): Promise<RunningC2> {
     async stop() {
       if (stopped) return;
       stopped = true;
-      await daemon.stop('SIGTERM', 10_000);
+      await running.stop('SIGTERM', 10_000);
       if (ownDir) fs.rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -268,7 +283,7 @@ export async function pickLoopbackHostFor5432(): Promise<string> {
     const host = `127.0.0.${2 + Math.floor(Math.random() * 253)}`;
     if (await portFree(host, 5432)) return host;
   }
-  throw new Error('no free 127.0.0.N:5432 found in 50 tries');
+  throw new Error('no free 127.0.0.N:5432 found in 50 tries: is a PostgreSQL listening on 0.0.0.0:5432 (listen_addresses = *)? C2 can only dial port 5432');
 }
 
 export interface C2TestStack {

@@ -3,7 +3,9 @@ import path from 'node:path';
 import https from 'node:https';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
-import { startC2TestStack, pinnedC2Version, type C2TestStack } from '../../lib/servers/c2.ts';
+import { startC2, startC2TestStack, pinnedC2Version, type C2TestStack } from '../../lib/servers/c2.ts';
+import { freeLoopbackPort } from '../../lib/ports.ts';
+import os from 'node:os';
 import { createC2Api, C2ApiError, C2RouteMissingError, type C2Api } from '../../lib/c2/c2-api.ts';
 import { certificateSans, verifyCertificate } from '../../lib/c2/tls-material.ts';
 import { compareSchemas, dumpSchema, readCommittedC2Schema } from '../../lib/c2/db-schema.ts';
@@ -93,6 +95,25 @@ describe.skipIf(skipWithoutC2)('real C2 on throwaway PostgreSQL (127.0.0.N:5432)
     expect(bad.message).toMatch(/key/i);
     // A route of the 2020 API that this C2 build does not serve.
     expect(await api.cryptoMode().catch((e) => e)).toBeInstanceOf(C2RouteMissingError);
+  });
+
+  it('restarts a C2 that exits during start-up (like a restart policy) and finally reports why, with its log', async () => {
+    const deadPort = await freeLoopbackPort();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'e4ops-c2-fail-'));
+    try {
+      const err = await startC2({
+        dir, db: { host: stack.postgres.host, database: stack.database, username: 'postgres' }, passphrase: stack.passphrase,
+        mqttBroker: `mqtt://127.0.0.1:${deadPort}`, startAttempts: 2,
+      }).catch((e) => e);
+      expect(err).toBeInstanceOf(Error);
+      expect(err.message).toMatch(/did not start after 2 attempt/);
+      expect(err.message).toMatch(/MQTT|connection refused/i);
+      const log = fs.readFileSync(path.join(dir, 'c2.log'), 'utf8');
+      expect(log.match(/E4: C2 back-end/g)).toHaveLength(2);
+      expect(log).toContain('starting it again');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('refuses a server certificate from another CA instead of retrying', async () => {
