@@ -83,22 +83,30 @@ export async function storeEncryptedObject(opts: StoreObjectOptions): Promise<St
   const hash = crypto.createHash('sha256');
   let size = 0;
   let allTargetsFailed = false;
-  for await (const chunk of out as AsyncIterable<Buffer>) {
-    hash.update(chunk);
-    size += chunk.length;
-    const waits: Promise<void>[] = [];
-    for (const w of writers) {
-      if (w.failed) continue;
-      if (w.writer.stream.destroyed || w.writer.stream.writableEnded) { waits.push(markFailed(w)); continue; }
-      if (!w.writer.stream.write(chunk)) waits.push(drained(w.writer.stream).catch(() => markFailed(w)));
+  try {
+    for await (const chunk of out as AsyncIterable<Buffer>) {
+      hash.update(chunk);
+      size += chunk.length;
+      const waits: Promise<void>[] = [];
+      for (const w of writers) {
+        if (w.failed) continue;
+        if (w.writer.stream.destroyed || w.writer.stream.writableEnded) { waits.push(markFailed(w)); continue; }
+        if (!w.writer.stream.write(chunk)) waits.push(drained(w.writer.stream).catch(() => markFailed(w)));
+      }
+      await Promise.all(waits);
+      if (writers.every((w) => w.failed)) {
+        allTargetsFailed = true;
+        for (const r of running) r.child.kill('SIGTERM');
+        break;
+      }
+      if (opts.onProgress) await opts.onProgress({ object: opts.name, bytes: size });
     }
-    await Promise.all(waits);
-    if (writers.every((w) => w.failed)) {
-      allTargetsFailed = true;
-      for (const r of running) r.child.kill('SIGTERM');
-      break;
-    }
-    if (opts.onProgress) await opts.onProgress({ object: opts.name, bytes: size });
+  } catch (e) {
+    // Our own failure (a progress hook, a bug): stop the programs and leave the partial object behind.
+    for (const r of running) r.child.kill('SIGTERM');
+    for (const w of writers) w.writer.abort();
+    await Promise.all(running.map((r) => r.exit));
+    throw e;
   }
   const exits = await Promise.all(running.map((r) => r.exit));
   // A failed producer (pg_dump losing its server) still lets age finish a well-formed file of the
