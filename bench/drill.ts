@@ -43,7 +43,18 @@ function run(cmd: string, args: string[]): Promise<number> {
   });
 }
 
-async function benchDrill(dir: string): Promise<Record<string, unknown>> {
+interface PreparedSet { targetDir: string; setId: string; identity: string; passFile: string; dumpFile: string }
+
+/** Seed the database, back it up, and decrypt the dump once for the baseline (or reuse BENCH_DRILL_CACHE). */
+async function prepareSet(dir: string): Promise<PreparedSet> {
+  const cache = process.env.BENCH_DRILL_CACHE;
+  const base = cache ?? dir;
+  const prepared = path.join(base, 'prepared.json');
+  if (cache && fs.existsSync(prepared)) {
+    say(`reusing the prepared set in ${cache}`);
+    return JSON.parse(fs.readFileSync(prepared, 'utf8'));
+  }
+  fs.mkdirSync(base, { recursive: true });
   const server = await startThrowawayPostgres({ settings: { shared_buffers: '256MB', max_wal_size: '4GB', checkpoint_timeout: '30min' } });
   try {
     const url = await server.createDatabase('c2');
@@ -54,22 +65,19 @@ async function benchDrill(dir: string): Promise<Record<string, unknown>> {
     const seed = await seedC2Database(url, { ...N, sealBatch });
     server.psql('CHECKPOINT');
     say(`  seeded in ${seed.seconds.toFixed(1)} s`);
-
-    const identity = path.join(dir, 'id.age');
+    const identity = path.join(base, 'id.age');
     execFileSync('age-keygen', ['-o', identity], { stdio: 'ignore' });
     const recipient = execFileSync('age-keygen', ['-y', identity], { encoding: 'utf8' }).trim();
-    const passFile = path.join(dir, 'passphrase');
+    const passFile = path.join(base, 'passphrase');
     fs.writeFileSync(passFile, PASSPHRASE + '\n');
-    const targetDir = path.join(dir, 'target');
+    const targetDir = path.join(base, 'target');
     say('backup (the set the drill restores) ...');
-    const backup = await runBackup({ databaseUrl: url, targets: [targetDir], recipients: [recipient], passphraseFile: passFile, lockFile: path.join(dir, 'lock'), log: createMemoryLogger('backup') });
-    await server.stop();
-
+    const backup = await runBackup({ databaseUrl: url, targets: [targetDir], recipients: [recipient], passphraseFile: passFile, lockFile: path.join(base, 'lock'), log: createMemoryLogger('backup') });
     // The same dump, decrypted once (untimed), for bare pg_restore.
     const target = openTarget(targetDir);
     const manifest = await openBackupSet(target, backup.setId);
     const dumpObj = manifest.objects.find((o) => o.kind === 'postgres-dump')!;
-    const dumpFile = path.join(dir, 'plain.pgdump');
+    const dumpFile = path.join(base, 'plain.pgdump');
     await new Promise<void>((resolve, reject) => {
       const src = openDecryptedObject(target, manifest, dumpObj.name, identity);
       const out = fs.createWriteStream(dumpFile);
@@ -78,7 +86,18 @@ async function benchDrill(dir: string): Promise<Record<string, unknown>> {
       out.on('finish', () => resolve());
       src.pipe(out);
     });
+    const p: PreparedSet = { targetDir, setId: backup.setId, identity, passFile, dumpFile };
+    fs.writeFileSync(prepared, JSON.stringify(p));
+    return p;
+  } finally {
+    await server.stop();
+  }
+}
 
+async function benchDrill(dir: string): Promise<Record<string, unknown>> {
+  {
+    const { targetDir, setId, identity, passFile, dumpFile } = await prepareSet(dir);
+    const backup = { setId };
     // The baseline server gets the drill's scratch-server settings, so the ratio measures the drill, not tuning.
     const bare = async () => {
       const pgs = await startThrowawayPostgres({ settings: SCRATCH_POSTGRES_SETTINGS });
@@ -107,8 +126,6 @@ async function benchDrill(dir: string): Promise<Record<string, unknown>> {
       keysVerified: N.clients + N.topics, keysPerSecond: Math.round(report.keysPerSecond ?? 0),
       keyOpener: (keystore as unknown as Record<string, unknown>).openDbValuesBatch ? 'lib/e4 openDbValuesBatch' : 'backups/drill openSealedKeysBatch',
     };
-  } finally {
-    await server.stop();
   }
 }
 

@@ -6,6 +6,7 @@ import { C2_TABLES, c2SchemaDdl } from '../../lib/c2-db/c2-schema.ts';
 import { readC2Inventory, type C2Inventory } from '../../lib/c2-db/inventory.ts';
 import { verifyKeyStore, type OpenDbValue, type OpenDbValuesBatch, type KeyStoreReport } from '../../lib/c2-db/key-store.ts';
 import { compareSchemas, dumpSchema } from '../../lib/c2/db-schema.ts';
+import { verifySealedKeysByCopy } from './sealed-key-copy-reader.ts';
 
 export interface DrillCheck { name: string; ok: boolean; detail: string }
 
@@ -127,7 +128,8 @@ export async function checkSealedKeys(client: pg.ClientBase, open: OpenDbValue, 
   if (fingerprint.manifest === undefined) checks.push({ name: 'passphrase-fingerprint', ok: false, detail: 'the manifest records no passphrase fingerprint' });
   else if (fingerprint.manifest !== fingerprint.ours) checks.push({ name: 'passphrase-fingerprint', ok: false, detail: 'the passphrase from --passphrase-file does not match the fingerprint in the manifest: wrong passphrase file (use the one escrowed for this C2 database)' });
   else checks.push({ name: 'passphrase-fingerprint', ok: true, detail: 'the passphrase matches the fingerprint recorded in the manifest' });
-  const report = await verifyKeyStore(client, open, { ...(openBatch ? { openBatch } : {}) });
+  // With a batch opener, read the keys with COPY (FORMAT binary): the fast path for big databases.
+  const report = openBatch ? await verifySealedKeysByCopy(client, openBatch) : await verifyKeyStore(client, open);
   const failed = report.clients.failed + report.topics.failed;
   const total = report.clients.total + report.topics.total;
   const rate = report.seconds > 0 ? Math.round(total / report.seconds) : total;

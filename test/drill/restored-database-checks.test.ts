@@ -11,6 +11,7 @@ import {
   checkRestoredSchema, checkInventoryCounts, checkOrphanLinks, checkSealedKeys, parseExpectedSchema,
 } from '../../backups/drill/restored-database-checks.ts';
 import { checkRestoredConfigs } from '../../backups/drill/restored-config-checks.ts';
+import { openSealedKeysBatch } from '../../backups/drill/sealed-key-batch-opener.ts';
 import { assertScratchIsNotProduction } from '../../backups/drill/scratch-database-guard.ts';
 
 const PASS = 'drill-test passphrase, long enough';
@@ -69,6 +70,19 @@ describe('restore drill checks on a restored C2 database (real PostgreSQL)', () 
     const good = await checkSealedKeys(client, open, { ours: fp, manifest: fp });
     expect(good.checks.every((c) => c.ok), JSON.stringify(good.checks)).toBe(true);
     expect(good.report.clients.opened + good.report.topics.opened).toBe(340);
+
+    // The COPY (FORMAT binary) fast path with the batch opener gives the same answer.
+    const fast = await checkSealedKeys(client, open, { ours: fp, manifest: fp }, (sealed) => openSealedKeysBatch(dbKey, sealed));
+    expect(fast.report.clients.opened + fast.report.topics.opened).toBe(340);
+    await client.query(`UPDATE topic_keys SET key = set_byte(key, 5, get_byte(key, 5) # 1) WHERE id = 7`);
+    try {
+      const damaged = await checkSealedKeys(client, open, { ours: fp, manifest: fp }, (sealed) => openSealedKeysBatch(dbKey, sealed));
+      const c = damaged.checks.find((x) => x.name === 'keys-decrypt')!;
+      expect(c.ok).toBe(false);
+      expect(c.detail).toMatch(/^1 of 340 sealed keys do not open.*topic_keys fleet\/topic-000007/);
+    } finally {
+      await client.query(`UPDATE topic_keys SET key = set_byte(key, 5, get_byte(key, 5) # 1) WHERE id = 7`);
+    }
 
     const wrongKey = deriveDbKey('not the escrowed passphrase!!');
     const bad = await checkSealedKeys(client, (s) => openDbValue(wrongKey, s), { ours: dbKeyFingerprint(wrongKey), manifest: fp });
