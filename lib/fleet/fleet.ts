@@ -61,6 +61,8 @@ interface Member {
   client?: MqttClient;
   /** data topic → received messages */
   inbox: Map<string, ReceivedMessage[]>;
+  /** data topics subscribed (topic → qos), re-subscribed after a reconnect */
+  dataTopics: Map<string, 0 | 1 | 2>;
 }
 
 async function pool<T>(items: T[], concurrency: number, fn: (item: T) => Promise<void>): Promise<void> {
@@ -91,7 +93,7 @@ export class Fleet {
     this.log = opts.logger ?? createLogger({ component: 'fleet' });
     for (const spec of opts.devices) {
       if (this.members.has(spec.name)) throw new Error(`fleet: device name "${spec.name}" appears twice`);
-      const m: Member = { device: new SimulatedDevice(spec), inbox: new Map() };
+      const m: Member = { device: new SimulatedDevice(spec), inbox: new Map(), dataTopics: new Map() };
       this.members.set(spec.name, m);
       this.byCommandTopic.set(m.device.commandTopic, m);
     }
@@ -129,6 +131,16 @@ export class Fleet {
       m.client = client;
       let settled = false;
       client.on('message', (topic, payload) => this.onMessage(m, topic, payload));
+      // mqtt.js only remembers subscriptions for resubscription when reconnect was on at subscribe time, and
+      // reconnect is off during the connect storm: re-subscribe ourselves when a reconnect finds no session.
+      client.on('connect', (connack) => {
+        if (!settled || connack.sessionPresent) return;
+        const topics: Record<string, { qos: 0 | 1 | 2 }> = { [m.device.commandTopic]: { qos: this.opts.commandQos ?? 1 } };
+        for (const [t, qos] of m.dataTopics) topics[t] = { qos };
+        client.subscribe(topics, (err) => {
+          if (err) this.log.warn('device_resubscribe_failed', { device: m.device.name, error: err.message });
+        });
+      });
       client.once('connect', () => {
         client.subscribe(m.device.commandTopic, { qos: this.opts.commandQos ?? 1 }, (err) => {
           settled = true;
@@ -225,6 +237,7 @@ export class Fleet {
     await Promise.all((Array.isArray(names) ? names : [names]).map((n) => {
       const m = this.member(n);
       if (!m.client) throw new Error(`fleet: device ${n} is not connected`);
+      m.dataTopics.set(topic, qos);
       return m.client.subscribeAsync(topic, { qos });
     }));
   }

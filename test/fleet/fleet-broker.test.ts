@@ -41,4 +41,34 @@ describe('pubkey-mode fleet on a real Mosquitto', () => {
       await fleet.close();
     }
   });
+
+  it('devices reconnect and resubscribe after the broker restarts, then process commands again', async () => {
+    const broker = await startThrowawayMosquitto();
+    const fleet = await createFleet({ brokerUrl: broker.url, devices: [{ name: 'rc-1' }, { name: 'rc-2' }] });
+    try {
+      await fleet.subscribe(['rc-1', 'rc-2'], 'after/restart');
+      const port = broker.port;
+      await broker.stop();
+      await fleet.waitFor((f) => f.stats().connected === 0, { what: 'disconnect', timeoutMs: 10_000 });
+      const again = await startThrowawayMosquitto({ port });
+      try {
+        await fleet.waitFor((f) => f.stats().connected === 2, { what: 'reconnect', timeoutMs: 20_000 });
+        await new Promise((r) => setTimeout(r, 300)); // resubscription follows CONNACK
+        const pub = await createCommandPublisher({ brokerUrl: again.url });
+        const key = crypto.randomBytes(32);
+        for (const d of fleet.devices()) await pub.send(d, { type: 'SetTopicKey', key, topicHash: topicHash('after/restart') });
+        await pub.close();
+        await fleet.waitFor((f) => f.devices().every((d) => d.topicKey('after/restart')?.equals(key)), { what: 'commands after restart' });
+        // Data-topic subscriptions came back too.
+        await fleet.publish('rc-1', 'after/restart', 'back');
+        await fleet.waitFor((f) => f.readable('rc-2', 'after/restart').some((p) => String(p) === 'back'), { what: 'data topic after restart' });
+      } finally {
+        await fleet.close();
+        await again.stop();
+      }
+    } finally {
+      await fleet.close();
+      await broker.stop();
+    }
+  });
 });
