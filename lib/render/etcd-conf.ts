@@ -15,6 +15,8 @@ export interface EtcdMemberSettings {
   initialCluster: Array<{ name: string; peerUrl: string }>;
   clusterToken: string;
   state?: 'new' | 'existing';
+  /** Serve the v2 API too (Patroni's `etcd:` DCS); the stacks use v3 (`etcd3:`). */
+  enableV2?: boolean;
 }
 
 /** Render one member's etcd YAML config. Pure. */
@@ -35,6 +37,7 @@ export function renderEtcdConfig(s: EtcdMemberSettings): string {
     'auto-compaction-mode': 'periodic',
     'auto-compaction-retention': '1h',
     'quota-backend-bytes': 2 * 1024 * 1024 * 1024,
+    ...(s.enableV2 ? { 'enable-v2': true } : {}),
     'log-level': 'info',
     logger: 'zap',
   };

@@ -70,8 +70,10 @@ export interface PatroniSettings {
   /** This member's name (unique). */
   name: string;
   restApi: { listen: string; connectAddress: string };
-  /** etcd v3 client endpoints, host:port. */
+  /** etcd client endpoints, host:port. */
   etcdHosts: string[];
+  /** etcd API Patroni speaks: etcd3 (default, the stacks) or etcd (v2). */
+  etcdApi?: 'etcd3' | 'etcd';
   postgres: {
     listen: string;
     connectAddress: string;
@@ -84,8 +86,10 @@ export interface PatroniSettings {
   replicationUser: string;
   /** Script run once on the first primary (creates C2's role and database). */
   postBootstrap?: string;
-  /** Seconds of leader lease (failover happens within about this long). */
+  /** Seconds of leader lease (failover happens within about this long); needs loopWait + 2 * retryTimeout <= ttl. */
   ttlSeconds?: number;
+  loopWaitSeconds?: number;
+  retryTimeoutSeconds?: number;
   maximumLagOnFailoverBytes?: number;
 }
 
@@ -93,17 +97,20 @@ export interface PatroniSettings {
 export function renderPatroniConfig(s: PatroniSettings): string {
   if (!s.etcdHosts.length) throw new Error('patroni etcdHosts: empty; Patroni needs the etcd cluster to elect a leader');
   const ttl = s.ttlSeconds ?? 30;
+  if ((s.loopWaitSeconds ?? 10) + 2 * (s.retryTimeoutSeconds ?? 10) > ttl) {
+    throw new Error(`patroni ttlSeconds ${ttl}: must be at least loopWaitSeconds + 2 * retryTimeoutSeconds`);
+  }
   const hba = pgHbaLines({ clientNetworks: s.postgres.clientNetworks, replicationUser: s.replicationUser });
   const doc = {
     scope: s.scope,
     name: s.name,
     restapi: { listen: s.restApi.listen, connect_address: s.restApi.connectAddress },
-    etcd3: { hosts: s.etcdHosts },
+    [s.etcdApi ?? 'etcd3']: { hosts: s.etcdHosts },
     bootstrap: {
       dcs: {
         ttl,
-        loop_wait: 10,
-        retry_timeout: 10,
+        loop_wait: s.loopWaitSeconds ?? 10,
+        retry_timeout: s.retryTimeoutSeconds ?? 10,
         maximum_lag_on_failover: s.maximumLagOnFailoverBytes ?? 1_048_576,
         postgresql: {
           use_pg_rewind: true,
@@ -121,6 +128,8 @@ export function renderPatroniConfig(s: PatroniSettings): string {
       data_dir: s.postgres.dataDir,
       bin_dir: s.postgres.binDir,
       pg_hba: hba,
+      // A new or rebuilt replica clones the primary right away instead of waiting for a spread checkpoint.
+      basebackup: [{ checkpoint: 'fast' }],
       // Passwords come from PATRONI_SUPERUSER_PASSWORD / PATRONI_REPLICATION_PASSWORD / PATRONI_REWIND_PASSWORD.
       authentication: {
         superuser: { username: s.superuser },
