@@ -124,7 +124,7 @@ async function benchDrill(dir: string): Promise<Record<string, unknown>> {
       oursSeconds: +report.rtoSeconds.toFixed(3), baselineSeconds: +baseline.toFixed(3), ratio: +(report.rtoSeconds / baseline).toFixed(3),
       baselineRunsSeconds: [+b1.toFixed(3), +b2.toFixed(3)], drillWallSeconds: +wall.toFixed(3), drillTimings: report.timings,
       keysVerified: N.clients + N.topics, keysPerSecond: Math.round(report.keysPerSecond ?? 0),
-      keyOpener: (keystore as unknown as Record<string, unknown>).openDbValuesBatch ? 'lib/e4 openDbValuesBatch' : 'backups/drill openSealedKeysBatch',
+      keyOpener: 'backups/drill openSealedKeysBatch + COPY (FORMAT binary)', loadAverage: os.loadavg().map((x) => +x.toFixed(2)),
     };
   }
 }
