@@ -45,9 +45,10 @@ describe.skipIf(!process.env.E4OPS_SLOW_TESTS)('Patroni failover behind HAProxy 
 
     const script = path.join(tmp, 'post-bootstrap.sh');
     fs.writeFileSync(script, renderPostBootstrapScript({ database: 'e4', username: 'e4' }), { mode: 0o755 });
-    const members = [];
+    interface Member { name: string; ip: string; pgPort: number; restPort: number; dataDir: string; daemon?: Daemon }
+    const members: Member[] = [];
     for (const [i, ip] of ['127.0.0.2', '127.0.0.3'].entries()) {
-      const m = { name: `pg-${i}`, ip, pgPort: await freeLoopbackPort(ip), restPort: await freeLoopbackPort(ip), dataDir: path.join(tmp, `data${i}`), daemon: undefined as Daemon | undefined };
+      const m: Member = { name: `pg-${i}`, ip, pgPort: await freeLoopbackPort(ip), restPort: await freeLoopbackPort(ip), dataDir: path.join(tmp, `data${i}`) };
       const sock = path.join(tmp, `sock${i}`);
       fs.mkdirSync(sock);
       fs.writeFileSync(path.join(tmp, `${m.name}.yml`), renderPatroniConfig({
@@ -61,7 +62,7 @@ describe.skipIf(!process.env.E4OPS_SLOW_TESTS)('Patroni failover behind HAProxy 
       members.push(m);
     }
     chownTo(tmp, 'postgres');
-    const startMember = (m: (typeof members)[number]) => {
+    const startMember = (m: Member) => {
       m.daemon = startDaemon('patroni', [path.join(tmp, `${m.name}.yml`)], path.join(tmp, `${m.name}.log`), { cwd: tmp, env, ...asUser('postgres') });
       daemons.push(m.daemon);
     };
