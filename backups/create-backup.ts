@@ -29,6 +29,8 @@ export interface BackupOptions {
   dbSchema?: string;
   configsDir?: string;
   renderedConfigsDir?: string;
+  /** Single files or folders (absolute paths) worth keeping, e.g. pubkey mode's C2 key outside the configs dir. */
+  extraFiles?: string[];
   pulumiStackExport?: string;
   targets: string[];
   recipients?: string[];
@@ -119,6 +121,10 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
   const conn = pgDumpConnection(opts.databaseUrl);
   if (opts.configsDir) checkDir(opts.configsDir, '--configs-dir');
   if (opts.renderedConfigsDir) checkDir(opts.renderedConfigsDir, '--rendered-configs-dir');
+  for (const f of opts.extraFiles ?? []) {
+    if (!path.isAbsolute(f)) throw new BackupError('config', `extra file ${f} must be an absolute path`);
+    if (!fs.existsSync(f)) throw new BackupError('config', `extra file ${f} does not exist`);
+  }
   if (opts.pulumiStackExport && !fs.existsSync(opts.pulumiStackExport)) throw new BackupError('config', `--pulumi-stack-export ${opts.pulumiStackExport} does not exist`);
   if (opts.retention) validateRetentionPolicy(opts.retention);
   const compression = opts.compression ?? 'zstd';
@@ -206,6 +212,13 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
     ];
     if (opts.configsDir) await store('c2-configs.tar.zst.age', 'c2-configs', 'tar', 'zstd', tarOf(opts.configsDir, '--configs-dir'));
     if (opts.renderedConfigsDir) await store('rendered-configs.tar.zst.age', 'rendered-configs', 'tar', 'zstd', tarOf(opts.renderedConfigsDir, '--rendered-configs-dir'));
+    if (opts.extraFiles?.length) {
+      // Stored with their absolute paths (minus the leading /): `tar -x -C /` puts them back.
+      await store('extra-files.tar.zst.age', 'extra-files', 'tar', 'zstd', [
+        { cmd: 'tar', args: ['-C', '/', '--numeric-owner', '-cf', '-', '--', ...opts.extraFiles.map((f) => path.relative('/', f))], errorKind: 'sourceUnreachable', what: 'tar of the extra files' },
+        zstd('zstd of the extra files'),
+      ]);
+    }
     if (opts.pulumiStackExport) {
       await store('pulumi-stack.json.zst.age', 'pulumi-stack', 'json', 'zstd',
         [{ cmd: 'zstd', args: ['-q', '-c', `-${zstdLevel}`, opts.pulumiStackExport], errorKind: 'sourceUnreachable', what: `zstd of ${opts.pulumiStackExport}` }]);

@@ -12,7 +12,7 @@ export const MANIFEST_FILE = 'manifest.json';
 export const DRILL_MARKER_FILE = 'drill-verified.json';
 export const MANIFEST_SCHEMA_FILE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'manifest-schema.json');
 
-export type ObjectKind = 'postgres-dump' | 'c2-configs' | 'rendered-configs' | 'pulumi-stack' | 'elasticsearch-snapshot';
+export type ObjectKind = 'postgres-dump' | 'c2-configs' | 'rendered-configs' | 'pulumi-stack' | 'elasticsearch-snapshot' | 'extra-files';
 export interface ManifestObject {
   name: string;
   kind: ObjectKind;

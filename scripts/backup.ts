@@ -10,13 +10,15 @@ import { pruneBackupSets, type RetentionPolicy } from '../backups/retention.ts';
 import { acquireRunLock } from '../backups/run-lock.ts';
 import { openTarget } from '../backups/targets.ts';
 import { renderCrontabLine, renderSystemdUnits } from '../backups/schedule.ts';
+import { backupOptionsFromJobConfig, readBackupJobConfig } from '../backups/job-config.ts';
 
 const HELP = `Usage:
   backup.ts [backup] --database-url URL --target T [--target T2 ...] (--recipient AGE_PUBKEY ... | --recipients-file F)
-            [--configs-dir DIR] [--rendered-configs-dir DIR] [--pulumi-stack-export FILE] [--passphrase-file F]
+            [--configs-dir DIR] [--rendered-configs-dir DIR] [--extra-file PATH ...] [--pulumi-stack-export FILE] [--passphrase-file F]
             [--keep-last N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N]
             [--es-url URL --es-repository NAME [--es-repository-location PATH] [--es-indices PATTERN]]
             [--compression zstd|pg_dump] [--zstd-level N] [--metrics-file F] [--lock-file F] [--rclone-config F]
+  backup.ts run --config /etc/e4ops/backup.json [BACKUP-FLAGS...]   (the stack's job file; flags win)
   backup.ts list   --target T [--target T2 ...] [--json]
   backup.ts verify --target T --backup latest|ID [--identity F] [--json]
   backup.ts prune  --target T --keep-last N ... [--dry-run] [--json]
@@ -33,7 +35,7 @@ Exit codes: 0 ok, 1 internal error, 2 config/usage, 3 source unreachable (DB, co
 4 target error (read-only, full, rclone), 5 another run holds the lock, 6 integrity (damaged object or
 manifest), 7 wrong identity file.`;
 
-const STRING = ['database-url', 'db-schema', 'configs-dir', 'rendered-configs-dir', 'pulumi-stack-export', 'target', 'recipient', 'recipients-file',
+const STRING = ['config', 'extra-file', 'database-url', 'db-schema', 'configs-dir', 'rendered-configs-dir', 'pulumi-stack-export', 'target', 'recipient', 'recipients-file',
   'passphrase-file', 'backup', 'identity', 'compression', 'metrics-file', 'lock-file', 'rclone-config', 'es-url', 'es-repository',
   'es-repository-location', 'es-indices', 'on-calendar', 'cron', 'keep-last', 'keep-daily', 'keep-weekly', 'keep-monthly', 'zstd-level', 'user'];
 const BOOL = ['help', 'dry-run', 'json', 'print-systemd-timer', 'print-crontab'];
@@ -135,9 +137,14 @@ async function main(): Promise<number> {
     } finally { lock?.release(); }
   }
 
-  if (cmd !== 'backup') throw new BackupError('config', `unknown sub-command ${cmd}: backup, list, verify or prune (see --help)`);
-  const databaseUrl = one('database-url');
-  if (!databaseUrl) throw new BackupError('config', '--database-url is required (postgres://USER@HOST:5432/DATABASE)');
+  if (cmd !== 'backup' && cmd !== 'run') throw new BackupError('config', `unknown sub-command ${cmd}: backup (or run), list, verify or prune (see --help)`);
+  const configFile = one('config');
+  const job = configFile ? backupOptionsFromJobConfig(readBackupJobConfig(configFile)) : undefined;
+  const databaseUrl = one('database-url') ?? job?.databaseUrl;
+  if (!databaseUrl) throw new BackupError('config', '--database-url is required (postgres://USER@HOST:5432/DATABASE), or --config FILE');
+  const policy = retention();
+  const flagRetention = [policy.keepLast, policy.keepDaily, policy.keepWeekly, policy.keepMonthly].some((v) => v !== undefined);
+  const either = <T>(flag: T[] , fromJob: T[] | undefined) => (flag.length ? flag : fromJob ?? []);
   const compression = (one('compression') ?? 'zstd') as DumpCompression;
   if (compression !== 'zstd' && compression !== 'pg_dump') throw new BackupError('config', `--compression must be zstd or pg_dump (got ${compression})`);
   const esUrl = one('es-url');
@@ -147,10 +154,11 @@ async function main(): Promise<number> {
   let lastTick = 0;
   const tty = process.stderr.isTTY;
   const result = await runBackup({
-    databaseUrl, dbSchema: one('db-schema'), configsDir: one('configs-dir'), renderedConfigsDir: one('rendered-configs-dir'),
-    pulumiStackExport: one('pulumi-stack-export'), targets: list(argv.target), recipients: list(argv.recipient),
-    recipientsFile: one('recipients-file'), passphraseFile: one('passphrase-file'), compression, zstdLevel: int('zstd-level'),
-    retention: retention(), lockFile: one('lock-file'), metricsFile: one('metrics-file'), rcloneConfig: one('rclone-config'), log,
+    databaseUrl, dbSchema: one('db-schema'), configsDir: one('configs-dir') ?? job?.configsDir, renderedConfigsDir: one('rendered-configs-dir'),
+    extraFiles: either(list(argv['extra-file']), job?.extraFiles),
+    pulumiStackExport: one('pulumi-stack-export'), targets: either(list(argv.target), job?.targets), recipients: either(list(argv.recipient), job?.recipients),
+    recipientsFile: one('recipients-file'), passphraseFile: one('passphrase-file') ?? job?.passphraseFile, compression, zstdLevel: int('zstd-level'),
+    retention: flagRetention ? policy : job?.retention, lockFile: one('lock-file'), metricsFile: one('metrics-file') ?? job?.metricsFile, rcloneConfig: one('rclone-config'), log,
     elasticsearch: esUrl && esRepo ? { node: esUrl, repository: esRepo, indices: one('es-indices'), ...(location ? { registerRepository: { type: 'fs', settings: { location } } } : {}) } : undefined,
     onProgress: tty ? (p) => {
       const now = Date.now();

@@ -18,6 +18,7 @@ import { openTarget } from '../../backups/targets.ts';
 import { MANIFEST_FILE } from '../../backups/manifest.ts';
 import { EXIT } from '../../backups/exit-codes.ts';
 import { OPS_METRICS } from '../../lib/ops-metrics.ts';
+import { renderBackupJobConfig } from '../../lib/render/backup-job.ts';
 import MockPkg from '@elastic/elasticsearch-mock';
 
 // CJS default export under ESM: take .default when present.
@@ -305,6 +306,49 @@ describe('backups against a real C2-shaped PostgreSQL', () => {
       expect(next.removedIncomplete[target]).toEqual([sets[0].setId]);
       expect((await listBackupSets(openTarget(target))).map((s) => [s.setId, s.status])).toEqual([[next.setId, 'complete']]);
     } finally { await doomed.stop(); }
+  });
+
+  it('runs from the job file the stacks render (run --config), with extra files restored to their paths', async () => {
+    const keyFile = path.join(dir, 'c2-key-outside', 'c2.key');
+    fs.mkdirSync(path.dirname(keyFile));
+    fs.writeFileSync(keyFile, 'pubkey-mode C2 key');
+    const jobTargets = [path.join(dir, 'job-local'), `offsite:${path.join(dir, 'job-remote')}`];
+    const jobFile = path.join(dir, 'backup.json');
+    fs.writeFileSync(jobFile, renderBackupJobConfig({
+      database: { host: server.host, port: server.port, name: 'c2', user: 'postgres' },
+      files: [keyFile],
+      targets: [{ name: 'local', type: 'local', path: jobTargets[0] }, { name: 'offsite', type: 'rclone', remote: jobTargets[1] }],
+      ageRecipients: [key.recipient],
+      retention: { keepLast: 1, keepDaily: 0, keepWeekly: 0, keepMonthly: 0 },
+      metricsTextfileDir: path.join(dir, 'job-textfile'),
+    }));
+    for (let i = 0; i < 2; i++) {
+      const r = await cli(['run', '--config', jobFile, '--lock-file', base.lockFile!, '--json'], { RCLONE_CONFIG: rcloneConfig, PGPASSWORD: 'from-the-environment' });
+      expect(r.code).toBe(EXIT.ok);
+    }
+    for (const spec of jobTargets) {
+      const t = openTarget(spec, { rcloneConfig });
+      const sets = await listBackupSets(t);
+      expect(sets.map((x) => x.status)).toEqual(['complete']); // keepLast 1 pruned the first run's set
+      const m = sets[0].manifest!;
+      expect(m.objects.map((o) => o.name)).toEqual(['postgres.pgdump.zst.age', 'extra-files.tar.zst.age']);
+      const tarFile = path.join(dir, 'extra.tar');
+      await new Promise<void>((resolve, reject) => {
+        const st = openDecryptedObject(t, m, 'extra-files.tar.zst.age', key.identity);
+        st.on('error', reject);
+        st.pipe(fs.createWriteStream(tarFile)).on('finish', () => resolve());
+      });
+      const back = path.join(dir, `extra-restore-${spec.startsWith('offsite') ? 'r' : 'l'}`);
+      fs.mkdirSync(back);
+      execFileSync('tar', ['-x', '-C', back, '-f', tarFile]);
+      expect(fs.readFileSync(path.join(back, keyFile), 'utf8')).toBe('pubkey-mode C2 key');
+    }
+    expect(fs.readFileSync(path.join(dir, 'job-textfile', 'e4ops_backup.prom'), 'utf8')).toMatch(/^e4ops_backup_last_run_success 1$/m);
+    const bad = path.join(dir, 'bad-job.json');
+    fs.writeFileSync(bad, JSON.stringify({ database: { host: 'x', name: 'c2', user: 'u' }, targets: [{ name: 'a', type: 'rclone' }], ageRecipients: [] }));
+    const r = await cli(['run', '--config', bad]);
+    expect(r.code).toBe(EXIT.config);
+    expect(r.stderr).toMatch(/--config .*bad-job\.json: targets\[0\] \(a\) is rclone but has no remote/);
   });
 
   it('CLI config errors exit 2 before touching anything; an unreachable database exits 3', async () => {
