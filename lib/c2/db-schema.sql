@@ -1,6 +1,6 @@
 -- Schema that C2 v0.0.0-20190913090940-33c5be11fcd2 (github.com/teserakt-io/c2) creates with gorm AutoMigrate
 -- on an empty PostgreSQL database. Captured by lib/c2/db-schema.ts dumpSchema (pg_dump --schema-only
--- --no-owner --no-privileges); test/c2/c2-schema.test.ts checks that a fresh C2 still creates exactly this.
+-- --no-owner --no-privileges); test/c2/c2-server.test.ts checks that a fresh C2 still creates exactly this.
 --
 -- PostgreSQL database dump
 --
