@@ -6,7 +6,10 @@
 //   baseline: N plain mqtt.js clients doing the same connect/subscribe/receive of the same sealed bytes
 //             with no E4 work: the MQTT floor the simulator sits on.
 // Target (issue 3): 10,000 devices, each receiving one SetTopicKey, in under 60 s on 2 cores.
-// Usage: npm run bench:fleet -- [--devices 10000] [--concurrency 200]
+//   c2 (only with --via-c2 M): M devices registered with the REAL C2 (scripts/build-c2.sh), then linked to one
+//             topic through the API; C2 seals and publishes each SetTopicKey. Timed from the first link call until
+//             every device holds the key C2 stores: the rate at which C2 can push keys (e.g. for a resync).
+// Usage: npm run bench:fleet -- [--devices 10000] [--concurrency 200] [--via-c2 1000]
 // Last stdout line: one JSON object.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -102,10 +105,46 @@ async function runBaseline(broker: string, n: number, concurrency: number): Prom
   return { phase: 'baseline', devices: n, connectSeconds: (t1 - t0) / 1000, deliverSeconds: (t2 - t1) / 1000, totalSeconds: (t2 - t0) / 1000, peakRssMiB: mem.stop() / 2 ** 20, received, errors: 0 };
 }
 
-function runChild(phase: string, broker: string, n: number, concurrency: number): Promise<PhaseResult> {
+async function runViaC2(m: number): Promise<PhaseResult & { linksPerSecond: number }> {
+  const { startC2TestStack } = await import('../lib/servers/c2.ts');
+  const { createC2Api } = await import('../lib/c2/c2-api.ts');
+  const { registerDevicesWithC2 } = await import('../lib/fleet/register-with-c2.ts');
+  const mem = memorySampler();
+  const stack = await startC2TestStack();
+  const api = createC2Api({ baseUrl: stack.c2.baseUrl, ca: stack.c2.ca.certPem, logger: createLogger({ component: 'c2-api', level: 'warn' }) });
+  try {
+    const t0 = performance.now();
+    const fleet = await createFleet({
+      brokerUrl: stack.mosquitto.url, devices: Array.from({ length: m }, (_, i) => ({ name: `c2-dev-${i}` })),
+      logger: createLogger({ component: 'fleet', level: 'warn' }),
+    });
+    await registerDevicesWithC2(api, fleet.devices());
+    await api.newTopic(TOPIC);
+    const t1 = performance.now();
+    const done = fleet.waitFor((f) => f.commandsProcessed + f.commandErrors >= m, { timeoutMs: 600_000, what: 'SetTopicKey from C2' });
+    let next = 0;
+    await Promise.all(Array.from({ length: 8 }, async () => {
+      while (next < m) await api.linkClientTopic(`c2-dev-${next++}`, TOPIC);
+    }));
+    await done;
+    const t2 = performance.now();
+    const received = fleet.devices().filter((d) => d.topicKey(TOPIC)).length;
+    const errors = fleet.stats().commandErrors;
+    await fleet.close();
+    return {
+      phase: 'c2', devices: m, connectSeconds: (t1 - t0) / 1000, deliverSeconds: (t2 - t1) / 1000, totalSeconds: (t2 - t0) / 1000,
+      peakRssMiB: mem.stop() / 2 ** 20, received, errors, linksPerSecond: m / ((t2 - t1) / 1000),
+    };
+  } finally {
+    api.close();
+    await stack.stop();
+  }
+}
+
+function runChild(phase: string, broker: string, n: number, concurrency: number, extra: string[] = []): Promise<PhaseResult> {
   return new Promise((resolve, reject) => {
     const self = fileURLToPath(import.meta.url);
-    const child = spawn(process.execPath, [...process.execArgv, self, '--phase', phase, '--broker', broker, '--devices', String(n), '--concurrency', String(concurrency)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [...process.execArgv, self, '--phase', phase, '--broker', broker, '--devices', String(n), '--concurrency', String(concurrency), ...extra], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (c) => (out += c));
     child.on('exit', (code) => {
@@ -122,7 +161,9 @@ async function main() {
   const phase = argStr('phase');
   if (phase) {
     const broker = argStr('broker')!;
-    const r = phase === 'ours' ? await runOurs(broker, n, concurrency) : await runBaseline(broker, n, concurrency);
+    const r = phase === 'ours' ? await runOurs(broker, n, concurrency)
+      : phase === 'c2' ? await runViaC2(arg('via-c2', 1000))
+        : await runBaseline(broker, n, concurrency);
     console.log(JSON.stringify(r));
     process.exit(0);
   }
@@ -136,6 +177,12 @@ async function main() {
     } finally {
       await mq.stop();
     }
+  }
+  const viaC2 = arg('via-c2', 0);
+  let c2: (PhaseResult & { linksPerSecond?: number }) | undefined;
+  if (viaC2 > 0) {
+    c2 = await runChild('c2', 'unused', viaC2, concurrency, ['--via-c2', String(viaC2)]);
+    console.error(`c2: ${JSON.stringify(c2)}`);
   }
   const ours = results.ours;
   const base = results.baseline;
@@ -153,6 +200,7 @@ async function main() {
     commandErrors: ours.errors,
     target: { devices: TARGET_DEVICES, seconds: TARGET_SECONDS },
     targetMet: n >= TARGET_DEVICES && ours.received === n && ours.totalSeconds < TARGET_SECONDS,
+    ...(c2 ? { viaC2: { devices: c2.devices, linkSeconds: +c2.deliverSeconds.toFixed(2), keysPerSecond: Math.round(c2.linksPerSecond ?? 0), devicesHoldingKey: c2.received, commandErrors: c2.errors } } : {}),
   };
   console.log(JSON.stringify(summary));
 }
