@@ -53,7 +53,7 @@ export function renderDrillMarkdown(r: DrillReport): string {
     `- RTO ${r.rtoSeconds.toFixed(1)} s (drill start to verified restore); RPO ${r.rpoSeconds === null ? 'unknown' : `${(r.rpoSeconds / 3600).toFixed(2)} h`} (age of the set)`,
     `- restored ${r.counts.clients} clients, ${r.counts.topics} topics, ${r.counts.links} links`,
   ];
-  if (r.keysPerSecond) lines.push(`- keys verified at ${Math.round(r.keysPerSecond)} keys/s`);
+  if (r.keysPerSecond && r.counts.clients + r.counts.topics >= 10_000) lines.push(`- keys verified at ${Math.round(r.keysPerSecond)} keys/s`);
   if (r.resync) lines.push(`- resync rehearsal: ${r.resync.rotated} topics rotated, ${r.resync.failed} failed; ${r.resync.devicesReadingAllTopics}/${r.resync.devices} simulated devices read every topic; topics created after the backup: ${r.resync.topicsCreatedAfterBackup.length ? r.resync.topicsCreatedAfterBackup.join(', ') : 'none'}`);
   if (failed.length) lines.push('', `**Failed checks:** ${failed.map((c) => c.name).join(', ')}`);
   lines.push('', '| check | ok | detail |', '|---|---|---|', ...r.checks.map((c) => `| ${c.name} | ${c.ok ? 'yes' : '**no**'} | ${c.detail.replace(/\|/g, '\\|').replace(/\n/g, ' ')} |`));

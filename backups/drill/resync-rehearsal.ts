@@ -15,6 +15,7 @@ import { openDbValue } from '../../lib/e4/keystore.ts';
 import { C2_TABLES } from '../../lib/c2-db/c2-schema.ts';
 import { createResyncC2 } from '../resync/c2-resync-adapter.ts';
 import { resyncTopicKeys } from '../resync/resync-topic-keys.ts';
+import { createSealedTopicKeyProbe } from '../resync/sealed-topic-key-probe.ts';
 import type { FleetInventory } from '../resync/fleet-inventory.ts';
 import type { ScratchC2 } from './scratch-c2.ts';
 import type { DrillCheck } from './restored-database-checks.ts';
@@ -122,6 +123,7 @@ export async function rehearseResync(o: RehearsalOptions): Promise<RehearsalResu
         c2, journalFile: path.join(o.workDir, 'rehearsal-journal.jsonl'), automationEnginePaused: true,
         expected: { clients: o.counts.clients, topics: o.counts.topics, source: 'the restored database' },
         inventory: o.inventory, backupTakenAt: o.backupTakenAt, concurrency: 8, logger: o.logger.child({ phase: 'rehearsal' }),
+        probe: createSealedTopicKeyProbe(o.dbUrl),
       });
     } finally {
       api.close();
