@@ -39,7 +39,7 @@ describe('restore drill teardown and scratch URL', () => {
   afterAll(async () => {
     await source?.stop();
     fs.rmSync(dir, { recursive: true, force: true });
-  });
+  }, 180_000);
 
   it('SIGTERM in the middle of a drill stops its scratch PostgreSQL and removes its folders', async () => {
     const tmp = path.join(dir, 'tmp');
@@ -66,7 +66,7 @@ describe('restore drill teardown and scratch URL', () => {
     for (let i = 0; i < 50 && alive(postmaster); i++) await new Promise((r) => setTimeout(r, 100));
     expect(alive(postmaster)).toBe(false);
     expect(fs.readdirSync(tmp).filter((n) => n.startsWith('e4ops-'))).toEqual([]);
-  });
+  }, 180_000);
 
   it('restores into a given empty scratch database, and refuses one that is not empty', async () => {
     const scratch = await startThrowawayPostgres();
@@ -84,5 +84,5 @@ describe('restore drill teardown and scratch URL', () => {
     } finally {
       await scratch.stop();
     }
-  });
+  }, 180_000);
 });

@@ -83,7 +83,7 @@ describe('restore drill end to end (real C2, PostgreSQL, Mosquitto)', () => {
     api?.close();
     await stack?.stop();
     fs.rmSync(dir, { recursive: true, force: true });
-  });
+  }, 180_000);
 
   it('restores into scratch servers, a scratch C2 serves it, the resync brings every device back, and the set is marked verified', async () => {
     const inventory = parseInventory([
@@ -121,7 +121,7 @@ describe('restore drill end to end (real C2, PostgreSQL, Mosquitto)', () => {
     expect((await readDrillVerification(openTarget(targetDir), setId))?.setId).toBe(setId);
     // Nothing of the drill is left running: no scratch Postgres or C2 directories.
     expect(fs.readdirSync(os.tmpdir()).filter((d) => d.startsWith('e4ops-drill-') && fs.existsSync(path.join(os.tmpdir(), d, 'c2-configs')))).toEqual([]);
-  });
+  }, 180_000);
 
   it('a wrong passphrase fails the drill naming the fingerprint and key checks (script exit code 8)', () => {
     const wrong = path.join(dir, 'wrong-passphrase');
@@ -134,7 +134,7 @@ describe('restore drill end to end (real C2, PostgreSQL, Mosquitto)', () => {
     const report = JSON.parse(fs.readFileSync(path.join(dir, 'wrong-pass.json'), 'utf8'));
     expect(report.ok).toBe(false);
     expect(report.failedChecks).toEqual(['passphrase-fingerprint', 'keys-decrypt']);
-  });
+  }, 180_000);
 
   it('a wrong identity fails with a clear decrypt message', async () => {
     const other = ageKeyPair(dir, 'someone-else');
@@ -143,7 +143,7 @@ describe('restore drill end to end (real C2, PostgreSQL, Mosquitto)', () => {
     const c = report.checks.find((x) => x.name === 'decrypt')!;
     expect(c.ok).toBe(false);
     expect(c.detail).toMatch(/does not decrypt with identity file .*someone-else/);
-  });
+  }, 180_000);
 
   it('a corrupted object fails the checksum check naming the object', async () => {
     const copy = path.join(dir, 'corrupt-target');
@@ -159,7 +159,7 @@ describe('restore drill end to end (real C2, PostgreSQL, Mosquitto)', () => {
     const bad = report.checks.find((x) => !x.ok)!;
     expect(bad.name).toBe('checksums');
     expect(bad.detail).toContain(dump);
-  });
+  }, 180_000);
 
   it('a set without its manifest is refused as not a backup', async () => {
     const copy = path.join(dir, 'no-manifest-target');
@@ -171,7 +171,7 @@ describe('restore drill end to end (real C2, PostgreSQL, Mosquitto)', () => {
     expect(report.checks[0].detail).toMatch(/has no manifest\.json: it is incomplete/);
     const latest = await runRestoreDrill({ target: copy, backup: 'latest', identityFile: keys.identity, passphraseFile: passFile, logger: createMemoryLogger() });
     expect(latest.checks[0].detail).toMatch(/holds no complete backup set/);
-  });
+  }, 180_000);
 
   it('refuses a scratch URL that is the production database, and restores nothing into it', async () => {
     const prod = stack.postgres.url(stack.database);
@@ -184,5 +184,5 @@ describe('restore drill end to end (real C2, PostgreSQL, Mosquitto)', () => {
     const c = report.checks.find((x) => x.name === 'scratch-is-not-production')!;
     expect(c.detail).toMatch(/points at the production database/);
     expect(await api.countClients()).toBe(clientsBefore);
-  });
+  }, 180_000);
 });

@@ -56,7 +56,7 @@ describe('topic-key resync against the real C2', () => {
     expect(err).toBeInstanceOf(ResyncRefusedError);
     expect(err.message).toContain(`has ${CLIENTS.length} clients and ${TOPICS.length} topics`);
     expect(await digests()).toEqual(before);
-  });
+  }, 180_000);
 
   it('dry run lists every topic it would rotate and changes nothing', async () => {
     const before = await digests();
@@ -69,7 +69,7 @@ describe('topic-key resync against the real C2', () => {
     expect(report.topics.wouldRotate!.sort()).toEqual([...TOPICS].sort());
     expect(fs.existsSync(path.join(dir, 'dry.jsonl'))).toBe(false);
     expect(await digests()).toEqual(before);
-  });
+  }, 180_000);
 
   it('rotates every topic key once; a run killed halfway is finished by a re-run that rotates only the rest', async () => {
     const original = await digests();
@@ -130,7 +130,7 @@ describe('topic-key resync against the real C2', () => {
 
     // The finished journal cannot start the same resync again.
     await expect(resyncTopicKeys({ c2, journalFile: journal, automationEnginePaused: true })).rejects.toThrow(/already finished/);
-  });
+  }, 180_000);
 
   it('re-creates clients, topics and links the inventory lists but the restored database lacks, and reports them', async () => {
     fs.writeFileSync(path.join(dir, 'late-device.key'), crypto.randomBytes(32).toString('hex'));
@@ -159,5 +159,5 @@ describe('topic-key resync against the real C2', () => {
     expect(report.ok).toBe(false);
     expect(report.atRisk.map((r) => r.name)).toContain('late-device');
     expect(report.topics.rotated).toBe(TOPICS.length);
-  });
+  }, 180_000);
 });
