@@ -26,6 +26,7 @@ import { openBackupSet, openDecryptedObject } from '../backups/backup-sets.ts';
 import { runRestoreDrill, SCRATCH_POSTGRES_SETTINGS } from '../backups/drill/restore-drill.ts';
 import { createResyncC2 } from '../backups/resync/c2-resync-adapter.ts';
 import { resyncTopicKeys } from '../backups/resync/resync-topic-keys.ts';
+import { createSealedTopicKeyProbe } from '../backups/resync/sealed-topic-key-probe.ts';
 
 const N = { clients: Number(process.env.BENCH_CLIENTS ?? 1_000_000), topics: Number(process.env.BENCH_TOPICS ?? 100_000), links: Number(process.env.BENCH_LINKS ?? 5_000_000) };
 const R = { topics: Number(process.env.BENCH_RESYNC_TOPICS ?? 10_000), devices: Number(process.env.BENCH_RESYNC_DEVICES ?? 1_000) };
@@ -97,7 +98,6 @@ async function prepareSet(dir: string): Promise<PreparedSet> {
 async function benchDrill(dir: string): Promise<Record<string, unknown>> {
   {
     const { targetDir, setId, identity, passFile, dumpFile } = await prepareSet(dir);
-    const backup = { setId };
     // The baseline server gets the drill's scratch-server settings, so the ratio measures the drill, not tuning.
     const bare = async () => {
       const pgs = await startThrowawayPostgres({ settings: SCRATCH_POSTGRES_SETTINGS });
@@ -111,7 +111,7 @@ async function benchDrill(dir: string): Promise<Record<string, unknown>> {
     say(`  ${b1.toFixed(2)} s`);
     say('restore drill (fetch, checksums, decrypt, pg_restore into a scratch PostgreSQL it starts, checks, every key opened) ...');
     const t0 = process.hrtime.bigint();
-    const report = await runRestoreDrill({ target: targetDir, backup: backup.setId, identityFile: identity, passphraseFile: passFile, logger: createLogger({ component: 'drill', level: 'warn' }) });
+    const report = await runRestoreDrill({ target: targetDir, backup: setId, identityFile: identity, passphraseFile: passFile, logger: createLogger({ component: 'drill', level: 'warn' }) });
     const wall = Number(process.hrtime.bigint() - t0) / 1e9;
     if (!report.ok) throw new Error(`drill failed: ${JSON.stringify(report.checks.filter((c) => !c.ok))}`);
     say(`  RTO ${report.rtoSeconds.toFixed(2)} s (wall incl. teardown ${wall.toFixed(2)} s); timings ${JSON.stringify(report.timings)}; ${Math.round(report.keysPerSecond ?? 0)} keys/s`);
@@ -162,13 +162,14 @@ async function benchResync(dir: string): Promise<Record<string, unknown>> {
     fleet = await createFleet({ brokerUrl: broker.url, devices: devices.map((d) => ({ name: d.name, identityKey: d.key })), logger: createMemoryLogger('fleet') });
     const linksOf = (i: number) => Array.from({ length: perDevice }, (_, k) => i * perDevice + k).filter((j) => j < R.topics).map((j) => `bench/topic-${String(j).padStart(6, '0')}`);
 
-    const run = async (label: string, journal: string, concurrency: number) => {
+    const run = async (label: string, journal: string, concurrency: number, withDatabase: boolean) => {
       const cmdsBefore = fleet!.stats().commandsProcessed;
       const { c2: rc, api } = createResyncC2({ baseUrl: c2!.baseUrl, ca: c2!.ca.certPem });
       const t0 = process.hrtime.bigint();
       const report = await resyncTopicKeys({
         c2: rc, journalFile: journal, automationEnginePaused: true, expected: { clients: R.devices, topics: R.topics, source: 'bench' },
         concurrency, logger: createLogger({ component: 'resync', level: 'warn' }),
+        ...(withDatabase ? { probe: createSealedTopicKeyProbe(url) } : {}),
       });
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
       api.close();
@@ -178,8 +179,8 @@ async function benchResync(dir: string): Promise<Record<string, unknown>> {
       say(`  ${label}: ${R.topics} topics in ${seconds.toFixed(2)} s = ${(R.topics / seconds).toFixed(0)} topics/s`);
       return seconds;
     };
-    const ours = await run('ours (concurrency 8, journal)', path.join(dir, 'resync-ours.jsonl'), 8);
-    const naive = await run('serial loop (concurrency 1)', path.join(dir, 'resync-serial.jsonl'), 1);
+    const ours = await run('ours (concurrency 8, journal, --database-url)', path.join(dir, 'resync-ours.jsonl'), 8, true);
+    const naive = await run('serial loop (concurrency 1, links listed through the API)', path.join(dir, 'resync-serial.jsonl'), 1, false);
     // Check the end state on a sample: device keys equal C2's stored keys.
     const check = new pg.Client({ connectionString: url });
     await check.connect();

@@ -100,9 +100,17 @@ export async function checkInventoryCounts(client: pg.ClientBase, expected: Mani
 
 export async function checkOrphanLinks(client: pg.ClientBase): Promise<{ check: DrillCheck; orphans: { missingTopic: number; missingClient: number; sample: { clientId: number; topicKeyId: number }[] } }> {
   const L = C2_TABLES.topicLinks;
+  // A validated foreign key on client_id (C2 creates that one) already rules out links to missing clients:
+  // then only the topic side, which C2 never constrains, needs the anti-join over every link.
+  const fk = await client.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM pg_constraint WHERE conrelid = to_regclass($1) AND contype = 'f' AND convalidated
+        AND conkey = ARRAY[(SELECT attnum FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'client_id')]::int2[]`, [L]);
+  const clientSide = fk.rows[0].n > 0
+    ? '0'
+    : `(SELECT count(*) FROM ${L} l WHERE NOT EXISTS (SELECT 1 FROM ${C2_TABLES.clients} c WHERE c.id = l.client_id))`;
   const r = await client.query<{ missing_topic: string; missing_client: string }>(
-    `SELECT count(*) FILTER (WHERE t.id IS NULL) AS missing_topic, count(*) FILTER (WHERE c.id IS NULL) AS missing_client
-       FROM ${L} l LEFT JOIN ${C2_TABLES.topics} t ON t.id = l.topic_key_id LEFT JOIN ${C2_TABLES.clients} c ON c.id = l.client_id`);
+    `SELECT (SELECT count(*) FROM ${L} l WHERE NOT EXISTS (SELECT 1 FROM ${C2_TABLES.topics} t WHERE t.id = l.topic_key_id)) AS missing_topic,
+            ${clientSide} AS missing_client`);
   const missingTopic = +r.rows[0].missing_topic;
   const missingClient = +r.rows[0].missing_client;
   const sample = missingTopic + missingClient
