@@ -1,7 +1,8 @@
 // bench:stacks — how long evaluating each profile takes under Pulumi mocks (what `pulumi preview`
 // spends inside the program), measured in fresh child processes, median of N runs.
-// Baseline: the HA profile with tsx's source maps left on (Pulumi's per-promise stack traces then
-// get source-mapped), i.e. the program without the setting stacks/index.ts applies.
+// Baseline: the same HA evaluation without the program's two speed settings: tsx's source maps
+// left on (stacks/index.ts turns them off) and Pulumi's per-promise stack traces kept
+// (defineStack normally captures them without frames).
 // Last stdout line: {"bench":"stacks","minimalSeconds":..,"haSeconds":..,"baselineSeconds":..,"ratio":..}
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -12,6 +13,7 @@ const repoRoot = path.resolve(path.dirname(here), '..');
 
 interface RunResult { profile: string; sourceMaps: boolean; importSeconds: number; evalSeconds: number; resources: number }
 
+/** sourceMaps = the baseline: tsx's source maps on and full promise stack traces. */
 async function child(profile: 'minimal' | 'ha', sourceMaps: boolean): Promise<void> {
   process.setSourceMapsEnabled(sourceMaps);
   const t0 = performance.now();
@@ -25,7 +27,7 @@ async function child(profile: 'minimal' | 'ha', sourceMaps: boolean): Promise<vo
   let last = t1;
   const orig = rec.resources.push.bind(rec.resources);
   rec.resources.push = (...items) => { last = performance.now(); return orig(...items); };
-  defineStack(validateStackSettings({ profile }), {}, { repoRoot });
+  defineStack(validateStackSettings({ profile }), {}, { repoRoot, keepPromiseStackTraces: sourceMaps });
   // Registrations finish asynchronously: wait until none has arrived for 500 ms.
   for (;;) {
     const before = rec.resources.length;

@@ -39,7 +39,28 @@ export interface StackOutputs {
   prometheusRuleFiles: string[];
 }
 
-export function defineStack(s: StackSettings, givenSecrets: StackSecrets, opts: { repoRoot: string }): StackOutputs {
+export interface DefineStackOptions {
+  repoRoot: string;
+  /** Keep full stack traces on Pulumi's promises (for debugging its promise-leak reports; slow). */
+  keepPromiseStackTraces?: boolean;
+}
+
+export function defineStack(s: StackSettings, givenSecrets: StackSecrets, opts: DefineStackOptions): StackOutputs {
+  if (opts.keepPromiseStackTraces) return defineResources(s, givenSecrets, opts);
+  // Every resource output property gets four promises, and Pulumi captures a JavaScript stack trace
+  // for each (kept only for its promise-leak report): about 300 captures per container, most of the
+  // program's run time. Without frames they cost nearly nothing. Pulumi's own resource source
+  // positions are unaffected (it raises the limit itself when it takes them).
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return defineResources(s, givenSecrets, opts);
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}
+
+function defineResources(s: StackSettings, givenSecrets: StackSecrets, opts: { repoRoot: string }): StackOutputs {
   const ha = s.profile === 'ha';
   const pl = new Placement(s, undefined, opts.repoRoot);
   const secrets = resolveSecrets(givenSecrets);
