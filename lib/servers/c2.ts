@@ -229,7 +229,10 @@ export async function startC2(opts: StartC2Options): Promise<RunningC2> {
       const exitedByItself = daemon.child.exitCode !== null || daemon.child.signalCode !== null;
       await daemon.stop('SIGKILL');
       if (!exitedByItself || attempt >= attempts) {
-        throw new Error(`C2 did not start after ${attempt} attempt(s) (${(err as Error).message}); config ${configFile}; log:\n${daemon.tail(40)}`);
+        const tail = daemon.tail(40);
+        const keep = !ownDir || process.env.E4OPS_KEEP_C2_DIR === '1';
+        if (!keep) fs.rmSync(dir, { recursive: true, force: true });
+        throw new Error(`C2 did not start after ${attempt} attempt(s) (${(err as Error).message}); ${keep ? `config ${configFile}` : 'scratch dir removed (E4OPS_KEEP_C2_DIR=1 keeps it)'}; log:\n${tail}`);
       }
       fs.appendFileSync(logFile, `\n[e4ops] C2 exited during start-up (attempt ${attempt} of ${attempts}); starting it again\n`);
       await new Promise((r) => setTimeout(r, 500 * attempt));
