@@ -60,7 +60,8 @@ const addFormats = (addFormatsModule as unknown as { default?: typeof addFormats
 let compiled: ReturnType<Ajv['compile']> | undefined;
 function schemaValidator() {
   if (!compiled) {
-    const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: true });
+    // coerceTypes: `pulumi config set --path settings.c2.replicas 3` may store "3" as a string.
+    const ajv = new Ajv({ allErrors: true, useDefaults: true, coerceTypes: true, strict: true, allowUnionTypes: true });
     (addFormats as unknown as (a: Ajv, f: string[]) => void)(ajv, ['ipv4']);
     compiled = ajv.compile(STACK_SETTINGS_SCHEMA as unknown as object);
   }

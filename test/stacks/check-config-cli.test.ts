@@ -44,8 +44,11 @@ describe('scripts/check-config.ts', () => {
     expect(r3.stdout).toMatch(/elasticPassword: encrypted in the stack file/);
   });
 
-  it('prints usage with --help and exits 2 without a file', () => {
+  it('prints usage with --help, the schema with --schema, and exits 2 without a file', () => {
     expect(run('--help').stdout).toMatch(/usage: npx tsx scripts\/check-config.ts/);
+    const schema = JSON.parse(run('--schema').stdout);
+    expect(schema.additionalProperties).toBe(false);
+    expect(Object.keys(schema.properties)).toEqual(expect.arrayContaining(['profile', 'c2', 'backup', 'monitoring']));
     expect(run().status).toBe(2);
   });
 });

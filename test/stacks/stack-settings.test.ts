@@ -66,6 +66,12 @@ describe('stack settings validation', () => {
     for (const line of p) expect(line).toMatch(/Fix: |must be |: missing|unknown/);
   });
 
+  it('accepts numbers and booleans set as strings by `pulumi config set --path`', () => {
+    const s = validateStackSettings({ profile: 'ha', c2: { replicas: '3' }, elasticsearch: { enabled: 'true' } });
+    expect(s.c2.replicas).toBe(3);
+    expect(s.elasticsearch.enabled).toBe(true);
+  });
+
   it('reports every problem at once, not just the first', () => {
     const p = problems({ profile: 'ha', c2: { replicas: 'x', colour: 'red' }, etcd: { nodes: 'three' } });
     expect(p.length).toBeGreaterThanOrEqual(3);
