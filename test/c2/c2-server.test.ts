@@ -84,6 +84,15 @@ describe.skipIf(skipWithoutC2)('real C2 on throwaway PostgreSQL (127.0.0.N:5432)
     expect(await api.allTopics()).not.toContain('plant/b/temp');
   });
 
+  it('round-trips client and topic names that need URL encoding (spaces, UTF-8, slashes)', async () => {
+    await api.newTopic('plant/unit 7/temp');
+    await api.newClient('capteur é 1', crypto.randomBytes(32));
+    await api.linkClientTopic('capteur é 1', 'plant/unit 7/temp');
+    expect(await api.allTopicsForClient('capteur é 1')).toEqual(['plant/unit 7/temp']);
+    expect(await api.allClientsForTopic('plant/unit 7/temp')).toEqual(['capteur é 1']);
+    expect(stack.postgres.psql(`select topic from topic_keys where topic like 'plant/unit%'`, stack.database).trim()).toBe('plant/unit 7/temp');
+  });
+
   it('fails clearly on 4xx, naming the route and C2\'s message, without retrying', async () => {
     const err = await api.removeClient('no-such-device').catch((e) => e);
     expect(err).toBeInstanceOf(C2ApiError);
