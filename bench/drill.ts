@@ -24,6 +24,8 @@ import { runBackup } from '../backups/create-backup.ts';
 import { openTarget } from '../backups/targets.ts';
 import { openBackupSet, openDecryptedObject } from '../backups/backup-sets.ts';
 import { runRestoreDrill, SCRATCH_POSTGRES_SETTINGS } from '../backups/drill/restore-drill.ts';
+import { verifySealedKeysByCopy } from '../backups/drill/sealed-key-copy-reader.ts';
+import { openSealedKeysBatch } from '../backups/drill/sealed-key-batch-opener.ts';
 import { createResyncC2 } from '../backups/resync/c2-resync-adapter.ts';
 import { resyncTopicKeys } from '../backups/resync/resync-topic-keys.ts';
 import { createSealedTopicKeyProbe } from '../backups/resync/sealed-topic-key-probe.ts';
@@ -99,31 +101,54 @@ async function benchDrill(dir: string): Promise<Record<string, unknown>> {
   {
     const { targetDir, setId, identity, passFile, dumpFile } = await prepareSet(dir);
     // The baseline server gets the drill's scratch-server settings, so the ratio measures the drill, not tuning.
+    let isolatedKeys: { seconds: number; keys: number; argon2iSeconds: number } | undefined;
     const bare = async () => {
       const pgs = await startThrowawayPostgres({ settings: SCRATCH_POSTGRES_SETTINGS });
       try {
         const db = await pgs.createDatabase('c2');
-        return await run('pg_restore', ['--no-owner', '--no-privileges', '--exit-on-error', '--dbname', db, dumpFile]);
+        const seconds = await run('pg_restore', ['--no-owner', '--no-privileges', '--exit-on-error', '--dbname', db, dumpFile]);
+        if (!isolatedKeys) {
+          // Keys per second on their own (untimed for the restore): one Argon2i, then every key opened.
+          const tA = process.hrtime.bigint();
+          const dbKey = keystore.deriveDbKey(PASSPHRASE);
+          const argon2iSeconds = Number(process.hrtime.bigint() - tA) / 1e9;
+          const c = new pg.Client({ connectionString: db });
+          await c.connect();
+          const r = await verifySealedKeysByCopy(c, (sealed) => openSealedKeysBatch(dbKey, sealed));
+          await c.end();
+          if (!r.ok) throw new Error('isolated key check failed');
+          isolatedKeys = { seconds: r.seconds, keys: r.clients.total + r.topics.total, argon2iSeconds };
+          say(`  keys alone: ${isolatedKeys.keys} in ${r.seconds.toFixed(2)} s = ${Math.round(isolatedKeys.keys / r.seconds)} keys/s (after Argon2i ${argon2iSeconds.toFixed(2)} s)`);
+        }
+        return seconds;
       } finally { await pgs.stop(); }
     };
-    say('bare pg_restore of the same dump ...');
-    const b1 = await bare();
-    say(`  ${b1.toFixed(2)} s`);
-    say('restore drill (fetch, checksums, decrypt, pg_restore into a scratch PostgreSQL it starts, checks, every key opened) ...');
-    const t0 = process.hrtime.bigint();
-    const report = await runRestoreDrill({ target: targetDir, backup: setId, identityFile: identity, passphraseFile: passFile, logger: createLogger({ component: 'drill', level: 'warn' }) });
-    const wall = Number(process.hrtime.bigint() - t0) / 1e9;
-    if (!report.ok) throw new Error(`drill failed: ${JSON.stringify(report.checks.filter((c) => !c.ok))}`);
-    say(`  RTO ${report.rtoSeconds.toFixed(2)} s (wall incl. teardown ${wall.toFixed(2)} s); timings ${JSON.stringify(report.timings)}; ${Math.round(report.keysPerSecond ?? 0)} keys/s`);
-    say('bare pg_restore again (order effects) ...');
-    const b2 = await bare();
-    say(`  ${b2.toFixed(2)} s`);
-    const baseline = (b1 + b2) / 2;
+    // Alternate baseline and drill twice; the machine is shared, so compare the best run of each.
+    const bares: number[] = [];
+    const drills: { rto: number; wall: number; report: Awaited<ReturnType<typeof runRestoreDrill>> }[] = [];
+    for (let round = 1; round <= 2; round++) {
+      say(`round ${round}: bare pg_restore of the same dump ...`);
+      bares.push(await bare());
+      say(`  ${bares.at(-1)!.toFixed(2)} s`);
+      say(`round ${round}: restore drill (checksums, decrypt, pg_restore into a scratch PostgreSQL it starts, checks, every key opened) ...`);
+      const t0 = process.hrtime.bigint();
+      const report = await runRestoreDrill({ target: targetDir, backup: setId, identityFile: identity, passphraseFile: passFile, logger: createLogger({ component: 'drill', level: 'warn' }) });
+      const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+      if (!report.ok) throw new Error(`drill failed: ${JSON.stringify(report.checks.filter((c) => !c.ok))}`);
+      drills.push({ rto: report.rtoSeconds, wall, report });
+      say(`  RTO ${report.rtoSeconds.toFixed(2)} s (wall incl. teardown ${wall.toFixed(2)} s); timings ${JSON.stringify(report.timings)}; ${Math.round(report.keysPerSecond ?? 0)} keys/s`);
+    }
+    const best = drills.reduce((a, b) => (b.rto < a.rto ? b : a));
+    const baseline = Math.min(...bares);
+    const report = best.report;
+    const wall = best.wall;
     return {
       clients: N.clients, topics: N.topics, links: N.links,
       oursSeconds: +report.rtoSeconds.toFixed(3), baselineSeconds: +baseline.toFixed(3), ratio: +(report.rtoSeconds / baseline).toFixed(3),
-      baselineRunsSeconds: [+b1.toFixed(3), +b2.toFixed(3)], drillWallSeconds: +wall.toFixed(3), drillTimings: report.timings,
-      keysVerified: N.clients + N.topics, keysPerSecond: Math.round(report.keysPerSecond ?? 0),
+      comparison: 'best of two alternating runs each', baselineRunsSeconds: bares.map((x) => +x.toFixed(3)), drillRunsRtoSeconds: drills.map((d) => +d.rto.toFixed(3)),
+      drillWallSeconds: +wall.toFixed(3), drillTimings: report.timings,
+      keysVerified: N.clients + N.topics, keysPerSecond: Math.round(isolatedKeys!.keys / isolatedKeys!.seconds), argon2iSeconds: +isolatedKeys!.argon2iSeconds.toFixed(3),
+      keysPerSecondInsideDrill: Math.round(report.keysPerSecond ?? 0),
       keyOpener: 'backups/drill openSealedKeysBatch + COPY (FORMAT binary)', loadAverage: os.loadavg().map((x) => +x.toFixed(2)),
     };
   }
