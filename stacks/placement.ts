@@ -121,7 +121,7 @@ export class Placement {
   }
 }
 
-/** Memory limit in bytes-free MiB for docker (its `memory` field is MiB). */
+/** Docker memory limit (its `memory` field is in MiB), when one is set. */
 export function memory(mb: number | undefined): { memory?: number } {
   return mb ? { memory: mb } : {};
 }
