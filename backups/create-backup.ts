@@ -9,7 +9,8 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { createLogger, redactUrl, type Logger } from '../lib/log.ts';
 import { C2SchemaMissingError, detectCryptoMode, readC2Inventory, type C2Inventory } from '../lib/c2-db/inventory.ts';
-import { passphraseFingerprint } from '../lib/e4/keystore.ts';
+import { PASSWORD_MIN_BYTES } from '../lib/e4/keystore.ts';
+import { computePassphraseFingerprint, FINGERPRINT_ALGORITHM } from './passphrase-fingerprint.ts';
 import { BackupError } from './exit-codes.ts';
 import { storeEncryptedObject, type PipelineStage, type ProgressHook } from './encrypted-object.ts';
 import { MANIFEST_FILE, serializeManifest, type BackupManifest, type ManifestObject } from './manifest.ts';
@@ -84,16 +85,18 @@ export function pgDumpConnection(databaseUrl: string): { url: string; env: NodeJ
   return { url: u.toString(), env, display: redactUrl(databaseUrl), database: decodeURIComponent(u.pathname.replace(/^\//, '')) || 'postgres', host: u.hostname };
 }
 
-function readPassphraseFingerprint(file: string): BackupManifest['passphraseFingerprint'] {
+async function readPassphraseFingerprint(file: string): Promise<BackupManifest['passphraseFingerprint']> {
   let raw: Buffer;
   try { raw = fs.readFileSync(file); } catch (e) {
     throw new BackupError('config', `--passphrase-file ${file} cannot be read: ${(e as Error).message}`);
   }
   // One trailing newline is how editors save files, not part of the passphrase.
-  let text = raw.toString('utf8');
-  text = text.replace(/\r?\n$/, '');
+  const text = raw.toString('utf8').replace(/\r?\n$/, '');
+  if (Buffer.byteLength(text) < PASSWORD_MIN_BYTES) {
+    throw new BackupError('config', `--passphrase-file ${file}: the passphrase is ${Buffer.byteLength(text)} bytes; C2 requires at least ${PASSWORD_MIN_BYTES}`);
+  }
   try {
-    return { algorithm: 'e4ops/passphrase-fingerprint/v1', value: passphraseFingerprint(text) };
+    return { algorithm: FINGERPRINT_ALGORITHM, value: await computePassphraseFingerprint(text) };
   } catch (e) {
     throw new BackupError('config', `--passphrase-file ${file}: ${(e as Error).message}`);
   }
@@ -132,7 +135,7 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
   if (!Number.isInteger(zstdLevel) || zstdLevel < 1 || zstdLevel > 19) throw new BackupError('config', `--zstd-level must be 1..19 (got ${zstdLevel})`);
   const dumpVersion = pgDumpVersion();
   const targets: BackupTarget[] = opts.targets.map((t) => openTarget(t, { rcloneConfig: opts.rcloneConfig }));
-  const fingerprint = opts.passphraseFile ? readPassphraseFingerprint(opts.passphraseFile) : null;
+  const fingerprint = opts.passphraseFile ? await readPassphraseFingerprint(opts.passphraseFile) : null;
   if (!fingerprint) log.warn('no_passphrase_fingerprint', { hint: 'give --passphrase-file so drills can confirm they hold the right DB passphrase' });
 
   const lock = acquireRunLock(opts.lockFile);

@@ -314,7 +314,7 @@ describe('backups against a real C2-shaped PostgreSQL', () => {
     fs.writeFileSync(keyFile, 'pubkey-mode C2 key');
     const jobTargets = [path.join(dir, 'job-local'), `offsite:${path.join(dir, 'job-remote')}`];
     const jobFile = path.join(dir, 'backup.json');
-    fs.writeFileSync(jobFile, renderBackupJobConfig({
+    const rendered = JSON.parse(renderBackupJobConfig({
       database: { host: server.host, port: server.port, name: 'c2', user: 'postgres' },
       files: [keyFile],
       targets: [{ name: 'local', type: 'local', path: jobTargets[0] }, { name: 'offsite', type: 'rclone', remote: jobTargets[1] }],
@@ -322,6 +322,8 @@ describe('backups against a real C2-shaped PostgreSQL', () => {
       retention: { keepLast: 1, keepDaily: 0, keepWeekly: 0, keepMonthly: 0 },
       metricsTextfileDir: path.join(dir, 'job-textfile'),
     }));
+    // The CLI computes the fingerprint in a worker thread (memory budget): it must equal lib/e4's.
+    fs.writeFileSync(jobFile, JSON.stringify({ ...rendered, passphraseFile: base.passphraseFile }));
     for (let i = 0; i < 2; i++) {
       const r = await cli(['run', '--config', jobFile, '--lock-file', base.lockFile!, '--json'], { RCLONE_CONFIG: rcloneConfig, PGPASSWORD: 'from-the-environment' });
       expect(r.code).toBe(EXIT.ok);
@@ -332,6 +334,7 @@ describe('backups against a real C2-shaped PostgreSQL', () => {
       expect(sets.map((x) => x.status)).toEqual(['complete']); // keepLast 1 pruned the first run's set
       const m = sets[0].manifest!;
       expect(m.objects.map((o) => o.name)).toEqual(['postgres.pgdump.zst.age', 'extra-files.tar.zst.age']);
+      expect(m.passphraseFingerprint).toEqual({ algorithm: 'e4ops/passphrase-fingerprint/v1', value: passphraseFingerprint(PASSPHRASE) });
       const tarFile = path.join(dir, 'extra.tar');
       await new Promise<void>((resolve, reject) => {
         const st = openDecryptedObject(t, m, 'extra-files.tar.zst.age', key.identity);
