@@ -27,6 +27,7 @@ describe.skipIf(!c2BinaryAvailable())('real C2 on the config a stack replica get
   });
   const settings = validateStackSettings({ profile: 'minimal' });
   const brokerPassword = 'broker-password-for-c2';
+  const DB_PASSWORD = 'db-password-from-env';
   let pg: ThrowawayPostgres;
   let broker: ThrowawayMosquitto;
   let ca: CertificateAuthority;
@@ -49,7 +50,7 @@ describe.skipIf(!c2BinaryAvailable())('real C2 on the config a stack replica get
     chownTo(dir, 'nobody');
     const daemon: Daemon = startDaemon(path.join(dir, 'bin', 'c2'), [], path.join(tmp, `${name}.log`), {
       cwd: dir, ...asUser('nobody'),
-      env: { PATH: process.env.PATH, HOME: dir, E4C2_DB_PASSWORD: 'db-password-from-env', E4C2_DB_ENCRYPTION_PASSPHRASE: 'a passphrase of more than 16 bytes' },
+      env: { PATH: process.env.PATH, HOME: dir, E4C2_DB_PASSWORD: DB_PASSWORD, E4C2_DB_ENCRYPTION_PASSPHRASE: 'a passphrase of more than 16 bytes' },
     });
     stops.push(() => daemon.stop());
     return { daemon, base: `https://127.0.0.1:${httpPort}` };
@@ -81,8 +82,12 @@ describe.skipIf(!c2BinaryAvailable())('real C2 on the config a stack replica get
   it('serves the API (gateway → gRPC over the 127.0.0.1 SAN → PostgreSQL) and logs in to the broker as c2', async () => {
     pg = await startThrowawayPostgres({ host: await pickLoopbackHostFor5432(), port: 5432 });
     stops.push(() => pg.stop());
-    pg.psql(`create role ${settings.postgres.username} login password 'x'`);
+    pg.psql(`create role ${settings.postgres.username} login password '${DB_PASSWORD}'`);
     pg.psql(`create database ${settings.postgres.database} owner ${settings.postgres.username}`);
+    // C2's user must log in with the password (first pg_hba line wins): proves E4C2_DB_PASSWORD reaches C2.
+    const hba = path.join(pg.dataDir, 'pg_hba.conf');
+    fs.writeFileSync(hba, `host all ${settings.postgres.username} 127.0.0.0/8 scram-sha-256\n${fs.readFileSync(hba, 'utf8')}`);
+    pg.psql('select pg_reload_conf()');
     const state = fs.mkdtempSync(path.join(os.tmpdir(), 'e4ops-c2replica-mq-'));
     stops.push(async () => fs.rmSync(state, { recursive: true, force: true }));
     fs.writeFileSync(path.join(state, 'passwd'), renderMosquittoPasswordFile([{ username: 'c2', password: brokerPassword }]));
