@@ -18,9 +18,7 @@ async function child(profile: 'minimal' | 'ha', sourceMaps: boolean): Promise<vo
   process.setSourceMapsEnabled(sourceMaps);
   const t0 = performance.now();
   const { installStackMocks } = await import('../test/stacks/pulumi-mocks.ts');
-  Error.stackTraceLimit = 10; // as in a plain Pulumi run (the test helper shortens it)
   const rec = await installStackMocks(`bench-${profile}`, {});
-  Error.stackTraceLimit = 10;
   const { defineStack } = await import('../stacks/program.ts');
   const { validateStackSettings } = await import('../lib/settings/stack-settings.ts');
   const t1 = performance.now();

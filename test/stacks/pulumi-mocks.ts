@@ -16,9 +16,6 @@ export interface MockRecorder {
 }
 
 export async function installStackMocks(stack: string, config: Record<string, string>, secretKeys: string[] = []): Promise<MockRecorder> {
-  // Pulumi takes a stack trace for every promise it creates; under the test runner's source-map
-  // support each one costs milliseconds. Short traces keep a stack evaluation in the seconds.
-  Error.stackTraceLimit = 3;
   const resources: RecordedResource[] = [];
   await pulumi.runtime.setMocks({
     newResource(args: pulumi.runtime.MockResourceArgs) {
