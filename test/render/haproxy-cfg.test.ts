@@ -8,6 +8,8 @@ import { spawnSync } from 'node:child_process';
 import pg from 'pg';
 import { renderHaproxyCfg } from '../../lib/render/haproxy-cfg.ts';
 import { startThrowawayPostgres, type ThrowawayPostgres } from '../../lib/servers/postgres.ts';
+import { startThrowawayMosquitto } from '../../lib/servers/mosquitto.ts';
+import mqtt from 'mqtt';
 import { startDaemon, type Daemon } from '../../lib/servers/daemon.ts';
 import { freeLoopbackPort, waitForTcp } from '../../lib/ports.ts';
 
@@ -37,7 +39,7 @@ describe('rendered haproxy.cfg on the real HAProxy', () => {
     expect(warnings.filter((w) => !/could not resolve address/.test(w))).toEqual([]);
   });
 
-  it('routes PostgreSQL to the Patroni primary and follows a failover; C2 TLS passes through', async () => {
+  it('routes PostgreSQL to the Patroni primary and follows a failover; C2 TLS and MQTT pass through', async () => {
     // Two PostgreSQL servers and a fake Patroni REST endpoint per member.
     const members: Array<{ pgs: ThrowawayPostgres; restPort: number; primary: boolean }> = [];
     for (let i = 0; i < 2; i++) {
@@ -67,10 +69,13 @@ describe('rendered haproxy.cfg on the real HAProxy', () => {
     stops.push(() => new Promise<void>((r) => { c2.close(() => r()); c2.closeAllConnections(); }));
     const c2Port = (c2.address() as { port: number }).port;
 
-    const [pgPort, grpcPort, httpPort, statsPort] = await Promise.all([0, 1, 2, 3].map(() => freeLoopbackPort()));
+    const broker = await startThrowawayMosquitto();
+    stops.push(() => broker.stop());
+    const [pgPort, grpcPort, httpPort, statsPort, mqttPort] = await Promise.all([0, 1, 2, 3, 4].map(() => freeLoopbackPort()));
     const cfg = renderHaproxyCfg({
       c2: { grpcBind: `127.0.0.1:${grpcPort}`, httpBind: `127.0.0.1:${httpPort}`, healthPath: '/e4/clients/count', replicas: [{ name: 'c2-0', grpcAddress: `127.0.0.1:${c2Port}`, httpAddress: `127.0.0.1:${c2Port}`, healthPort: c2Port }] },
       postgres: { bind: `127.0.0.1:${pgPort}`, members: members.map((m, i) => ({ name: `pg-${i}`, address: `127.0.0.1:${m.pgs.port}`, checkPort: m.restPort })) },
+      mqtt: { bind: `127.0.0.1:${mqttPort}`, nodes: [{ name: 'emqx-0', address: `127.0.0.1:${broker.port}` }] },
       statsBind: `127.0.0.1:${statsPort}`,
       resolver: '127.0.0.1:1',
       checkIntervalMs: 300,
@@ -117,6 +122,16 @@ describe('rendered haproxy.cfg on the real HAProxy', () => {
     });
     expect(body.cn).toBe("c2-0");
     expect(JSON.parse(body.text).count).toBe('0');
+
+    // MQTT through the balancer: a retained QoS 2 command published via HAProxy reaches a device.
+    const pub = await mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`, { clientId: 'e4c2-0' });
+    await pub.publishAsync('e4/00ff', Buffer.from([3]), { qos: 2, retain: true });
+    await pub.endAsync();
+    const sub = await mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`, { clientId: 'device' });
+    const got = new Promise<Buffer>((resolve) => sub.on('message', (_t, m) => resolve(m)));
+    await sub.subscribeAsync('e4/00ff', { qos: 2 });
+    expect([...(await got)]).toEqual([3]);
+    await sub.endAsync();
 
     // HAProxy's own Prometheus endpoint answers.
     const metrics = await (await fetch(`http://127.0.0.1:${statsPort}/metrics`)).text();
