@@ -12,13 +12,15 @@ import pg from 'pg';
 import { createLogger, redactUrl, type Logger } from '../../lib/log.ts';
 import { startThrowawayPostgres } from '../../lib/servers/postgres.ts';
 import { pickLoopbackHostFor5432 } from '../../lib/servers/c2.ts';
-import { deriveDbKey, dbKeyFingerprint, openDbValue } from '../../lib/e4/keystore.ts';
+import { deriveDbKey, dbKeyFingerprint } from '../../lib/e4/keystore.ts';
 import { openTarget } from '../targets.ts';
 import { openBackupSet, openDecryptedObject, resolveSetId, markSetVerifiedByDrill } from '../backup-sets.ts';
 import { BackupError } from '../exit-codes.ts';
 import type { BackupManifest } from '../manifest.ts';
 import { assertScratchIsNotProduction, pgTargetOf, ScratchIsProductionError } from './scratch-database-guard.ts';
-import { checkInventoryCounts, checkOrphanLinks, checkRestoredSchema, checkSealedKeys, type DrillCheck } from './restored-database-checks.ts';
+import { checkInventoryCounts, checkOrphanLinks, checkRestoredSchema, sealedKeyChecks, type DrillCheck } from './restored-database-checks.ts';
+import { verifySealedKeysByCopy, mergeKeyStoreReports } from './sealed-key-copy-reader.ts';
+import type { KeyStoreReport } from '../../lib/c2-db/key-store.ts';
 import { checkRestoredConfigs } from './restored-config-checks.ts';
 import { ScratchResources, killTreeSync, removeDirSync } from './scratch-resources.ts';
 import { openSealedKeysBatch } from './sealed-key-batch-opener.ts';
@@ -59,8 +61,8 @@ export interface RestoreDrillOptions {
 }
 
 /**
- * Settings of the scratch PostgreSQL the drill starts: throwaway data (no fsync), and a restore that
- * writes no WAL for the tables it creates (wal_level minimal + one transaction) with room for index builds.
+ * Settings of the scratch PostgreSQL the drill starts: throwaway data (no fsync, minimal WAL, no
+ * autovacuum during the load) and room for the index builds.
  */
 export const SCRATCH_POSTGRES_SETTINGS: Record<string, string | number | boolean> = {
   wal_level: 'minimal', max_wal_senders: 0, max_wal_size: '8GB', checkpoint_timeout: '30min',
@@ -83,12 +85,21 @@ export function readPassphraseFile(file: string): string {
 }
 
 /** Stream a decrypted object into a program's stdin; the object's own error (checksum, identity) wins over the program's. */
-function pipeInto(src: Readable, cmd: string, args: string[], what: string, env?: NodeJS.ProcessEnv): Promise<void> {
+function pipeInto(src: Readable, cmd: string, args: string[], what: string, onStderrLine?: (line: string) => void): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'ignore', 'pipe'], env: env ?? process.env });
+    const child = spawn(cmd, args, { stdio: ['pipe', 'ignore', 'pipe'] });
     let stderr = '';
+    let partial = '';
     let srcErr: Error | undefined;
-    child.stderr.on('data', (d) => { stderr = (stderr + d).slice(-4000); });
+    child.stderr.on('data', (d) => {
+      const text = partial + d;
+      const lines = text.split('\n');
+      partial = lines.pop() ?? '';
+      for (const l of lines) {
+        onStderrLine?.(l);
+        if (!onStderrLine || /error|fatal|warning/i.test(l)) stderr = (stderr + l + '\n').slice(-4000);
+      }
+    });
     child.stdin.on('error', () => undefined); // the child died; its exit code tells
     src.on('error', (e) => { srcErr = e; child.stdin.destroy(); child.kill('SIGTERM'); });
     src.pipe(child.stdin);
@@ -184,6 +195,22 @@ export async function runRestoreDrill(opts: RestoreDrillOptions): Promise<DrillR
     lap('scratchDatabase', tDb);
     log.info('drill.scratch', { database: redactUrl(dbUrl), setId });
 
+    const withClient = async <T>(fn: (c: pg.Client) => Promise<T>): Promise<T> => {
+      const c = new pg.Client({ connectionString: dbUrl });
+      await c.connect();
+      try { return await fn(c); } finally { await c.end(); }
+    };
+    // Batch opening: three aes-256-ecb passes per batch (about 3x lib/e4's openDbValuesBatch here; both are
+    // checked value by value against openDbValue in the tests); keys read with COPY (FORMAT binary).
+    const openBatch = (sealed: Uint8Array[]) => openSealedKeysBatch(dbKey, sealed);
+    const keyChecks = new Map<string, Promise<KeyStoreReport>>();
+    const startKeyCheck = (table: string) => {
+      if ((table !== 'clients' && table !== 'topic_keys') || keyChecks.has(table)) return;
+      const p = withClient((c) => verifySealedKeysByCopy(c, openBatch, { tables: [table] }));
+      p.catch(() => undefined); // awaited (and reported) after the restore
+      keyChecks.set(table, p);
+    };
+
     // 4. Every object: checksum-verified and decrypted in one pass; the dump goes straight into pg_restore.
     const work = fs.mkdtempSync(path.join(os.tmpdir(), 'e4ops-drill-'));
     scratch.addDir(work);
@@ -195,8 +222,15 @@ export async function runRestoreDrill(opts: RestoreDrillOptions): Promise<DrillR
       const src = openDecryptedObject(target, m, o.name, opts.identityFile);
       try {
         if (o.kind === 'postgres-dump') {
-          // One transaction: all or nothing, and no WAL for the tables it creates on a wal_level=minimal scratch server.
-          await pipeInto(src, 'pg_restore', ['--no-owner', '--no-privileges', '--exit-on-error', '--single-transaction', '--dbname', dbUrl], `pg_restore of ${o.name}`);
+          // pg_restore --verbose says when it moves on to the next table's data: a key table that is complete
+          // is checked right away, alongside the rest of the restore (the links and the index builds).
+          let current: string | undefined;
+          await pipeInto(src, 'pg_restore', ['--no-owner', '--no-privileges', '--exit-on-error', '--verbose', '--dbname', dbUrl], `pg_restore of ${o.name}`, (line) => {
+            const m = /processing data for table "(?:[^"]+\.)?([^"]+)"/.exec(line) ?? (/creating (?:CONSTRAINT|INDEX|FK CONSTRAINT)/.test(line) ? [line, '(post-data)'] : null);
+            if (!m || m[1] === current) return;
+            if (current) startKeyCheck(current);
+            current = m[1];
+          });
           restored = true;
           lap('restore', tRestore);
         } else if (o.format === 'tar') {
@@ -226,22 +260,18 @@ export async function runRestoreDrill(opts: RestoreDrillOptions): Promise<DrillR
     // 5. Database checks.
     const tChecks = Date.now();
     // Independent checks run side by side, each on its own connection (key opening is CPU in this
-    // process, the joins are CPU in PostgreSQL: two cores).
-    const withClient = async <T>(fn: (c: pg.Client) => Promise<T>): Promise<T> => {
-      const c = new pg.Client({ connectionString: dbUrl });
-      await c.connect();
-      try { return await fn(c); } finally { await c.end(); }
-    };
+    // process, the joins are CPU in PostgreSQL: two cores). Key tables not checked during the restore start now.
     const exp = m.c2.inventory;
-    // Batch opening: three aes-256-ecb passes per batch (about 3x lib/e4's openDbValuesBatch here; both are
-    // checked value by value against openDbValue in the tests).
-    const batch = openSealedKeysBatch;
-    const [schema, inv, keys, orphans] = await Promise.all([
+    startKeyCheck('clients');
+    startKeyCheck('topic_keys');
+    const [schema, inv, keyReports, orphans] = await Promise.all([
       withClient((c) => checkRestoredSchema(c, dbUrl)),
       withClient((c) => checkInventoryCounts(c, { clients: exp.clients, topics: exp.topics, links: exp.topicLinks })),
-      withClient((c) => checkSealedKeys(c, (v) => openDbValue(dbKey, v), { ours: fingerprint, manifest: m.passphraseFingerprint?.value }, (sealed) => batch(dbKey, sealed))),
+      Promise.all([...keyChecks.values()]),
       withClient((c) => checkOrphanLinks(c)),
     ]);
+    const keys = { report: mergeKeyStoreReports(keyReports), checks: [] as DrillCheck[] };
+    keys.checks = sealedKeyChecks(keys.report, { ours: fingerprint, manifest: m.passphraseFingerprint?.value });
     checks.push(schema, inv.check, ...keys.checks, orphans.check);
     counts = { clients: inv.inventory.clients, topics: inv.inventory.topics, links: inv.inventory.topicLinks };
     const total = keys.report.clients.total + keys.report.topics.total;

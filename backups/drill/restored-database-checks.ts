@@ -132,17 +132,22 @@ export async function checkOrphanLinks(client: pg.ClientBase): Promise<{ check: 
 
 /** Every sealed key opens with the passphrase; the passphrase's fingerprint matches the manifest. */
 export async function checkSealedKeys(client: pg.ClientBase, open: OpenDbValue, fingerprint: { ours: string; manifest?: string }, openBatch?: OpenDbValuesBatch): Promise<{ checks: DrillCheck[]; report: KeyStoreReport }> {
+  // With a batch opener, read the keys with COPY (FORMAT binary): the fast path for big databases.
+  const report = openBatch ? await verifySealedKeysByCopy(client, openBatch) : await verifyKeyStore(client, open);
+  return { checks: sealedKeyChecks(report, fingerprint), report };
+}
+
+/** The two key checks from a key-store report and the passphrase fingerprints. */
+export function sealedKeyChecks(report: KeyStoreReport, fingerprint: { ours: string; manifest?: string }): DrillCheck[] {
   const checks: DrillCheck[] = [];
   if (fingerprint.manifest === undefined) checks.push({ name: 'passphrase-fingerprint', ok: false, detail: 'the manifest records no passphrase fingerprint' });
   else if (fingerprint.manifest !== fingerprint.ours) checks.push({ name: 'passphrase-fingerprint', ok: false, detail: 'the passphrase from --passphrase-file does not match the fingerprint in the manifest: wrong passphrase file (use the one escrowed for this C2 database)' });
   else checks.push({ name: 'passphrase-fingerprint', ok: true, detail: 'the passphrase matches the fingerprint recorded in the manifest' });
-  // With a batch opener, read the keys with COPY (FORMAT binary): the fast path for big databases.
-  const report = openBatch ? await verifySealedKeysByCopy(client, openBatch) : await verifyKeyStore(client, open);
   const failed = report.clients.failed + report.topics.failed;
   const total = report.clients.total + report.topics.total;
   const rate = report.seconds > 0 ? Math.round(total / report.seconds) : total;
   checks.push(failed
     ? { name: 'keys-decrypt', ok: false, detail: `${failed} of ${total} sealed keys do not open with the passphrase (wrong passphrase, or damaged rows); first: ${report.failures.slice(0, 5).map((f) => `${f.table} ${f.label}`).join(', ')}` }
     : { name: 'keys-decrypt', ok: true, detail: `all ${report.clients.total} client keys and ${report.topics.total} topic keys open with the passphrase${total >= 10_000 ? ` (${rate} keys/s)` : ''}` });
-  return { checks, report };
+  return checks;
 }

@@ -58,13 +58,13 @@ async function* copyRows(client: pg.ClientBase, sql: string, batchSize: number):
 }
 
 /** Check every sealed key (clients.key, topic_keys.key) opens; failures name table, id and label. */
-export async function verifySealedKeysByCopy(client: pg.ClientBase, openBatch: OpenDbValuesBatch, opts: { batchSize?: number; maxFailuresListed?: number } = {}): Promise<KeyStoreReport> {
+export async function verifySealedKeysByCopy(client: pg.ClientBase, openBatch: OpenDbValuesBatch, opts: { batchSize?: number; maxFailuresListed?: number; tables?: ('clients' | 'topic_keys')[] } = {}): Promise<KeyStoreReport> {
   const t0 = Date.now();
   const max = opts.maxFailuresListed ?? 20;
   const report: KeyStoreReport = {
     clients: { total: 0, opened: 0, failed: 0 }, topics: { total: 0, opened: 0, failed: 0 }, failures: [], seconds: 0, ok: false,
   };
-  for (const table of ['clients', 'topic_keys'] as const) {
+  for (const table of opts.tables ?? (['clients', 'topic_keys'] as const)) {
     const tally = table === 'clients' ? report.clients : report.topics;
     const sql = table === 'clients'
       ? `COPY (SELECT id, name, key FROM ${C2_TABLES.clients}) TO STDOUT (FORMAT binary)`
@@ -83,4 +83,19 @@ export async function verifySealedKeysByCopy(client: pg.ClientBase, openBatch: O
   report.seconds = (Date.now() - t0) / 1000;
   report.ok = report.clients.failed === 0 && report.topics.failed === 0;
   return report;
+}
+
+/** One report out of per-table reports (the drill checks tables as soon as each is restored). */
+export function mergeKeyStoreReports(reports: KeyStoreReport[], maxFailuresListed = 20): KeyStoreReport {
+  const out: KeyStoreReport = { clients: { total: 0, opened: 0, failed: 0 }, topics: { total: 0, opened: 0, failed: 0 }, failures: [], seconds: 0, ok: true };
+  for (const r of reports) {
+    for (const k of ['clients', 'topics'] as const) {
+      out[k].total += r[k].total; out[k].opened += r[k].opened; out[k].failed += r[k].failed;
+    }
+    out.failures.push(...r.failures);
+    out.seconds += r.seconds;
+    out.ok &&= r.ok;
+  }
+  out.failures = out.failures.slice(0, maxFailuresListed);
+  return out;
 }
