@@ -1,7 +1,8 @@
-// The DB passphrase's fingerprint (lib/e4/keystore.ts passphraseFingerprint) for the manifest, computed in a
-// short-lived worker thread: Argon2i fills 64 MiB of WebAssembly memory that a process never gives back,
-// and the backup's memory budget (< 200 MiB for the whole job) has no room to carry it through the dump.
-// The worker's memory goes back to the OS when it ends.
+// The DB passphrase's fingerprint (lib/e4/keystore.ts passphraseFingerprint) for the manifest. Argon2i fills
+// 64 MiB of WebAssembly memory that V8 only hands back after a full garbage collection, and the backup's
+// memory budget (< 200 MiB for the whole job) has no room to carry it through the dump. So: with
+// --expose-gc (the printed systemd unit / cron line pass it) compute in-process and collect right away;
+// otherwise compute in a short-lived worker thread, whose memory goes back to the OS when it ends.
 import { Worker } from 'node:worker_threads';
 import { passphraseFingerprint } from '../lib/e4/keystore.ts';
 
@@ -15,7 +16,20 @@ import(workerData.tsxApi)
         (e) => parentPort.postMessage({ error: String(e && e.message || e) }));
 `;
 
+async function inProcessThenCollect(passphrase: string, gc: () => void): Promise<string> {
+  const value = passphraseFingerprint(passphrase);
+  // The WebAssembly memory is released a tick after a full collection; wait (bounded) until it is.
+  for (let i = 0; i < 20; i++) {
+    gc();
+    await new Promise((r) => setTimeout(r, 25));
+    if (process.memoryUsage().external < 48 * 2 ** 20) break;
+  }
+  return value;
+}
+
 export async function computePassphraseFingerprint(passphrase: string): Promise<string> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (typeof gc === 'function') return inProcessThenCollect(passphrase, gc);
   const resolve = (import.meta as { resolve?: (s: string) => string }).resolve;
   let tsxApi: string | undefined;
   try { tsxApi = typeof resolve === 'function' ? resolve('tsx/esm/api') : undefined; } catch { tsxApi = undefined; }

@@ -23,9 +23,10 @@ export interface ScheduleOptions {
 /**
  * A small young generation: the ciphertext crosses Node in 64 KiB buffers and a big nursery lets many dead
  * ones pile up between scavenges (measured on 300k clients: Node's peak RSS 124 → 101 MiB). V8 reads
- * this flag only at start-up, hence on the command line.
+ * this flag only at start-up, hence on the command line. --expose-gc lets the job drop Argon2i's 64 MiB
+ * right after fingerprinting the passphrase (backups/passphrase-fingerprint.ts).
  */
-export const NODE_FLAGS = ['--max-semi-space-size=1'];
+export const NODE_FLAGS = ['--max-semi-space-size=1', '--expose-gc'];
 
 function commandLine(o: ScheduleOptions, repo: string): string[] {
   return [o.nodeBin ?? process.execPath, ...NODE_FLAGS, '--import', 'tsx', path.join(repo, 'scripts/backup.ts'), ...o.args];

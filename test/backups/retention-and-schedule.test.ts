@@ -77,7 +77,7 @@ describe('scheduling output', () => {
       const r = spawnSync('sh', ['-c', cmd], { encoding: 'utf8' });
       expect(r.status).toBe(0);
       const args = fs.readFileSync(path.join(repoDir, 'args.txt'), 'utf8').split('\n');
-      expect(args.slice(0, 6)).toEqual(['--max-semi-space-size=1', '--import', 'tsx', path.join(repoDir, 'scripts/backup.ts'), '--target', "it's a %here"]);
+      expect(args.slice(0, 7)).toEqual(['--max-semi-space-size=1', '--expose-gc', '--import', 'tsx', path.join(repoDir, 'scripts/backup.ts'), '--target', "it's a %here"]);
     } finally { fs.rmSync(repoDir, { recursive: true, force: true }); }
   });
 });
