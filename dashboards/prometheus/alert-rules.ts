@@ -117,7 +117,7 @@ export function buildRuleGroups(options: RuleOptions = {}): RuleGroup[] {
       rules: [
         alert('E4C2Down', 'critical', `probe_success{job="${J('c2Health')}"} == 0`, '2m',
           'C2 health check failing on {{ $labels.instance }}',
-          'GET /e4/health-check on {{ $labels.instance }} has failed for 2 minutes: no key operations, no commands to devices.'),
+          'GET /e4/clients/count on {{ $labels.instance }} has failed for 2 minutes: no key operations, no commands to devices.'),
         alert('E4C2Flapping', 'warning', `changes(probe_success{job="${J('c2Health')}"}[30m]) >= 4`, undefined,
           'C2 on {{ $labels.instance }} keeps going down and up',
           'The C2 health check changed state at least 4 times in 30 minutes on {{ $labels.instance }}: C2 is probably restarting after fail-fast start-up errors (DB, MQTT or Elasticsearch).'),

@@ -18,8 +18,11 @@ export interface ScrapeJob {
 export const SCRAPE_JOBS = {
   /** OpenCensus agent's Prometheus exporter, fed by C2 over oc-agent-addr (C2 itself has no /metrics). */
   c2Metrics: { job: 'e4-c2-metrics', source: 'opencensus agent prometheus exporter', defaultPort: 9998, metricsPath: '/metrics', scheme: 'http' },
-  /** blackbox_exporter http probe of C2's https://HOST:8888/e4/health-check (module must skip TLS verify for self-signed C2 certs or carry the CA). */
-  c2Health: { job: 'e4-c2-health', source: 'blackbox_exporter http_2xx probe of /e4/health-check', defaultPort: 9115, metricsPath: '/probe', scheme: 'http', blackboxModule: 'e4_c2_health' },
+  /**
+   * blackbox_exporter http probe of C2's https://HOST:8888/e4/clients/count (C2_HEALTH_PATH): the pinned C2 build has no
+   * /e4/health-check, and the count route also proves gateway → gRPC → PostgreSQL. Skips TLS verify (self-signed C2 certs).
+   */
+  c2Health: { job: 'e4-c2-health', source: 'blackbox_exporter http probe of /e4/clients/count', defaultPort: 9115, metricsPath: '/probe', scheme: 'http', blackboxModule: 'e4_c2_health' },
   /** blackbox_exporter tcp probe of the MQTT listener (C2 and devices connect there): works for any broker. */
   brokerProbe: { job: 'e4-broker-probe', source: 'blackbox_exporter tcp_connect probe of the MQTT port', defaultPort: 9115, metricsPath: '/probe', scheme: 'http', blackboxModule: 'e4_tcp_connect' },
   /** postgres_exporter (pg_up, pg_replication_lag, pg_stat_replication_*). */
@@ -53,7 +56,8 @@ export const BLACKBOX_MODULES = {
     http: {
       method: 'GET',
       valid_status_codes: [200],
-      fail_if_body_not_matches_regexp: ['"Status"\\s*:\\s*"OK"'],
+      // GET /e4/clients/count answers {"count":"N"} once C2 reaches its database.
+      fail_if_body_not_matches_regexp: ['"count"'],
       tls_config: { insecure_skip_verify: true },
     },
   },
