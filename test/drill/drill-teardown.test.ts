@@ -51,8 +51,8 @@ describe('restore drill teardown and scratch URL', () => {
     let postmaster = 0;
     const deadline = Date.now() + 60_000;
     while (!postmaster) {
-      for (const d of fs.readdirSync(tmp).filter((n) => n.startsWith('e4ops-pg-'))) {
-        const pidFile = path.join(tmp, d, 'data', 'postmaster.pid');
+      for (const d of fs.readdirSync(tmp).filter((n) => n.startsWith('e4ops-'))) {
+        const pidFile = [path.join(tmp, d, 'data', 'postmaster.pid'), path.join(tmp, d, 'postmaster.pid')].find((f) => fs.existsSync(f)) ?? '';
         // initdb's single-user runs write a negative pid; the postmaster a positive one.
         const pid = fs.existsSync(pidFile) ? Number(fs.readFileSync(pidFile, 'utf8').split('\n')[0]) : 0;
         if (pid > 0 && alive(pid)) postmaster = pid;
