@@ -17,6 +17,7 @@ import { pruneBackupSets } from '../../backups/retention.ts';
 import { openTarget } from '../../backups/targets.ts';
 import { MANIFEST_FILE } from '../../backups/manifest.ts';
 import { EXIT } from '../../backups/exit-codes.ts';
+import { NODE_FLAGS } from '../../backups/schedule.ts';
 import { OPS_METRICS } from '../../lib/ops-metrics.ts';
 import { renderBackupJobConfig } from '../../lib/render/backup-job.ts';
 import MockPkg from '@elastic/elasticsearch-mock';
@@ -33,10 +34,12 @@ function ageKeyPair(dir: string, name: string): { identity: string; recipient: s
   return { identity, recipient: execFileSync('age-keygen', ['-y', identity], { encoding: 'utf8' }).trim() };
 }
 
-/** Run scripts/backup.ts as cron would; resolve with exit code and output. */
-function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/** Run scripts/backup.ts by hand (npx tsx) or as the printed unit/cron line does (node NODE_FLAGS --import tsx). */
+function cli(args: string[], env: NodeJS.ProcessEnv = {}, how: 'tsx' | 'scheduled' = 'tsx'): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'scripts/backup.ts'), ...args], { env: { ...process.env, ...env }, cwd: repo });
+    const script = path.join(repo, 'scripts/backup.ts');
+    const [cmd, pre] = how === 'tsx' ? [path.join(repo, 'node_modules/.bin/tsx'), []] : [process.execPath, [...NODE_FLAGS, '--import', 'tsx']];
+    const child = spawn(cmd, [...pre, script, ...args], { env: { ...process.env, ...env }, cwd: repo });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => { stdout += d; });
@@ -352,6 +355,15 @@ describe('backups against a real C2-shaped PostgreSQL', () => {
     const r = await cli(['run', '--config', bad]);
     expect(r.code).toBe(EXIT.config);
     expect(r.stderr).toMatch(/--config .*bad-job\.json: targets\[0\] \(a\) is rclone but has no remote/);
+  });
+
+  it('the scheduled command line (node with NODE_FLAGS) records the same passphrase fingerprint', async () => {
+    const target = path.join(dir, 'scheduled-target');
+    const r = await cli(['--database-url', url, '--target', target, '--recipient', key.recipient, '--passphrase-file', base.passphraseFile!,
+      '--lock-file', base.lockFile!, '--json'], {}, 'scheduled');
+    expect(r.code).toBe(EXIT.ok);
+    const m = await openBackupSet(openTarget(target), JSON.parse(r.stdout.trim().split('\n').pop()!).setId);
+    expect(m.passphraseFingerprint?.value).toBe(passphraseFingerprint(PASSPHRASE));
   });
 
   it('CLI config errors exit 2 before touching anything; an unreachable database exits 3', async () => {
