@@ -200,7 +200,7 @@ export const STACK_SETTINGS_SCHEMA = {
         enabled: boolFalse,
         schedule: { type: 'string', default: '17 3 * * *', description: 'cron expression (5 fields)' },
         baseImage: image('node:20-bookworm-slim', 'Base of the backup job image (stacks/docker/backup.Dockerfile)'),
-        command: { type: 'string', minLength: 1, default: 'npx tsx scripts/backup.ts run --config /etc/e4ops/backup.json', description: 'What cron runs in the backup container (working directory /opt/e4ops)' },
+        command: { type: 'string', minLength: 1, default: 'node --max-semi-space-size=1 --expose-gc --import tsx scripts/backup.ts run --config /etc/e4ops/backup.json', description: 'What cron runs in the backup container (working directory /opt/e4ops)' },
         targets: {
           type: 'array',
           default: [],

@@ -3,7 +3,7 @@
 ARG BASE_IMAGE=node:20-bookworm-slim
 FROM ${BASE_IMAGE}
 RUN apt-get update \
- && apt-get install -y --no-install-recommends cron postgresql-client age rclone ca-certificates procps \
+ && apt-get install -y --no-install-recommends cron postgresql-client zstd age rclone ca-certificates procps \
  && rm -rf /var/lib/apt/lists/* && mkdir -p /etc/e4ops /backups /textfile
 WORKDIR /opt/e4ops
 COPY package.json package-lock.json ./
