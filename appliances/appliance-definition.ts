@@ -1,0 +1,115 @@
+// Read and validate an appliance definition: the appliance's own keys by APPLIANCE_SCHEMA (ajv),
+// its `settings` by the stack settings validator (the same rules as a Pulumi stack), then the rules
+// that only apply to a single VM. Every problem names the key and the fix.
+import fs from 'node:fs';
+import { Ajv, type ErrorObject } from 'ajv';
+import YAML from 'yaml';
+import { APPLIANCE_SCHEMA, type ApplianceDefinition } from './appliance-schema.ts';
+import { validateStackSettings, StackSettingsError, type StackSettings } from '../lib/settings/stack-settings.ts';
+
+export { APPLIANCE_SCHEMA, type ApplianceDefinition };
+
+export class ApplianceDefinitionError extends Error {
+  constructor(public readonly problems: string[], source = 'appliance definition') {
+    super(`${source} is invalid (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n` + problems.map((p) => `  - ${p}`).join('\n'));
+    this.name = 'ApplianceDefinitionError';
+  }
+}
+
+let compiled: ReturnType<Ajv['compile']> | undefined;
+function validator() {
+  compiled ??= new Ajv({ allErrors: true, useDefaults: true, strict: true }).compile(APPLIANCE_SCHEMA as unknown as object);
+  return compiled;
+}
+
+function keyOf(pointer: string, extra?: string): string {
+  const parts = pointer.split('/').slice(1);
+  if (extra !== undefined) parts.push(extra);
+  let out = '';
+  for (const p of parts) out += /^\d+$/.test(p) ? `[${p}]` : (out ? '.' : '') + p;
+  return out || '(top level)';
+}
+
+function describe(e: ErrorObject): string {
+  const key = keyOf(e.instancePath);
+  switch (e.keyword) {
+    case 'additionalProperties': {
+      const extra = (e.params as { additionalProperty: string }).additionalProperty;
+      const hint = extra === 'secrets' || /pass|secret|key$/i.test(extra) ? ' (an appliance holds no secrets in its definition: they are generated on first boot)' : '';
+      return `${keyOf(e.instancePath, extra)}: unknown key${hint}. Fix: remove it or correct its spelling`;
+    }
+    case 'required':
+      return `${keyOf(e.instancePath, (e.params as { missingProperty: string }).missingProperty)}: missing. Fix: add it`;
+    case 'enum':
+      return `${key}: must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}. Fix: pick one of them`;
+    default:
+      return `${key}: ${e.message}. Fix: correct the value`;
+  }
+}
+
+export interface ValidatedAppliance {
+  definition: ApplianceDefinition;
+  settings: StackSettings;
+}
+
+/** Rules for a stack that runs on one VM with systemd (no Docker, no load balancer). */
+export function checkApplianceRules(s: StackSettings): string[] {
+  const p: string[] = [];
+  if (s.profile !== 'minimal') p.push(`settings.profile: is ${s.profile}; an appliance is one VM. Fix: use profile minimal (run the ha profile as a Pulumi stack)`);
+  if (s.broker.kind !== 'mosquitto') p.push(`settings.broker.kind: is ${s.broker.kind}; the appliance runs Debian's Mosquitto. Fix: set it to mosquitto`);
+  if (s.elasticsearch.enabled) p.push('settings.elasticsearch.enabled: Elasticsearch is not part of the appliance (no Debian package). Fix: set it to false');
+  if (s.automationEngine.enabled) p.push('settings.automationEngine.enabled: the automation engine is not in the appliance yet. Fix: set it to false');
+  if (s.backup.enabled) p.push('settings.backup.enabled: scheduled backups are not in the appliance yet (the backup job needs Node.js 20, Debian 12 has 18). Fix: set it to false and back up from another machine with scripts/backup.ts');
+  if (s.monitoring.prometheus.enabled || s.tracing.enabled || s.logShipper.enabled) {
+    p.push('settings.monitoring.prometheus.enabled / tracing.enabled / logShipper.enabled: not in the appliance. Fix: set them to false');
+  }
+  if (s.c2.cryptoMode === 'pubkey') p.push('settings.c2.cryptoMode: pubkey mode needs a C2 key generated on first boot, which the appliance does not do yet. Fix: use symkey');
+  if (!['0.0.0.0', '127.0.0.1'].includes(s.publish.c2Address)) {
+    p.push(`settings.publish.c2Address: is ${s.publish.c2Address}; C2's gateway dials its own gRPC port on 127.0.0.1, so gRPC must listen there too. Fix: use 0.0.0.0 (every interface of the VM) or 127.0.0.1`);
+  }
+  return p;
+}
+
+/** Validate a parsed definition. Throws ApplianceDefinitionError listing every problem. */
+export function validateApplianceDefinition(raw: unknown, source?: string): ValidatedAppliance {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new ApplianceDefinitionError(['(top level): not a mapping. Fix: start from appliances/c2-minimal/appliance.yaml'], source);
+  }
+  const def = structuredClone(raw) as Record<string, unknown>;
+  const validate = validator();
+  const problems: string[] = [];
+  if (!validate(def)) {
+    for (const e of validate.errors ?? []) {
+      const t = describe(e);
+      if (!problems.includes(t)) problems.push(t);
+    }
+    throw new ApplianceDefinitionError(problems, source);
+  }
+  let settings: StackSettings;
+  try {
+    settings = validateStackSettings(def.settings, {}, 'settings');
+  } catch (err) {
+    if (err instanceof StackSettingsError) throw new ApplianceDefinitionError(err.problems.map((q) => `settings.${q}`), source);
+    throw err;
+  }
+  const rules = checkApplianceRules(settings);
+  if (rules.length) throw new ApplianceDefinitionError(rules, source);
+  return { definition: def as unknown as ApplianceDefinition, settings };
+}
+
+/** Read appliances/<name>/appliance.yaml (or any path) and validate it. */
+export function loadApplianceDefinition(file: string): ValidatedAppliance {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ApplianceDefinitionError([`${file}: cannot be read (${(err as NodeJS.ErrnoException).code}). Fix: give the path of an appliance.yaml, e.g. appliances/c2-minimal/appliance.yaml`], file);
+  }
+  let doc: unknown;
+  try {
+    doc = YAML.parse(text);
+  } catch (err) {
+    throw new ApplianceDefinitionError([`${file}: not valid YAML (${(err as Error).message}). Fix: correct the file`], file);
+  }
+  return validateApplianceDefinition(doc, file);
+}

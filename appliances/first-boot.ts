@@ -1,0 +1,104 @@
+// The appliance's first-boot script: everything secret is made HERE, on the VM, once, so no two
+// VMs built from one image share a secret and the image itself holds none. It fills in the
+// C2 config's MQTT password placeholder, writes C2's environment file (DB password, passphrase),
+// makes C2's TLS key and certificate with openssl, Mosquitto's password file with mosquitto_passwd,
+// creates the PostgreSQL cluster and C2's role/database (lib/render/postgres-conf.ts's
+// post-bootstrap script, the one the stacks run), then leaves a marker so it never runs again.
+
+export interface FirstBootSettings {
+  hostname: string;
+  /** SANs of C2's certificate. */
+  dnsNames: string[];
+  ipAddresses: string[];
+  c2User: string;
+  c2ConfigsDir: string;
+  c2ConfigFile: string;
+  certFile: string;
+  keyFile: string;
+  /** Placeholder in the rendered config.yaml that first boot replaces with the MQTT password. */
+  mqttPasswordPlaceholder: string;
+  mqttUser: string;
+  mosquittoPasswordFile: string;
+  secretsDir: string;
+  c2EnvFile: string;
+  postgresConfFile: string;
+  postBootstrapScript: string;
+  /** C2's database (created by postBootstrapScript unless it exists). */
+  database: string;
+  doneMarker: string;
+}
+
+const shq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/** Render /usr/local/sbin/e4ops-firstboot (POSIX sh). Pure. */
+export function renderFirstBootScript(s: FirstBootSettings): string {
+  if (!/^[A-Za-z0-9@_]+$/.test(s.mqttPasswordPlaceholder)) throw new Error(`firstboot mqttPasswordPlaceholder "${s.mqttPasswordPlaceholder}": use letters, digits, @ and _ only (it goes into a sed expression)`);
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(s.database)) throw new Error(`firstboot database "${s.database}": use lowercase letters, digits and _`);
+  const san = [...s.dnsNames.map((d) => `DNS:${d}`), ...s.ipAddresses.map((i) => `IP:${i}`)].join(',');
+  return `#!/bin/sh
+# Rendered by e4ops (appliances/first-boot.ts); runs once, from e4ops-firstboot.service.
+# Re-running after a failure is safe: secrets already written are kept, steps already done are skipped.
+set -eu
+umask 077
+log() { echo "e4ops-firstboot: $*"; }
+secret() { openssl rand -hex "$1"; }
+
+install -d -m 0750 -o root -g ${shq(s.c2User)} ${shq(s.secretsDir)}
+if [ ! -s ${shq(s.c2EnvFile)} ]; then
+  log "generating the C2 database password, the C2 key passphrase and the MQTT password"
+  {
+    echo "E4C2_DB_PASSWORD=$(secret 24)"
+    echo "E4C2_DB_ENCRYPTION_PASSPHRASE=$(secret 32)"
+    echo "E4OPS_MQTT_PASSWORD=$(secret 24)"
+  } > ${shq(s.c2EnvFile)}.tmp
+  chown root:${shq(s.c2User)} ${shq(s.c2EnvFile)}.tmp
+  chmod 0640 ${shq(s.c2EnvFile)}.tmp
+  mv ${shq(s.c2EnvFile)}.tmp ${shq(s.c2EnvFile)}
+fi
+DB_PASSWORD=$(sed -n 's/^E4C2_DB_PASSWORD=//p' ${shq(s.c2EnvFile)})
+MQTT_PASSWORD=$(sed -n 's/^E4OPS_MQTT_PASSWORD=//p' ${shq(s.c2EnvFile)})
+
+if [ ! -s ${shq(s.keyFile)} ]; then
+  log "making C2's RSA key and self-signed certificate (${san})"
+  openssl req -x509 -newkey rsa:3072 -nodes -sha256 -days 3650 -subj ${shq(`/CN=${s.hostname}`)} \\
+    -addext ${shq(`subjectAltName=${san}`)} \\
+    -addext 'basicConstraints=critical,CA:TRUE' \\
+    -addext 'keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign' \\
+    -addext 'extendedKeyUsage=serverAuth,clientAuth' \\
+    -keyout ${shq(s.keyFile)}.tmp -out ${shq(s.certFile)} 2>/dev/null
+  chown root:${shq(s.c2User)} ${shq(s.keyFile)}.tmp
+  chmod 0640 ${shq(s.keyFile)}.tmp
+  chmod 0644 ${shq(s.certFile)}
+  mv ${shq(s.keyFile)}.tmp ${shq(s.keyFile)}
+fi
+
+log "C2 and Mosquitto get the MQTT password"
+sed -i "s/${s.mqttPasswordPlaceholder}/$MQTT_PASSWORD/" ${shq(s.c2ConfigFile)}
+chown root:${shq(s.c2User)} ${shq(s.c2ConfigFile)}
+chmod 0640 ${shq(s.c2ConfigFile)}
+rm -f ${shq(s.mosquittoPasswordFile)}
+mosquitto_passwd -c -b ${shq(s.mosquittoPasswordFile)} ${shq(s.mqttUser)} "$MQTT_PASSWORD"
+chown mosquitto:mosquitto ${shq(s.mosquittoPasswordFile)}
+chmod 0600 ${shq(s.mosquittoPasswordFile)}
+
+PG_VERSION=$(ls /usr/lib/postgresql | sort -n | tail -n 1)
+if ! pg_lsclusters -h | grep -q "^$PG_VERSION main "; then
+  log "creating PostgreSQL $PG_VERSION cluster main"
+  pg_createcluster "$PG_VERSION" main >/dev/null
+fi
+install -m 0644 -o postgres -g postgres ${shq(s.postgresConfFile)} "/etc/postgresql/$PG_VERSION/main/conf.d/e4ops.conf"
+systemctl enable "postgresql@$PG_VERSION-main.service" 2>/dev/null || true
+systemctl restart "postgresql@$PG_VERSION-main.service"
+for i in $(seq 1 60); do
+  runuser -u postgres -- pg_isready -q && break
+  sleep 1
+done
+if [ -z "$(runuser -u postgres -- psql -tAc "SELECT 1 FROM pg_database WHERE datname = '${s.database}'")" ]; then
+  log "creating C2's role and database"
+  E4_DB_PASSWORD="$DB_PASSWORD" runuser -u postgres -- sh ${shq(s.postBootstrapScript)} "postgresql:///postgres?host=/var/run/postgresql" >/dev/null
+fi
+
+touch ${shq(s.doneMarker)}
+log "done"
+`;
+}
