@@ -3,7 +3,7 @@
 // It never holds secrets: the DB password comes from PGPASSWORD / ~/.pgpass in the job's environment.
 import fs from 'node:fs';
 import path from 'node:path';
-import { Ajv } from 'ajv';
+import { compileSchemaValidator } from '../lib/json-schema.ts';
 import { BackupError } from './exit-codes.ts';
 import type { BackupOptions } from './create-backup.ts';
 
@@ -47,7 +47,7 @@ const SCHEMA = {
   additionalProperties: false,
 } as const;
 
-const validate = new Ajv({ allErrors: true }).compile<BackupJobConfig>(SCHEMA);
+const jobConfigSchema = compileSchemaValidator<BackupJobConfig>(SCHEMA);
 
 /** Read and check the job file; errors name the file and the field. */
 export function readBackupJobConfig(file: string): BackupJobConfig {
@@ -55,9 +55,8 @@ export function readBackupJobConfig(file: string): BackupJobConfig {
   try { doc = JSON.parse(fs.readFileSync(file, 'utf8')); } catch (e) {
     throw new BackupError('config', `--config ${file}: ${(e as Error).message}`);
   }
-  if (!validate(doc)) {
-    const why = (validate.errors ?? []).slice(0, 5).map((e) => `${e.instancePath || '/'} ${e.message}`).join('; ');
-    throw new BackupError('config', `--config ${file} is not a backup job file: ${why}`);
+  if (!jobConfigSchema.is(doc)) {
+    throw new BackupError('config', `--config ${file} is not a backup job file: ${jobConfigSchema.errors(doc)}`);
   }
   for (const [i, t] of doc.targets.entries()) {
     if (t.type === 'local' && !t.path) throw new BackupError('config', `--config ${file}: targets[${i}] (${t.name}) is local but has no path`);

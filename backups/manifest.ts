@@ -3,8 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Ajv, type ErrorObject } from 'ajv';
-import addFormatsModule from 'ajv-formats';
+import { compileSchemaValidator } from '../lib/json-schema.ts';
 import { BackupError } from './exit-codes.ts';
 import type { C2CryptoMode, C2Inventory } from '../lib/c2-db/inventory.ts';
 
@@ -39,18 +38,11 @@ export interface BackupManifest {
   elasticsearch?: { repository: string; snapshot: string; state: string; indices?: string[]; startedAt?: string; finishedAt?: string };
 }
 
-const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
-const ajv = new Ajv({ allErrors: true, strict: true });
-addFormats(ajv);
-const validate = ajv.compile<BackupManifest>(JSON.parse(fs.readFileSync(MANIFEST_SCHEMA_FILE, 'utf8')));
-
-function describe(errors: ErrorObject[] | null | undefined): string {
-  return (errors ?? []).slice(0, 5).map((e) => `${e.instancePath || '/'} ${e.message}${e.params && 'allowedValues' in e.params ? ` ${JSON.stringify(e.params.allowedValues)}` : ''}`).join('; ');
-}
+const manifestSchema = compileSchemaValidator<BackupManifest>(JSON.parse(fs.readFileSync(MANIFEST_SCHEMA_FILE, 'utf8')), { strict: true });
 
 /** Schema errors of a candidate manifest (empty when valid). */
 export function manifestErrors(doc: unknown): string {
-  return validate(doc) ? '' : describe(validate.errors);
+  return manifestSchema.errors(doc);
 }
 
 /** Serialise after validating; a manifest we would not accept on read is never written. */
