@@ -187,8 +187,7 @@ export async function runRestoreDrill(opts: RestoreDrillOptions): Promise<DrillR
       let host = '127.0.0.1';
       // C2 always dials port 5432, and 127.0.0.1:5432 may be the machine's own PostgreSQL: use a free 127.0.0.N.
       if (opts.withC2) host = await pickLoopbackHostFor5432();
-      const { server: pgs, dataDir } = await startScratchPostgres({ host, ...(opts.withC2 ? { port: 5432 } : {}), settings: SCRATCH_POSTGRES_SETTINGS });
-      if (dataDir) scratch.addDir(dataDir);
+      const { server: pgs } = await startScratchPostgres({ host, ...(opts.withC2 ? { port: 5432 } : {}), settings: SCRATCH_POSTGRES_SETTINGS }, (dir) => scratch.addDir(dir));
       // The launcher's own folder (socket, log; the data too when it ran initdb itself) is the socket folder's parent.
       scratch.add(`scratch PostgreSQL ${pgs.host}:${pgs.port}`, () => pgs.stop(), () => { killTreeSync(pgs.daemon.child.pid); removeDirSync(path.dirname(pgs.socketDir)); });
       dbUrl = await pgs.createDatabase(m.postgres.database || 'c2');

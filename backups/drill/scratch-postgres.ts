@@ -38,11 +38,12 @@ export function scratchTemplateDataDir(): string {
 }
 
 /** Start a scratch PostgreSQL from a copy of the template (falls back to initdb if copying fails). */
-export async function startScratchPostgres(opts: Omit<ThrowawayPostgresOptions, 'dataDir'>): Promise<{ server: ThrowawayPostgres; dataDir?: string }> {
+export async function startScratchPostgres(opts: Omit<ThrowawayPostgresOptions, 'dataDir'>, onDataDir?: (dir: string) => void): Promise<{ server: ThrowawayPostgres; dataDir?: string }> {
   let dataDir: string | undefined;
   try {
     const template = scratchTemplateDataDir();
     dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'e4ops-drill-pgdata-'));
+    onDataDir?.(dataDir); // registered for clean-up before anything can interrupt
     fs.cpSync(template, dataDir, { recursive: true });
     fs.chmodSync(dataDir, 0o700); // PostgreSQL refuses a data directory others can read
   } catch {

@@ -51,7 +51,8 @@ export function removeDirSync(dir: string): void {
 
 /**
  * Servers still starting when a signal arrives are not registered yet: find this process's children
- * whose command line or working directory lies in an e4ops-* temp folder, kill them, remove the folders.
+ * whose command line, working directory or open files lie in an e4ops-* temp folder, kill them, remove
+ * those folders.
  */
 export function killStartingScratchSync(): void {
   const tmp = os.tmpdir();
@@ -64,6 +65,8 @@ export function killStartingScratchSync(): void {
       if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) !== process.pid) continue;
       const refs = [...fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0')];
       try { refs.push(fs.readlinkSync(`/proc/${d}/cwd`)); } catch { /* gone */ }
+      // Open files too: a server's log (stdout/stderr) lives in the launcher's own folder.
+      try { for (const fd of fs.readdirSync(`/proc/${d}/fd`)) try { refs.push(fs.readlinkSync(`/proc/${d}/fd/${fd}`)); } catch { /* closed */ } } catch { /* gone */ }
       const dirs = new Set(refs.map((r) => mine.exec(r)?.[1]).filter((x): x is string => !!x));
       if (!dirs.size) continue;
       killTreeSync(Number(d));
