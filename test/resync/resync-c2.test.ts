@@ -132,6 +132,38 @@ describe('topic-key resync against the real C2', () => {
     await expect(resyncTopicKeys({ c2, journalFile: journal, automationEnginePaused: true })).rejects.toThrow(/already finished/);
   }, 180_000);
 
+  it('settles a request that was in flight when a run died through the database, and only pushes what was pending', async () => {
+    const before = await digests();
+    const journal = path.join(dir, 'in-doubt.jsonl');
+    const at = new Date().toISOString();
+    const [inFlight, pushPending, ...rest] = TOPICS;
+    // The dead run: it had written `begin` for one topic and its request reached C2; another topic was rotated but not pushed.
+    await api.newTopic(inFlight);
+    await api.newTopic(pushPending);
+    const rotatedByDeadRun = await digests();
+    fs.writeFileSync(journal, [
+      { type: 'start', resyncId: 'dead-run', at, c2: stack.c2.baseUrl, counts: { clients: await api.countClients(), topics: await api.countTopics() }, pid: 1 },
+      ...rest.map((t) => ({ type: 'done', topic: t, at, attempts: 1 })),
+      { type: 'begin', topic: inFlight, at, keyDigest: before.get(inFlight) },
+      { type: 'rotated', topic: pushPending, at, attempts: 1 },
+    ].map((l) => JSON.stringify(l)).join('\n') + '\n');
+    const { c2, api: a } = createResyncC2({ baseUrl: stack.c2.baseUrl, ca: stack.c2.ca.certPem });
+    const report = await resyncTopicKeys({ c2, journalFile: journal, automationEnginePaused: true, probe: createSealedTopicKeyProbe(dbUrl), logger: createMemoryLogger() });
+    a.close();
+    expect(report.ok).toBe(true);
+    expect(report.topics.rotated).toBe(0);
+    expect(report.topics.alreadyRotated).toBe(TOPICS.length);
+    expect(report.topics.inDoubtRotatedAgain).toEqual([]);
+    const after = await digests();
+    expect(after.get(inFlight)).toBe(rotatedByDeadRun.get(inFlight));
+    expect(after.get(pushPending)).toBe(rotatedByDeadRun.get(pushPending));
+    const lines = fs.readFileSync(journal, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines).toContainEqual(expect.objectContaining({ type: 'rotated', topic: inFlight, confirmedBy: 'database' }));
+    const pushed = lines.filter((l) => l.type === 'done' && (l.topic === inFlight || l.topic === pushPending));
+    expect(pushed).toHaveLength(2);
+    for (const l of pushed) expect(l.pushedTo).toBe(await api.countClientsForTopic(l.topic));
+  }, 180_000);
+
   it('re-creates clients, topics and links the inventory lists but the restored database lacks, and reports them', async () => {
     fs.writeFileSync(path.join(dir, 'late-device.key'), crypto.randomBytes(32).toString('hex'));
     const inv = parseInventory(renderInventory({
