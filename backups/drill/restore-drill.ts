@@ -190,7 +190,8 @@ export async function runRestoreDrill(opts: RestoreDrillOptions): Promise<DrillR
       const { server: pgs } = await startScratchPostgres({ host, ...(opts.withC2 ? { port: 5432 } : {}), settings: SCRATCH_POSTGRES_SETTINGS }, (dir) => scratch.addDir(dir));
       // The launcher's own folder (socket, log; the data too when it ran initdb itself) is the socket folder's parent.
       scratch.add(`scratch PostgreSQL ${pgs.host}:${pgs.port}`, () => pgs.stop(), () => { killTreeSync(pgs.daemon.child.pid); removeDirSync(path.dirname(pgs.socketDir)); });
-      dbUrl = await pgs.createDatabase(m.postgres.database || 'c2');
+      // The scratch server is the drill's alone: restore into its default database (no CREATE DATABASE on the RTO path).
+      dbUrl = pgs.url('postgres');
       dbHost = pgs.host;
     }
     lap('scratchDatabase', tDb);
