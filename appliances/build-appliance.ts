@@ -260,10 +260,12 @@ export async function buildApplianceImage(plan: AppliancePlan, opts: BuildOption
 /** qemu arguments for a direct kernel boot of a built image, with loopback-only port forwards. */
 export function qemuBootArgs(r: { image: string; kernel: string; initrd: string; format: 'qcow2' | 'raw' }, opts: {
   memoryMb?: number; serialLog: string; forwards: Array<{ hostPort: number; guestPort: number }>; snapshot?: boolean;
+  /** kvm (default) or tcg (software emulation: slow, but works where nested KVM does not). */
+  accel?: 'kvm' | 'tcg';
 }): string[] {
   const fwd = opts.forwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.hostPort}-:${f.guestPort}`).join('');
   return [
-    '-enable-kvm', '-cpu', 'host', '-smp', '2', '-m', String(opts.memoryMb ?? 1024),
+    '-accel', opts.accel ?? 'kvm', '-smp', '2', '-m', String(opts.memoryMb ?? 1024),
     '-nographic', '-serial', `file:${opts.serialLog}`, '-monitor', 'none',
     '-kernel', r.kernel, '-initrd', r.initrd,
     '-append', 'root=LABEL=e4root rw console=ttyS0 systemd.show_status=true',

@@ -9,6 +9,7 @@ PACKAGES=(
   age rclone zstd                # backup encryption, off-site targets, compression
   patroni etcd-server rsyslog rsyslog-elasticsearch prometheus-blackbox-exporter  # validate rendered stack configs
   openssl ca-certificates curl git
+  systemd                        # systemd-analyze verify on the appliance's rendered units
 )
 missing=()
 for p in "${PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
