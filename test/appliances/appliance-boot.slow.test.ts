@@ -48,8 +48,8 @@ function mqttConnect(port: number, opts: { username?: string; password?: string 
 }
 
 describe.skipIf(missing.length > 0)(`VM appliance, real build and boot${missing.length ? ` (needs ${missing.join(', ')})` : ''}`, () => {
-  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'e4ops-appliance-boot-'));
-  const serialLog = path.join(work, 'serial.log');
+  let work = '';
+  let serialLog = '';
   let built: BuildResult;
   let vm: BootedAppliance | undefined;
   let httpPort = 0;
@@ -57,6 +57,8 @@ describe.skipIf(missing.length > 0)(`VM appliance, real build and boot${missing.
   let bootSeconds = 0;
 
   beforeAll(async () => {
+    work = fs.mkdtempSync(path.join(os.tmpdir(), 'e4ops-appliance-boot-'));
+    serialLog = path.join(work, 'serial.log');
     const doc = YAML.parse(fs.readFileSync(path.join(REPO_ROOT, 'appliances', 'c2-minimal', 'appliance.yaml'), 'utf8'));
     doc.image.format = 'raw'; // debugfs reads raw ext4 directly
     doc.image.sizeMb = 2048;
@@ -69,7 +71,7 @@ describe.skipIf(missing.length > 0)(`VM appliance, real build and boot${missing.
   afterAll(async () => {
     await vm?.stop();
     if (process.env.E4OPS_KEEP_APPLIANCE) console.log(`kept ${work}`);
-    else fs.rmSync(work, { recursive: true, force: true });
+    else if (work) fs.rmSync(work, { recursive: true, force: true });
   });
 
   const debugfsCat = (p: string) => spawnSync('debugfs', ['-R', `cat ${p}`, built.image], { encoding: 'utf8' });
