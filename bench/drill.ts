@@ -25,7 +25,6 @@ import { openTarget } from '../backups/targets.ts';
 import { openBackupSet, openDecryptedObject } from '../backups/backup-sets.ts';
 import { runRestoreDrill, SCRATCH_POSTGRES_SETTINGS } from '../backups/drill/restore-drill.ts';
 import { verifySealedKeysByCopy } from '../backups/drill/sealed-key-copy-reader.ts';
-import { openSealedKeysBatch } from '../backups/drill/sealed-key-batch-opener.ts';
 import { createResyncC2 } from '../backups/resync/c2-resync-adapter.ts';
 import { resyncTopicKeys } from '../backups/resync/resync-topic-keys.ts';
 import { createSealedTopicKeyProbe } from '../backups/resync/sealed-topic-key-probe.ts';
@@ -114,7 +113,7 @@ async function benchDrill(dir: string): Promise<Record<string, unknown>> {
           const argon2iSeconds = Number(process.hrtime.bigint() - tA) / 1e9;
           const c = new pg.Client({ connectionString: db });
           await c.connect();
-          const r = await verifySealedKeysByCopy(c, (sealed) => openSealedKeysBatch(dbKey, sealed));
+          const r = await verifySealedKeysByCopy(c, (sealed) => keystore.openDbValuesBatch(dbKey, sealed));
           await c.end();
           if (!r.ok) throw new Error('isolated key check failed');
           isolatedKeys = { seconds: r.seconds, keys: r.clients.total + r.topics.total, argon2iSeconds };
@@ -149,7 +148,7 @@ async function benchDrill(dir: string): Promise<Record<string, unknown>> {
       drillWallSeconds: +wall.toFixed(3), drillTimings: report.timings,
       keysVerified: N.clients + N.topics, keysPerSecond: Math.round(isolatedKeys!.keys / isolatedKeys!.seconds), argon2iSeconds: +isolatedKeys!.argon2iSeconds.toFixed(3),
       keysPerSecondInsideDrill: Math.round(report.keysPerSecond ?? 0),
-      keyOpener: 'backups/drill openSealedKeysBatch + COPY (FORMAT binary)', loadAverage: os.loadavg().map((x) => +x.toFixed(2)),
+      keyOpener: 'lib/e4 openDbValuesBatch + COPY (FORMAT binary)', loadAverage: os.loadavg().map((x) => +x.toFixed(2)),
     };
   }
 }

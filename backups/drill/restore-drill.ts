@@ -12,7 +12,7 @@ import pg from 'pg';
 import { createLogger, redactUrl, type Logger } from '../../lib/log.ts';
 import { startScratchPostgres } from './scratch-postgres.ts';
 import { pickLoopbackHostFor5432 } from '../../lib/servers/c2.ts';
-import { deriveDbKey, dbKeyFingerprint } from '../../lib/e4/keystore.ts';
+import { deriveDbKey, dbKeyFingerprint, openDbValuesBatch } from '../../lib/e4/keystore.ts';
 import { openTarget } from '../targets.ts';
 import { openBackupSet, openDecryptedObject, resolveSetId, markSetVerifiedByDrill } from '../backup-sets.ts';
 import { BackupError } from '../exit-codes.ts';
@@ -23,7 +23,6 @@ import { verifySealedKeysByCopy, mergeKeyStoreReports } from './sealed-key-copy-
 import type { KeyStoreReport } from '../../lib/c2-db/key-store.ts';
 import { checkRestoredConfigs } from './restored-config-checks.ts';
 import { ScratchResources, killTreeSync, removeDirSync } from './scratch-resources.ts';
-import { openSealedKeysBatch } from './sealed-key-batch-opener.ts';
 import { writeDrillReport, type DrillReport } from './drill-report.ts';
 import type { FleetInventory } from '../resync/fleet-inventory.ts';
 import type { FleetSnapshot } from '../../lib/fleet/fleet.ts';
@@ -202,9 +201,8 @@ export async function runRestoreDrill(opts: RestoreDrillOptions): Promise<DrillR
       await c.connect();
       try { return await fn(c); } finally { await c.end(); }
     };
-    // Batch opening: three aes-256-ecb passes per batch (about 3x lib/e4's openDbValuesBatch here; both are
-    // checked value by value against openDbValue in the tests); keys read with COPY (FORMAT binary).
-    const openBatch = (sealed: Uint8Array[]) => openSealedKeysBatch(dbKey, sealed);
+    // Batch opening (lib/e4 openDbValuesBatch: three AES passes per batch); keys read with COPY (FORMAT binary).
+    const openBatch = (sealed: Uint8Array[]) => openDbValuesBatch(dbKey, sealed);
     const keyChecks = new Map<string, Promise<KeyStoreReport>>();
     const startKeyCheck = (table: string) => {
       if ((table !== 'clients' && table !== 'topic_keys') || keyChecks.has(table)) return;

@@ -6,12 +6,11 @@ import { execFileSync } from 'node:child_process';
 import pg from 'pg';
 import { startThrowawayPostgres, type ThrowawayPostgres } from '../../lib/servers/postgres.ts';
 import { seedC2Database } from '../../lib/c2-db/seed-database.ts';
-import { deriveDbKey, sealDbValue, openDbValue, dbKeyFingerprint } from '../../lib/e4/keystore.ts';
+import { deriveDbKey, sealDbValue, openDbValue, openDbValuesBatch, dbKeyFingerprint } from '../../lib/e4/keystore.ts';
 import {
   checkRestoredSchema, checkInventoryCounts, checkOrphanLinks, checkSealedKeys, parseExpectedSchema,
 } from '../../backups/drill/restored-database-checks.ts';
 import { checkRestoredConfigs } from '../../backups/drill/restored-config-checks.ts';
-import { openSealedKeysBatch } from '../../backups/drill/sealed-key-batch-opener.ts';
 import { assertScratchIsNotProduction } from '../../backups/drill/scratch-database-guard.ts';
 
 const PASS = 'drill-test passphrase, long enough';
@@ -72,11 +71,11 @@ describe('restore drill checks on a restored C2 database (real PostgreSQL)', () 
     expect(good.report.clients.opened + good.report.topics.opened).toBe(340);
 
     // The COPY (FORMAT binary) fast path with the batch opener gives the same answer.
-    const fast = await checkSealedKeys(client, open, { ours: fp, manifest: fp }, (sealed) => openSealedKeysBatch(dbKey, sealed));
+    const fast = await checkSealedKeys(client, open, { ours: fp, manifest: fp }, (sealed) => openDbValuesBatch(dbKey, sealed));
     expect(fast.report.clients.opened + fast.report.topics.opened).toBe(340);
     await client.query(`UPDATE topic_keys SET key = set_byte(key, 5, get_byte(key, 5) # 1) WHERE id = 7`);
     try {
-      const damaged = await checkSealedKeys(client, open, { ours: fp, manifest: fp }, (sealed) => openSealedKeysBatch(dbKey, sealed));
+      const damaged = await checkSealedKeys(client, open, { ours: fp, manifest: fp }, (sealed) => openDbValuesBatch(dbKey, sealed));
       const c = damaged.checks.find((x) => x.name === 'keys-decrypt')!;
       expect(c.ok).toBe(false);
       expect(c.detail).toMatch(/^1 of 340 sealed keys do not open.*topic_keys fleet\/topic-000007/);

@@ -1,9 +1,8 @@
 import { describe, it, expect } from 'vitest';
 import crypto from 'node:crypto';
-import { deriveDbKey, sealDbValue, openDbValue } from '../../lib/e4/keystore.ts';
-import { openSealedKeysBatch } from '../../backups/drill/sealed-key-batch-opener.ts';
+import { deriveDbKey, sealDbValue, openDbValue, openDbValuesBatch } from '../../lib/e4/keystore.ts';
 
-describe('batch opener for C2 sealed keys', () => {
+describe('openDbValuesBatch: opening C2 sealed keys in bulk', () => {
   const dbKey = deriveDbKey('batch opener test passphrase');
 
   it('opens exactly what openDbValue opens, value by value, and rejects what it rejects', () => {
@@ -14,7 +13,7 @@ describe('batch opener for C2 sealed keys', () => {
     sealed[20] = Buffer.from(sealed[20]); (sealed[20] as Buffer)[40] ^= 0x80;
     sealed[30] = sealDbValue(crypto.randomBytes(32), plains[30]);
     sealed[40] = sealDbValue(dbKey, crypto.randomBytes(64));
-    const got = openSealedKeysBatch(dbKey, sealed);
+    const got = openDbValuesBatch(dbKey, sealed);
     for (let i = 0; i < sealed.length; i++) {
       let want: Buffer | null;
       try { want = openDbValue(dbKey, sealed[i]); } catch { want = null; }
@@ -29,13 +28,13 @@ describe('batch opener for C2 sealed keys', () => {
   it('handles batches of one and a few values (small buffers)', () => {
     for (const n of [1, 2, 5]) {
       const plains = Array.from({ length: n }, () => crypto.randomBytes(32));
-      const got = openSealedKeysBatch(dbKey, plains.map((p) => sealDbValue(dbKey, p)));
+      const got = openDbValuesBatch(dbKey, plains.map((p) => sealDbValue(dbKey, p)));
       got.forEach((g, i) => expect(Buffer.from(g!).equals(plains[i])).toBe(true));
     }
   });
 
   it('opens nothing under a wrong key', () => {
     const sealed = Array.from({ length: 100 }, () => sealDbValue(dbKey, crypto.randomBytes(32)));
-    expect(openSealedKeysBatch(deriveDbKey('some other passphrase here'), sealed).every((x) => x === null)).toBe(true);
+    expect(openDbValuesBatch(deriveDbKey('some other passphrase here'), sealed).every((x) => x === null)).toBe(true);
   });
 });
