@@ -12,15 +12,14 @@ import pg from 'pg';
 import { createLogger, redactUrl, type Logger } from '../../lib/log.ts';
 import { startScratchPostgres } from './scratch-postgres.ts';
 import { pickLoopbackHostFor5432 } from '../../lib/servers/c2.ts';
-import { deriveDbKey, dbKeyFingerprint, openDbValuesBatch } from '../../lib/e4/keystore.ts';
+import { deriveDbKey, dbKeyFingerprint, openDbValue, openDbValuesBatch } from '../../lib/e4/keystore.ts';
 import { openTarget } from '../targets.ts';
 import { openBackupSet, openDecryptedObject, resolveSetId, markSetVerifiedByDrill } from '../backup-sets.ts';
 import { BackupError } from '../exit-codes.ts';
 import type { BackupManifest } from '../manifest.ts';
 import { assertScratchIsNotProduction, pgTargetOf, ScratchIsProductionError } from './scratch-database-guard.ts';
 import { checkInventoryCounts, checkOrphanLinks, checkRestoredSchema, sealedKeyChecks, type DrillCheck } from './restored-database-checks.ts';
-import { verifySealedKeysByCopy, mergeKeyStoreReports } from './sealed-key-copy-reader.ts';
-import type { KeyStoreReport } from '../../lib/c2-db/key-store.ts';
+import { verifyKeyStore, mergeKeyStoreReports, type KeyStoreReport } from '../../lib/c2-db/key-store.ts';
 import { checkRestoredConfigs } from './restored-config-checks.ts';
 import { ScratchResources, killTreeSync, removeDirSync } from './scratch-resources.ts';
 import { writeDrillReport, type DrillReport } from './drill-report.ts';
@@ -206,7 +205,7 @@ export async function runRestoreDrill(opts: RestoreDrillOptions): Promise<DrillR
     const keyChecks = new Map<string, Promise<KeyStoreReport>>();
     const startKeyCheck = (table: string) => {
       if ((table !== 'clients' && table !== 'topic_keys') || keyChecks.has(table)) return;
-      const p = withClient((c) => verifySealedKeysByCopy(c, openBatch, { tables: [table] }));
+      const p = withClient((c) => verifyKeyStore(c, (s) => openDbValue(dbKey, s), { openBatch, tables: [table] }));
       p.catch(() => undefined); // awaited (and reported) after the restore
       keyChecks.set(table, p);
     };
