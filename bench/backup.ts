@@ -12,35 +12,11 @@ import { startThrowawayPostgres } from '../lib/servers/postgres.ts';
 import { seedC2Database, type SealDbValuesBatch } from '../lib/c2-db/seed-database.ts';
 import * as keystore from '../lib/e4/keystore.ts';
 import { NODE_FLAGS } from '../backups/schedule.ts';
+import { treeRssBytes } from '../lib/process-tree.ts';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const N = { clients: Number(process.env.BENCH_CLIENTS ?? 1_000_000), topics: Number(process.env.BENCH_TOPICS ?? 100_000), links: Number(process.env.BENCH_LINKS ?? 5_000_000) };
 const say = (s: string) => process.stderr.write(s + '\n');
-
-/** Sum of VmRSS over a process and all its descendants, now. */
-function treeRssBytes(root: number): number {
-  const children = new Map<number, number[]>();
-  for (const d of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (!children.has(ppid)) children.set(ppid, []);
-      children.get(ppid)!.push(Number(d));
-    } catch { /* exited */ }
-  }
-  let total = 0;
-  const stack = [root];
-  while (stack.length) {
-    const pid = stack.pop()!;
-    try {
-      const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-      if (m) total += Number(m[1]) * 1024;
-    } catch { /* exited */ }
-    stack.push(...(children.get(pid) ?? []));
-  }
-  return total;
-}
 
 /** Run a command, sampling its process tree's RSS every 50 ms; wall time in seconds. */
 function measure(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ seconds: number; peakRssBytes: number; stdout: string }> {

@@ -21,7 +21,8 @@ import { assertScratchIsNotProduction, pgTargetOf, ScratchIsProductionError } fr
 import { checkInventoryCounts, checkOrphanLinks, checkRestoredSchema, sealedKeyChecks, type DrillCheck } from './restored-database-checks.ts';
 import { verifyKeyStore, mergeKeyStoreReports, type KeyStoreReport } from '../../lib/c2-db/key-store.ts';
 import { checkRestoredConfigs } from './restored-config-checks.ts';
-import { ScratchResources, killTreeSync, removeDirSync } from './scratch-resources.ts';
+import { ScratchResources, removeDirSync } from './scratch-resources.ts';
+import { killTreeSync } from '../../lib/process-tree.ts';
 import { writeDrillReport, type DrillReport } from './drill-report.ts';
 import type { FleetInventory } from '../resync/fleet-inventory.ts';
 import type { FleetSnapshot } from '../../lib/fleet/fleet.ts';

@@ -5,7 +5,8 @@ import { startC2, type RunningC2 } from '../../lib/servers/c2.ts';
 import { startThrowawayMosquitto, type ThrowawayMosquitto } from '../../lib/servers/mosquitto.ts';
 import { createC2Api, type C2Api } from '../../lib/c2/c2-api.ts';
 import { C2_TABLES } from '../../lib/c2-db/c2-schema.ts';
-import { killTreeSync, removeDirSync, type ScratchResources } from './scratch-resources.ts';
+import { removeDirSync, type ScratchResources } from './scratch-resources.ts';
+import { killTreeSync } from '../../lib/process-tree.ts';
 import type { DrillCheck } from './restored-database-checks.ts';
 
 export interface ScratchC2 {

@@ -4,37 +4,13 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { childPids, killTreeSync } from '../../lib/process-tree.ts';
 
 interface Resource {
   what: string;
   stop: () => Promise<void>;
   /** Best-effort immediate teardown for signal handlers (no awaiting possible). */
   killSync?: () => void;
-}
-
-/** SIGKILL a process and every descendant (found through /proc), synchronously. */
-export function killTreeSync(pid: number | undefined): void {
-  if (!pid) return;
-  const children = new Map<number, number[]>();
-  try {
-    for (const d of fs.readdirSync('/proc')) {
-      if (!/^\d+$/.test(d)) continue;
-      try {
-        const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-        const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-        if (!children.has(ppid)) children.set(ppid, []);
-        children.get(ppid)!.push(Number(d));
-      } catch { /* exited */ }
-    }
-  } catch { /* no /proc: the root alone */ }
-  const all: number[] = [];
-  const stack = [pid];
-  while (stack.length) {
-    const p = stack.pop()!;
-    all.push(p);
-    stack.push(...(children.get(p) ?? []));
-  }
-  for (const p of all) try { process.kill(p, 'SIGKILL'); } catch { /* gone */ }
 }
 
 /** Remove a folder even while processes just killed are still letting go of it (retries for up to 3 s). */
@@ -57,19 +33,15 @@ export function removeDirSync(dir: string): void {
 export function killStartingScratchSync(): void {
   const tmp = os.tmpdir();
   const mine = new RegExp(`^${tmp.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/(e4ops-[\\w.-]+)`);
-  let procs: string[] = [];
-  try { procs = fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)); } catch { return; }
-  for (const d of procs) {
+  for (const d of childPids(process.pid)) {
     try {
-      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) !== process.pid) continue;
       const refs = [...fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0')];
       try { refs.push(fs.readlinkSync(`/proc/${d}/cwd`)); } catch { /* gone */ }
       // Open files too: a server's log (stdout/stderr) lives in the launcher's own folder.
       try { for (const fd of fs.readdirSync(`/proc/${d}/fd`)) try { refs.push(fs.readlinkSync(`/proc/${d}/fd/${fd}`)); } catch { /* closed */ } } catch { /* gone */ }
       const dirs = new Set(refs.map((r) => mine.exec(r)?.[1]).filter((x): x is string => !!x));
       if (!dirs.size) continue;
-      killTreeSync(Number(d));
+      killTreeSync(d);
       for (const dir of dirs) removeDirSync(path.join(tmp, dir));
     } catch { /* exited meanwhile */ }
   }
