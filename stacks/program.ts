@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { StackSettings, StackSecrets } from '../lib/settings/stack-settings.ts';
 import type { PrometheusScrapeJob } from '../lib/render/prometheus-yml.ts';
 import { SCRAPE_JOBS, BLACKBOX_MODULES } from '../dashboards/prometheus/jobs.ts';
+import { renderPrometheusRules } from '../dashboards/prometheus/alert-rules.ts';
 import { Placement, RESTART } from './placement.ts';
 import { C2_HEALTH_PATH } from '../lib/render/c2-replica.ts';
 import { Pki } from './pki.ts';
@@ -133,11 +134,20 @@ function defineResources(s: StackSettings, givenSecrets: StackSecrets, opts: { r
       { job: SCRAPE_JOBS.postgres.job, targets: ['postgres-exporter:9187'] },
       ...(patroni ? [{ job: SCRAPE_JOBS.patroni.job, targets: patroni.members.map((m) => pl.address(m, 'postgres', PATRONI_REST_PORT)) }] : []),
       { job: SCRAPE_JOBS.broker.job, targets: broker.metricsTargets, metricsPath: broker.metricsPath },
+      { job: SCRAPE_JOBS.brokerProbe.job, targets: broker.mqttTargets, blackbox: { exporter: 'blackbox:9115', module: SCRAPE_JOBS.brokerProbe.blackboxModule } },
       ...(elastic ? [{ job: SCRAPE_JOBS.elasticsearch.job, targets: ['elasticsearch-exporter:9114'] }] : []),
       { job: SCRAPE_JOBS.node.job, targets: pl.perHost('node-exporter').map((n) => pl.address(n, 'node-exporter', 9100)) },
     ];
     monitoring = new Monitoring('monitoring', {
       settings: s, placement: pl, jobs, rulesDir: path.join(opts.repoRoot, 'dashboards', 'prometheus'),
+      // The committed e4-rules.yml holds the defaults; the stack loads the rules for its own settings.
+      renderedRules: {
+        'e4-rules.yml': renderPrometheusRules({
+          backupMaxAgeHours: s.backup.maxAgeHours,
+          drillMaxAgeDays: s.monitoring.alerts.drillMaxAgeDays,
+          ...(s.monitoring.alerts.runbookBaseUrl ? { runbookBaseUrl: s.monitoring.alerts.runbookBaseUrl } : {}),
+        }),
+      },
       blackboxModules: BLACKBOX_MODULES as unknown as Record<string, unknown>,
       textfileVolume: (h) => textfile[h].name,
     });

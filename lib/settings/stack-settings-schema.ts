@@ -4,6 +4,9 @@
 // optional services are on) live in profile-defaults.ts and are applied before this schema.
 // Secrets are NOT part of this object: they are separate Pulumi secret config keys (see SECRET_KEYS).
 
+import { DEFAULT_RULE_OPTIONS } from '../../dashboards/prometheus/alert-rules.ts';
+import { DEFAULT_ES_ASSET_OPTIONS } from '../../dashboards/elasticsearch/index-templates.ts';
+
 const image = (def: string, description: string) => ({ type: 'string', minLength: 1, pattern: '^[^\\s]+$', default: def, description });
 const memoryMb = { type: 'integer', minimum: 64, maximum: 1_048_576, description: 'Memory limit in MiB (docker --memory); unset = no limit' };
 const ipv4 = { type: 'string', format: 'ipv4' };
@@ -150,6 +153,16 @@ export const STACK_SETTINGS_SCHEMA = {
             retentionDays: { type: 'integer', minimum: 1, maximum: 3650, default: 15 },
           },
         },
+        alerts: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          description: 'Alert thresholds of the rules Prometheus loads (rendered by dashboards/prometheus/alert-rules.ts)',
+          properties: {
+            drillMaxAgeDays: { type: 'integer', minimum: 1, maximum: 366, default: DEFAULT_RULE_OPTIONS.drillMaxAgeDays, description: 'E4RestoreDrillTooOld fires when the last successful restore drill is older (weekly drills: 8)' },
+            runbookBaseUrl: { type: 'string', pattern: '^\\S+$', description: 'Base of each alert\'s runbook_url (<base>/<Alert>.md); default: the repo-relative dashboards/runbooks' },
+          },
+        },
         retention: {
           type: 'object',
           additionalProperties: false,
@@ -199,6 +212,7 @@ export const STACK_SETTINGS_SCHEMA = {
       properties: {
         enabled: boolFalse,
         schedule: { type: 'string', default: '17 3 * * *', description: 'cron expression (5 fields)' },
+        maxAgeHours: { type: 'integer', minimum: 1, maximum: 8784, default: DEFAULT_RULE_OPTIONS.backupMaxAgeHours, description: 'E4BackupTooOld fires when the last successful backup is older: the longest gap of backup.schedule plus slack (daily: 26)' },
         baseImage: image('node:20-bookworm-slim', 'Base of the backup job image (stacks/docker/backup.Dockerfile)'),
         command: { type: 'string', minLength: 1, default: 'node --max-semi-space-size=1 --expose-gc --import tsx scripts/backup.ts run --config /etc/e4ops/backup.json', description: 'What cron runs in the backup container (working directory /opt/e4ops)' },
         targets: {

@@ -36,13 +36,14 @@ export interface StackSettings {
   logShipper: { enabled: boolean; baseImage: string };
   monitoring: {
     prometheus: { enabled: boolean; image: string; blackboxImage: string; nodeExporterImage: string; scrapeIntervalSeconds: number; retentionDays: number };
+    alerts: { drillMaxAgeDays: number; runbookBaseUrl?: string };
     retention: { messagesDays: number; logsDays: number };
   };
   tracing: { enabled: boolean; ocAgentImage: string; jaegerImage: string };
   loadBalancer: { image: string };
   automationEngine: { enabled: boolean; replicas: number; image?: string; goModuleVersion: string; database: string };
   backup: {
-    enabled: boolean; schedule: string; baseImage: string; command: string; targets: BackupTargetSettings[]; ageRecipients: string[];
+    enabled: boolean; schedule: string; maxAgeHours: number; baseImage: string; command: string; targets: BackupTargetSettings[]; ageRecipients: string[];
     retention: { keepLast: number; keepDaily: number; keepWeekly: number; keepMonthly: number };
   };
 }

@@ -19,6 +19,8 @@ export interface BrokerEndpoint {
   /** Prometheus targets (host:port) and path. */
   metricsTargets: string[];
   metricsPath: string;
+  /** host:port of every MQTT listener, as Prometheus' blackbox exporter on the internal network reaches it. */
+  mqttTargets: string[];
   nodes: Member[];
 }
 

@@ -10,6 +10,7 @@ import type { BrokerArgs, BrokerEndpoint } from './broker.ts';
 export class EmqxCluster extends pulumi.ComponentResource implements BrokerEndpoint {
   readonly nodes: Member[];
   readonly metricsTargets: string[];
+  readonly mqttTargets: string[];
   readonly metricsPath = '/api/v5/prometheus/stats';
   readonly containers: docker.Container[] = [];
   private readonly placement: Placement;
@@ -49,6 +50,7 @@ export class EmqxCluster extends pulumi.ComponentResource implements BrokerEndpo
       }, pl.opts(m, this)));
     }
     this.metricsTargets = this.nodes.map((m) => pl.address(m, 'emqx-dashboard', 18083));
+    this.mqttTargets = this.nodes.map((m) => pl.address(m, 'emqx', 1883));
     this.registerOutputs({});
   }
 

@@ -16,6 +16,8 @@ export interface MonitoringArgs {
   jobs: PrometheusScrapeJob[];
   /** Rule files to load: *.yml / *.yaml in this directory (read when the program runs). */
   rulesDir: string;
+  /** Rule files rendered for this stack (file name → text); each replaces the same-named file of rulesDir. */
+  renderedRules?: Record<string, string>;
   blackboxModules: Record<string, unknown>;
   /** Volume holding the textfile-collector directory (shared with the backup job). */
   textfileVolume?: (host: number) => pulumi.Input<string>;
@@ -29,7 +31,10 @@ export class Monitoring extends pulumi.ComponentResource {
     super('e4ops:monitoring:Monitoring', name, {}, opts);
     const { settings: s, placement: pl } = args;
     const p = s.monitoring.prometheus;
-    this.ruleFiles = fs.existsSync(args.rulesDir) ? fs.readdirSync(args.rulesDir).filter((f) => /\.ya?ml$/.test(f)).sort() : [];
+    const rendered = args.renderedRules ?? {};
+    const fromDir = fs.existsSync(args.rulesDir) ? fs.readdirSync(args.rulesDir).filter((f) => /\.ya?ml$/.test(f)) : [];
+    this.ruleFiles = [...new Set([...fromDir, ...Object.keys(rendered)])].sort();
+    const ruleText = (f: string) => rendered[f] ?? fs.readFileSync(path.join(args.rulesDir, f), 'utf8');
     this.prometheusConfig = renderPrometheusConfig({
       scrapeIntervalSeconds: p.scrapeIntervalSeconds,
       ruleFiles: ['/etc/prometheus/rules/*.yml', '/etc/prometheus/rules/*.yaml'],
@@ -45,7 +50,7 @@ export class Monitoring extends pulumi.ComponentResource {
       command: ['--config.file=/etc/prometheus/prometheus.yml', '--storage.tsdb.path=/prometheus', `--storage.tsdb.retention.time=${p.retentionDays}d`, '--web.enable-lifecycle'],
       uploads: [
         { file: '/etc/prometheus/prometheus.yml', content: this.prometheusConfig },
-        ...this.ruleFiles.map((f) => ({ file: `/etc/prometheus/rules/${f}`, content: fs.readFileSync(path.join(args.rulesDir, f), 'utf8') })),
+        ...this.ruleFiles.map((f) => ({ file: `/etc/prometheus/rules/${f}`, content: ruleText(f) })),
       ],
       volumes: [{ volumeName: data.name, containerPath: '/prometheus' }],
       networksAdvanced: pl.networks(m, false),

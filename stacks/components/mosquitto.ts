@@ -10,6 +10,7 @@ import type { BrokerArgs, BrokerEndpoint } from './broker.ts';
 export class MosquittoBroker extends pulumi.ComponentResource implements BrokerEndpoint {
   readonly nodes: Member[];
   readonly metricsTargets: string[];
+  readonly mqttTargets: string[];
   readonly metricsPath = '/metrics';
   readonly containers: docker.Container[] = [];
 
@@ -18,6 +19,7 @@ export class MosquittoBroker extends pulumi.ComponentResource implements BrokerE
     const { settings: s, placement: pl } = args;
     const m = pl.members('mosquitto', 1)[0];
     this.nodes = [m];
+    this.mqttTargets = [`${m.name}:1883`];
     const vol = new docker.Volume(`${m.name}-data`, { name: `e4ops-${m.name}-data` }, pl.opts(m, this, { retainOnDelete: true }));
     const conf = renderMosquittoConf({
       listeners: [{ port: 1883 }], persistenceDir: '/mosquitto/data', allowAnonymous: s.broker.allowAnonymous, passwordFile: '/mosquitto/config/passwd',
