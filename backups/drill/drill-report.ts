@@ -2,13 +2,10 @@
 // Prometheus textfile metrics the alert rules read (drill freshness, success, RTO, RPO).
 import fs from 'node:fs';
 import path from 'node:path';
-import { Ajv } from 'ajv';
-import addFormatsModule from 'ajv-formats';
 import schema from './drill-report-schema.json' with { type: 'json' };
+import { compileSchemaValidator } from '../../lib/json-schema.ts';
 import { OPS_METRICS, writeTextfileMetrics, type MetricSample } from '../../lib/ops-metrics.ts';
 import type { DrillCheck } from './restored-database-checks.ts';
-
-const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
 
 export interface DrillReport {
   kind: 'restore-drill';
@@ -33,13 +30,11 @@ export interface DrillReport {
   checks: DrillCheck[];
 }
 
-const ajv = new Ajv({ allErrors: true, strict: false });
-addFormats(ajv);
-const validate = ajv.compile(schema);
+const drillReportSchema = compileSchemaValidator<DrillReport>(schema);
 
 export function validateDrillReport(report: unknown): asserts report is DrillReport {
-  if (!validate(report)) {
-    const errs = (validate.errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message}`).join('; ');
+  const errs = drillReportSchema.errors(report);
+  if (errs) {
     throw new Error(`drill report does not match backups/drill/drill-report-schema.json: ${errs}`);
   }
 }

@@ -3,11 +3,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { Ajv } from 'ajv';
-import addFormatsModule from 'ajv-formats';
+import { compileSchemaValidator } from '../../lib/json-schema.ts';
 import inventorySchema from './inventory-schema.json' with { type: 'json' };
-
-const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
 
 export interface InventoryClient {
   name: string;
@@ -28,9 +25,7 @@ export interface FleetInventory {
 
 export class InventoryError extends Error {}
 
-const ajv = new Ajv({ allErrors: true, strict: false });
-addFormats(ajv);
-const validate = ajv.compile(inventorySchema);
+const inventoryValidator = compileSchemaValidator<Omit<FleetInventory, 'baseDir'>>(inventorySchema);
 
 /** Parse and validate inventory YAML text (errors name the file and the field). */
 export function parseInventory(text: string, file = 'inventory', baseDir = '.'): FleetInventory {
@@ -40,8 +35,8 @@ export function parseInventory(text: string, file = 'inventory', baseDir = '.'):
   } catch (e) {
     throw new InventoryError(`inventory ${file} is not valid YAML: ${(e as Error).message}`);
   }
-  if (!validate(doc)) {
-    const errs = (validate.errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message}`).join('; ');
+  const errs = inventoryValidator.errors(doc);
+  if (errs) {
     throw new InventoryError(`inventory ${file} does not match backups/resync/inventory-schema.json: ${errs}`);
   }
   const inv = doc as Omit<FleetInventory, 'baseDir'>;

@@ -2,12 +2,9 @@
 // humans, and Prometheus textfile metrics for the alert rules.
 import fs from 'node:fs';
 import path from 'node:path';
-import { Ajv } from 'ajv';
-import addFormatsModule from 'ajv-formats';
 import schema from './resync-report-schema.json' with { type: 'json' };
+import { compileSchemaValidator } from '../../lib/json-schema.ts';
 import { OPS_METRICS, writeTextfileMetrics, type MetricSample } from '../../lib/ops-metrics.ts';
-
-const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
 
 export interface ReportCheck { name: string; ok: boolean; detail: string }
 
@@ -38,13 +35,11 @@ export interface ResyncReport {
   checks: ReportCheck[];
 }
 
-const ajv = new Ajv({ allErrors: true, strict: false });
-addFormats(ajv);
-const validate = ajv.compile(schema);
+const resyncReportSchema = compileSchemaValidator<ResyncReport>(schema);
 
 export function validateResyncReport(report: unknown): asserts report is ResyncReport {
-  if (!validate(report)) {
-    const errs = (validate.errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message}`).join('; ');
+  const errs = resyncReportSchema.errors(report);
+  if (errs) {
     throw new Error(`resync report does not match backups/resync/resync-report-schema.json: ${errs}`);
   }
 }
