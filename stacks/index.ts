@@ -27,3 +27,4 @@ export const c2Replicas = out.c2Replicas;
 export const caCertificatePem = out.caCertificatePem;
 export const internalEndpoints = out.internalEndpoints;
 export const prometheusRuleFiles = out.prometheusRuleFiles;
+export const dashboardsInstallerExitCode = out.dashboardsInstallerExitCode;

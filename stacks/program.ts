@@ -23,6 +23,7 @@ import { Monitoring } from './components/monitoring.ts';
 import { LoadBalancers } from './components/load-balancer.ts';
 import { AutomationEngine } from './components/automation-engine.ts';
 import { BackupJob } from './components/backup-job.ts';
+import { DashboardsInstaller } from './components/dashboards-installer.ts';
 
 // The whole deployment from validated settings. stacks/index.ts calls this with the stack's
 // config; tests and the benchmark call it directly under Pulumi mocks.
@@ -38,6 +39,8 @@ export interface StackOutputs {
   caCertificatePem: pulumi.Output<string>;
   internalEndpoints: Record<string, string>;
   prometheusRuleFiles: string[];
+  /** Exit code of the one-shot dashboards installer (Elasticsearch on); `pulumi up` fails when it is not 0. */
+  dashboardsInstallerExitCode?: pulumi.Output<number | undefined>;
 }
 
 export interface DefineStackOptions {
@@ -108,6 +111,13 @@ function defineResources(s: StackSettings, givenSecrets: StackSecrets, opts: { r
   if (ha) {
     new LoadBalancers('lb', { settings: s, placement: pl, c2Replicas: c2.replicas, patroniMembers: patroni!.members, brokerNodes: broker.nodes });
   }
+
+  // Templates, ILM policies and Kibana objects, once Elasticsearch and Kibana are healthy. Same
+  // toolkit image as the backup job (built once per host and base image).
+  const dashboards = elastic ? new DashboardsInstaller('dashboards', {
+    settings: s, placement: pl, elastic, elasticPassword: secrets.elasticPassword,
+    image: pl.builtImage(0, 'toolkit', 'toolkit.Dockerfile', { BASE_IMAGE: s.backup.baseImage }, true),
+  }) : undefined;
 
   if (s.logShipper.enabled && elastic) {
     new LogShippers('logs', { settings: s, placement: pl, c2Replicas: c2.replicas, elasticHosts: elastic.httpHosts, elasticPassword: secrets.elasticPassword });
@@ -189,5 +199,6 @@ function defineResources(s: StackSettings, givenSecrets: StackSecrets, opts: { r
       ...(tracing ? { jaeger: 'http://jaeger:16686' } : {}),
     },
     prometheusRuleFiles: monitoring?.ruleFiles ?? [],
+    ...(dashboards ? { dashboardsInstallerExitCode: dashboards.exitCode } : {}),
   };
 }

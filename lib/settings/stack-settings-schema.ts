@@ -121,8 +121,8 @@ export const STACK_SETTINGS_SCHEMA = {
         exporterImage: image('quay.io/prometheuscommunity/elasticsearch-exporter:v1.7.0', 'elasticsearch_exporter'),
         nodes: { type: 'integer', minimum: 1, maximum: 9, description: 'Master-eligible data nodes (odd)' },
         heapMb: { type: 'integer', minimum: 256, maximum: 31_744, default: 1024 },
-        messageIndex: { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]*$', default: 'messages', description: 'C2 writes <index>-YYYY.MM.DD' },
-        logIndex: { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]*$', default: 'e4-logs', description: 'Log shipper writes <index>-YYYY.MM.DD' },
+        messageIndex: { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]*$', default: DEFAULT_ES_ASSET_OPTIONS.messageIndex, description: 'C2 writes <index>-YYYY.MM.DD (the dashboards installer maps it)' },
+        logIndex: { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]*$', default: DEFAULT_ES_ASSET_OPTIONS.c2LogsIndexPrefix, description: "Log shipper writes C2's logs to <index>-YYYY.MM.DD (the dashboards installer maps it)" },
         memoryMb,
       },
     },
@@ -167,7 +167,7 @@ export const STACK_SETTINGS_SCHEMA = {
           type: 'object',
           additionalProperties: false,
           default: {},
-          description: 'Elasticsearch ILM: delete indices older than this (read by dashboards/)',
+          description: 'Elasticsearch ILM: delete indices older than this (the dashboards installer puts these into the ILM policies)',
           properties: {
             messagesDays: { type: 'integer', minimum: 1, maximum: 3650, default: 30 },
             logsDays: { type: 'integer', minimum: 1, maximum: 3650, default: 14 },
@@ -213,7 +213,7 @@ export const STACK_SETTINGS_SCHEMA = {
         enabled: boolFalse,
         schedule: { type: 'string', default: '17 3 * * *', description: 'cron expression (5 fields)' },
         maxAgeHours: { type: 'integer', minimum: 1, maximum: 8784, default: DEFAULT_RULE_OPTIONS.backupMaxAgeHours, description: 'E4BackupTooOld fires when the last successful backup is older: the longest gap of backup.schedule plus slack (daily: 26)' },
-        baseImage: image('node:20-bookworm-slim', 'Base of the backup job image (stacks/docker/backup.Dockerfile)'),
+        baseImage: image('node:20-bookworm-slim', 'Base of the toolkit image (stacks/docker/toolkit.Dockerfile) the backup job and the dashboards installer run'),
         command: { type: 'string', minLength: 1, default: 'node --max-semi-space-size=1 --expose-gc --import tsx scripts/backup.ts run --config /etc/e4ops/backup.json', description: 'What cron runs in the backup container (working directory /opt/e4ops)' },
         targets: {
           type: 'array',

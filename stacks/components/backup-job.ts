@@ -37,7 +37,7 @@ export class BackupJob extends pulumi.ComponentResource {
     const local = new docker.Volume('backup-local', { name: 'e4ops-backup-local' }, pl.opts(m, this, { retainOnDelete: true }));
     this.container = new docker.Container(m.name, {
       name: m.name, hostname: m.name,
-      image: pl.builtImage(m, 'backup-job', 'backup.Dockerfile', { BASE_IMAGE: b.baseImage }, true),
+      image: pl.builtImage(m, 'toolkit', 'toolkit.Dockerfile', { BASE_IMAGE: b.baseImage }, true),
       restart: RESTART,
       // cron starts jobs with an empty environment: keep the container's in a root-only file.
       command: ['sh', '-c', 'umask 077 && export -p > /etc/e4ops/backup.env && exec cron -f'],

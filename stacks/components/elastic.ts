@@ -24,6 +24,9 @@ export class ElasticStack extends pulumi.ComponentResource {
   readonly urlsWithCredentials: pulumi.Output<string[]>;
   /** host:port of each node (no credentials). */
   readonly httpHosts: string[];
+  /** The Elasticsearch node containers and Kibana: `pulumi up` waits until each reports healthy. */
+  readonly nodeContainers: docker.Container[] = [];
+  readonly kibana: docker.Container;
 
   constructor(name: string, args: ElasticArgs, opts?: pulumi.ComponentResourceOptions) {
     super('e4ops:elastic:ElasticStack', name, {}, opts);
@@ -57,7 +60,7 @@ export class ElasticStack extends pulumi.ComponentResource {
           { file: `${CERTS}/ca.crt`, content: args.pki.caCertPem },
         );
       }
-      this.containers.push(new docker.Container(n.name, {
+      const node = new docker.Container(n.name, {
         name: n.name, hostname: n.name,
         image: pl.remoteImage(n, es.image),
         restart: RESTART,
@@ -67,18 +70,22 @@ export class ElasticStack extends pulumi.ComponentResource {
         networksAdvanced: pl.networks(n, false),
         ports: pl.peerPorts(n, 'es', [9200, 9300]),
         ulimits: [{ name: 'nofile', soft: 65535, hard: 65535 }],
+        // Healthy once the cluster has a master and is at least yellow (writes succeed from then on).
         healthcheck: {
-          tests: ['CMD-SHELL', 'curl -fs -u "elastic:$ELASTIC_PASSWORD" "http://127.0.0.1:9200/_cluster/health?local=true" >/dev/null'],
+          tests: ['CMD-SHELL', 'curl -fs -u "elastic:$ELASTIC_PASSWORD" "http://127.0.0.1:9200/_cluster/health?wait_for_status=yellow&timeout=5s" >/dev/null'],
           interval: '15s', timeout: '10s', retries: 5, startPeriod: '90s',
         },
+        wait: true, waitTimeout: 600,
         labels: [{ label: 'e4ops.service', value: 'elasticsearch' }],
         ...memory(es.memoryMb),
-      }, pl.opts(n, this)));
+      }, pl.opts(n, this));
+      this.nodeContainers.push(node);
+      this.containers.push(node);
     }
     this.urlsWithCredentials = pulumi.secret(args.elasticPassword.apply((pw) => this.httpHosts.map((h) => `http://elastic:${pw}@${h}`)));
 
     const k = { name: 'kibana', index: 0, host: 0 };
-    this.containers.push(new docker.Container(k.name, {
+    this.kibana = new docker.Container(k.name, {
       name: k.name, hostname: k.name,
       image: pl.remoteImage(k, es.kibanaImage),
       restart: RESTART,
@@ -87,9 +94,12 @@ export class ElasticStack extends pulumi.ComponentResource {
         'ELASTICSEARCH_USERNAME=elastic', `ELASTICSEARCH_PASSWORD=${pw}`, 'TELEMETRY_ENABLED=false',
       ])),
       networksAdvanced: pl.networks(k, false),
-      healthcheck: { tests: ['CMD-SHELL', 'curl -fs http://127.0.0.1:5601/api/status >/dev/null'], interval: '30s', timeout: '10s', retries: 5, startPeriod: '120s' },
+      // With security on, /api/status answers 401 to anonymous callers: ask as the elastic user.
+      healthcheck: { tests: ['CMD-SHELL', 'curl -fs -u "elastic:$ELASTICSEARCH_PASSWORD" http://127.0.0.1:5601/api/status >/dev/null'], interval: '30s', timeout: '10s', retries: 5, startPeriod: '120s' },
+      wait: true, waitTimeout: 600,
       labels: [{ label: 'e4ops.service', value: 'kibana' }],
-    }, pl.opts(k, this)));
+    }, pl.opts(k, this));
+    this.containers.push(this.kibana);
 
     const x = { name: 'elasticsearch-exporter', index: 0, host: 0 };
     this.containers.push(new docker.Container(x.name, {

@@ -1,5 +1,7 @@
-# Scheduled backup job: cron + the e4ops toolkit + pg_dump, age, rclone (Debian packages).
-# Build context: the repository root (see backup.Dockerfile.dockerignore for what is sent).
+# The e4ops toolkit image: node + lib/, backups/, dashboards/, scripts/ and the production
+# node_modules, with cron, pg_dump, age and rclone (Debian packages). One image serves the scheduled
+# backup job (cron) and the one-shot dashboards installer (scripts/dashboards.ts install).
+# Build context: the repository root (see toolkit.Dockerfile.dockerignore for what is sent).
 ARG BASE_IMAGE=node:20-bookworm-slim
 FROM ${BASE_IMAGE}
 RUN apt-get update \
@@ -10,6 +12,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund
 COPY lib ./lib
 COPY backups ./backups
+COPY dashboards ./dashboards
 COPY scripts ./scripts
 COPY tsconfig.json ./
 CMD ["cron", "-f"]

@@ -7,6 +7,8 @@ export interface RecordedResource {
   name: string;
   inputs: Record<string, any>;
   provider?: string;
+  /** URNs of the resources this one depends on (dependsOn and inputs taken from other resources). */
+  dependencies: string[];
 }
 
 export interface MockRecorder {
@@ -17,9 +19,13 @@ export interface MockRecorder {
 
 export async function installStackMocks(stack: string, config: Record<string, string>, secretKeys: string[] = []): Promise<MockRecorder> {
   const resources: RecordedResource[] = [];
+  // The mock callback does not see a registration's dependencies; the request does. registerResource
+  // calls newResource synchronously, so the request's list is picked up by type and name.
+  const dependencies = new Map<string, string[]>();
   await pulumi.runtime.setMocks({
     newResource(args: pulumi.runtime.MockResourceArgs) {
-      resources.push({ type: args.type, name: args.name, inputs: args.inputs, provider: args.provider });
+      const deps = dependencies.get(`${args.type}::${args.name}`) ?? [];
+      resources.push({ type: args.type, name: args.name, inputs: args.inputs, provider: args.provider, dependencies: deps });
       const state: Record<string, unknown> = { ...args.inputs };
       switch (args.type) {
         case 'docker:index/remoteImage:RemoteImage':
@@ -59,6 +65,12 @@ export async function installStackMocks(stack: string, config: Record<string, st
       return args.inputs;
     },
   }, 'e4ops', stack, true);
+  const monitor = pulumi.runtime.getMonitor() as unknown as { registerResource(req: any, cb: unknown): unknown };
+  const register = monitor.registerResource.bind(monitor);
+  monitor.registerResource = (req, cb) => {
+    dependencies.set(`${req.getType()}::${req.getName()}`, req.getDependenciesList());
+    return register(req, cb);
+  };
   pulumi.runtime.setAllConfig(config, secretKeys);
   return {
     resources,
@@ -69,7 +81,9 @@ export async function installStackMocks(stack: string, config: Record<string, st
 
 /** Resolve an Output (or plain value) under mocks, with its secretness. */
 export async function settle<T>(o: pulumi.Input<T>): Promise<{ value: T; secret: boolean }> {
-  const out = pulumi.output(o) as pulumi.Output<T> & { isSecret: Promise<boolean> };
+  const out = pulumi.output(o) as pulumi.Output<T> & { isSecret: Promise<boolean>; isKnown: Promise<boolean> };
+  // Values only a real deployment knows (a container's exit code) stay unknown under mocks; apply never runs for them.
+  if (!(await out.isKnown)) return { value: undefined as T, secret: await out.isSecret };
   const value = await new Promise<T>((resolve) => out.apply((v) => { resolve(v as T); return v; }));
   return { value, secret: await out.isSecret };
 }

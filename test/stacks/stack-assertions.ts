@@ -56,7 +56,8 @@ export function assertCommonStackProperties(rec: MockRecorder, opts: { expectC2:
   expect(new Set(ids).size).toBe(opts.expectC2);
 
   // Every container restarts by itself; C2 replicas carry the HTTPS health check.
-  for (const c of all.values()) expect(c.inputs.restart, c.inputs.name).toBe('unless-stopped');
+  // (the one-shot dashboards installer is meant to exit and stay exited)
+  for (const c of all.values()) expect(c.inputs.restart, c.inputs.name).toBe(c.inputs.name === 'dashboards-installer' ? 'no' : 'unless-stopped');
   for (const c of c2) expect(reveal(c.inputs.healthcheck).tests).toEqual(['CMD', 'curl', '-fsk', 'https://127.0.0.1:8888/e4/clients/count']);
 
   // Secrets: env vars holding passwords/passphrases are secret; key files and C2's config (MQTT password) too.
