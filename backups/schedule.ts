@@ -2,6 +2,7 @@
 // command line the operator tested by hand, from the toolkit's checkout.
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { renderSystemdUnit } from '../lib/render/systemd-units.ts';
 
 export interface ScheduleOptions {
   /** Arguments for scripts/backup.ts (the backup flags, without the --print-* flag). */
@@ -49,36 +50,31 @@ export function shellQuote(a: string): string {
 export function renderSystemdUnits(o: ScheduleOptions): { service: string; timer: string; name: string } {
   const repo = o.repoDir ?? defaultRepoDir();
   const name = o.name ?? 'e4ops-backup';
-  const exec = commandLine(o, repo).map(systemdQuote).join(' ');
   const service = `# /etc/systemd/system/${name}.service (printed by scripts/backup.ts --print-systemd-timer)
-[Unit]
-Description=e4ops off-site backup of the C2 key server
-Wants=network-online.target
-After=network-online.target postgresql.service
-
-[Service]
-Type=oneshot
-User=${o.user ?? 'root'}
-WorkingDirectory=${repo}
-ExecStart=${exec}
 # Exit codes: 2 config, 3 source unreachable, 4 target, 5 another run holds the lock (README, Off-site backups).
-Nice=10
-IOSchedulingClass=best-effort
-IOSchedulingPriority=7
-PrivateTmp=true
-`;
+` + renderSystemdUnit({
+    Unit: {
+      Description: 'e4ops off-site backup of the C2 key server',
+      Wants: 'network-online.target',
+      After: 'network-online.target postgresql.service',
+    },
+    Service: {
+      Type: 'oneshot',
+      User: o.user ?? 'root',
+      WorkingDirectory: repo,
+      ExecStart: commandLine(o, repo).map(systemdQuote).join(' '),
+      Nice: 10,
+      IOSchedulingClass: 'best-effort',
+      IOSchedulingPriority: 7,
+      PrivateTmp: 'true',
+    },
+  }, 'backups/schedule.ts');
   const timer = `# /etc/systemd/system/${name}.timer  →  systemctl daemon-reload && systemctl enable --now ${name}.timer
-[Unit]
-Description=Schedule for ${name}.service
-
-[Timer]
-OnCalendar=${o.onCalendar ?? '*-*-* 02:30:00'}
-RandomizedDelaySec=15m
-Persistent=true
-
-[Install]
-WantedBy=timers.target
-`;
+` + renderSystemdUnit({
+    Unit: { Description: `Schedule for ${name}.service` },
+    Timer: { OnCalendar: o.onCalendar ?? '*-*-* 02:30:00', RandomizedDelaySec: '15m', Persistent: 'true' },
+    Install: { WantedBy: 'timers.target' },
+  }, 'backups/schedule.ts');
   return { service, timer, name };
 }
 
