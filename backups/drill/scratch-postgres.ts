@@ -5,8 +5,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { postgresBinDir, startThrowawayPostgres, type ThrowawayPostgres, type ThrowawayPostgresOptions } from '../../lib/servers/postgres.ts';
-import { asUser, chownTo } from '../../lib/servers/daemon.ts';
+import { initPostgresDataDir, postgresBinDir, startThrowawayPostgres, type ThrowawayPostgres, type ThrowawayPostgresOptions } from '../../lib/servers/postgres.ts';
+import { chownTo } from '../../lib/servers/daemon.ts';
 
 function cacheRoot(): string {
   return process.env.E4OPS_CACHE ?? path.join(os.homedir(), '.cache', 'e4ops');
@@ -25,9 +25,7 @@ export function scratchTemplateDataDir(): string {
   try {
     chownTo(work, 'postgres');
     const data = path.join(work, 'data');
-    const r = spawnSync(path.join(binDir, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync'],
-      { encoding: 'utf8', cwd: '/', ...asUser('postgres') });
-    if (r.status !== 0) throw new Error(`initdb of the scratch template failed: ${r.stdout}${r.stderr}`);
+    initPostgresDataDir(data, binDir);
     fs.cpSync(data, staging, { recursive: true });
     try { fs.renameSync(staging, dir); } catch { /* another drill made it first */ }
   } finally {

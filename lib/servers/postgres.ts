@@ -51,6 +51,14 @@ function run(cmd: string, args: string[], what: string, user?: string): string {
   return r.stdout;
 }
 
+/**
+ * initdb a throwaway data directory (superuser postgres, trust auth, UTF-8, no fsync) as user postgres.
+ * Its parent must already be writable by postgres.
+ */
+export function initPostgresDataDir(dataDir: string, binDir = postgresBinDir()): void {
+  run(path.join(binDir, 'initdb'), ['-D', dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync'], 'initdb', 'postgres');
+}
+
 function renderSetting(v: string | number | boolean): string {
   if (typeof v === 'boolean') return v ? 'on' : 'off';
   if (typeof v === 'number') return String(v);
@@ -69,7 +77,7 @@ export async function startThrowawayPostgres(opts: ThrowawayPostgresOptions = {}
   if (!dataDir) {
     dataDir = path.join(base, 'data');
     chownTo(base, 'postgres');
-    run(path.join(binDir, 'initdb'), ['-D', dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync'], 'initdb', 'postgres');
+    initPostgresDataDir(dataDir, binDir);
   } else {
     chownTo(base, 'postgres');
     chownTo(dataDir, 'postgres');
