@@ -2,7 +2,8 @@
 // its `settings` by the stack settings validator (the same rules as a Pulumi stack), then the rules
 // that only apply to a single VM. Every problem names the key and the fix.
 import fs from 'node:fs';
-import { Ajv, type ErrorObject } from 'ajv';
+import { Ajv } from 'ajv';
+import { describeSchemaErrorWithFix } from '../lib/json-schema.ts';
 import YAML from 'yaml';
 import { APPLIANCE_SCHEMA, type ApplianceDefinition } from './appliance-schema.ts';
 import { validateStackSettings, StackSettingsError, type StackSettings } from '../lib/settings/stack-settings.ts';
@@ -22,30 +23,9 @@ function validator() {
   return compiled;
 }
 
-function keyOf(pointer: string, extra?: string): string {
-  const parts = pointer.split('/').slice(1);
-  if (extra !== undefined) parts.push(extra);
-  let out = '';
-  for (const p of parts) out += /^\d+$/.test(p) ? `[${p}]` : (out ? '.' : '') + p;
-  return out || '(top level)';
-}
-
-function describe(e: ErrorObject): string {
-  const key = keyOf(e.instancePath);
-  switch (e.keyword) {
-    case 'additionalProperties': {
-      const extra = (e.params as { additionalProperty: string }).additionalProperty;
-      const hint = extra === 'secrets' || /pass|secret|key$/i.test(extra) ? ' (an appliance holds no secrets in its definition: they are generated on first boot)' : '';
-      return `${keyOf(e.instancePath, extra)}: unknown key${hint}. Fix: remove it or correct its spelling`;
-    }
-    case 'required':
-      return `${keyOf(e.instancePath, (e.params as { missingProperty: string }).missingProperty)}: missing. Fix: add it`;
-    case 'enum':
-      return `${key}: must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}. Fix: pick one of them`;
-    default:
-      return `${key}: ${e.message}. Fix: correct the value`;
-  }
-}
+// Secrets are generated on the VM at first boot; say so when someone tries to put one in the file.
+const secretKeyHint = (key: string) =>
+  key === 'secrets' || /pass|secret|key$/i.test(key) ? ' (an appliance holds no secrets in its definition: they are generated on first boot)' : '';
 
 export interface ValidatedAppliance {
   definition: ApplianceDefinition;
@@ -80,7 +60,7 @@ export function validateApplianceDefinition(raw: unknown, source?: string): Vali
   const problems: string[] = [];
   if (!validate(def)) {
     for (const e of validate.errors ?? []) {
-      const t = describe(e);
+      const t = describeSchemaErrorWithFix(e, APPLIANCE_SCHEMA, { unknownKeyHint: secretKeyHint });
       if (!problems.includes(t)) problems.push(t);
     }
     throw new ApplianceDefinitionError(problems, source);

@@ -2,10 +2,11 @@
 // defaults), then C2's own rules and the cross-field rules no schema expresses well. Every error
 // names the key and says how to fix it.
 import fs from 'node:fs';
-import { Ajv, type ErrorObject } from 'ajv';
+import { Ajv } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import YAML from 'yaml';
 import { STACK_SETTINGS_SCHEMA, SECRET_KEYS, type SecretKey } from './stack-settings-schema.ts';
+import { describeSchemaErrorWithFix } from '../json-schema.ts';
 import { PROFILE_DEFAULTS, mergeUnder, type Profile } from './profile-defaults.ts';
 
 export { STACK_SETTINGS_SCHEMA, SECRET_KEYS, type SecretKey, type Profile };
@@ -67,52 +68,6 @@ function schemaValidator() {
     compiled = ajv.compile(STACK_SETTINGS_SCHEMA as unknown as object);
   }
   return compiled;
-}
-
-/** JSON pointer (/c2/replicas, /hosts/0/url) → dotted key (c2.replicas, hosts[0].url). */
-function keyOf(pointer: string, extra?: string): string {
-  const parts = pointer.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
-  if (extra !== undefined) parts.push(extra);
-  let out = '';
-  for (const p of parts) out += /^\d+$/.test(p) ? `[${p}]` : (out ? '.' : '') + p;
-  return out || '(top level)';
-}
-
-/** The schema node for a JSON pointer, to quote allowed keys and descriptions in errors. */
-function schemaAt(pointer: string): Record<string, any> | undefined {
-  let node: any = STACK_SETTINGS_SCHEMA;
-  for (const p of pointer.split('/').slice(1)) {
-    if (!node) return undefined;
-    node = /^\d+$/.test(p) ? node.items : node.properties?.[p] ?? (typeof node.additionalProperties === 'object' ? node.additionalProperties : undefined);
-  }
-  return node;
-}
-
-function describeAjvError(e: ErrorObject): string {
-  const key = keyOf(e.instancePath);
-  const node = schemaAt(e.instancePath);
-  const hint = node?.description ? ` (${node.description})` : '';
-  switch (e.keyword) {
-    case 'additionalProperties': {
-      const extra = (e.params as { additionalProperty: string }).additionalProperty;
-      const allowed = Object.keys(node?.properties ?? {}).join(', ');
-      return `${keyOf(e.instancePath, extra)}: unknown key. Fix: remove it or correct its spelling${allowed ? ` (keys allowed in ${key}: ${allowed})` : ''}`;
-    }
-    case 'required':
-      return `${keyOf(e.instancePath, (e.params as { missingProperty: string }).missingProperty)}: missing. Fix: add it`;
-    case 'type':
-      return `${key}: must be of type ${(e.params as { type: string }).type}. Fix: give a ${(e.params as { type: string }).type} value${hint}`;
-    case 'enum':
-      return `${key}: must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}. Fix: pick one of them`;
-    case 'format':
-      return `${key}: is not a valid ${(e.params as { format: string }).format} address. Fix: give a dotted IPv4 address such as 127.0.0.1${hint}`;
-    case 'minimum': case 'maximum': case 'minItems': case 'maxItems': case 'minLength':
-      return `${key}: ${e.message}. Fix: change the value${hint}`;
-    case 'pattern':
-      return `${key}: has an invalid form (${e.message}). Fix: correct the value${hint}`;
-    default:
-      return `${key}: ${e.message}${hint}`;
-  }
 }
 
 /** Major version from an image reference's tag (…/elasticsearch:7.17.25 → 7), or undefined. */
@@ -273,7 +228,7 @@ export function validateStackSettings(raw: unknown, secrets: StackSecrets = {}, 
     for (const e of validate.errors ?? []) {
       const text = e.instancePath === '/profile' || (e.keyword === 'required' && (e.params as { missingProperty: string }).missingProperty === 'profile')
         ? 'profile: must be "minimal" or "ha". Fix: set profile'
-        : describeAjvError(e);
+        : describeSchemaErrorWithFix(e, STACK_SETTINGS_SCHEMA);
       if (!problems.includes(text)) problems.push(text);
     }
   }
