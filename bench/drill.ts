@@ -4,7 +4,7 @@
 // against the real C2 with 10,000 topics and 1,000 simulated devices, next to a naive serial loop.
 // Last stdout line: one JSON object {"bench":"drill",...}.
 // Sizes: BENCH_CLIENTS / BENCH_TOPICS / BENCH_LINKS (drill), BENCH_RESYNC_TOPICS / BENCH_RESYNC_DEVICES.
-// BENCH_SKIP_DRILL=1 or BENCH_SKIP_RESYNC=1 run one half only.
+// BENCH_SKIP_DRILL=1 or BENCH_SKIP_RESYNC=1 run one half only; BENCH_RESYNC_CONCURRENCY overrides the resync's default.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -26,7 +26,7 @@ import { openTarget } from '../backups/targets.ts';
 import { openBackupSet, openDecryptedObject } from '../backups/backup-sets.ts';
 import { runRestoreDrill, SCRATCH_POSTGRES_SETTINGS } from '../backups/drill/restore-drill.ts';
 import { createResyncC2 } from '../backups/resync/c2-resync-adapter.ts';
-import { resyncTopicKeys } from '../backups/resync/resync-topic-keys.ts';
+import { resyncTopicKeys, DEFAULT_RESYNC_CONCURRENCY } from '../backups/resync/resync-topic-keys.ts';
 import { createSealedTopicKeyProbe } from '../backups/resync/sealed-topic-key-probe.ts';
 
 const N = { clients: Number(process.env.BENCH_CLIENTS ?? 1_000_000), topics: Number(process.env.BENCH_TOPICS ?? 100_000), links: Number(process.env.BENCH_LINKS ?? 5_000_000) };
@@ -203,7 +203,8 @@ async function benchResync(dir: string): Promise<Record<string, unknown>> {
       say(`  ${label}: ${R.topics} topics in ${seconds.toFixed(2)} s = ${(R.topics / seconds).toFixed(0)} topics/s`);
       return seconds;
     };
-    const ours = await run('ours (concurrency 8, journal, --database-url)', path.join(dir, 'resync-ours.jsonl'), 8, true);
+    const conc = Number(process.env.BENCH_RESYNC_CONCURRENCY ?? DEFAULT_RESYNC_CONCURRENCY);
+    const ours = await run(`ours (concurrency ${conc}, journal, --database-url)`, path.join(dir, 'resync-ours.jsonl'), conc, true);
     const naive = await run('serial loop (concurrency 1, links listed through the API)', path.join(dir, 'resync-serial.jsonl'), 1, false);
     // Check the end state on a sample: device keys equal C2's stored keys.
     const check = new pg.Client({ connectionString: url });
@@ -223,7 +224,7 @@ async function benchResync(dir: string): Promise<Record<string, unknown>> {
       resyncTopics: R.topics, resyncDevices: R.devices,
       resyncSeconds: +ours.toFixed(3), resyncTopicsPerSecond: +(R.topics / ours).toFixed(1),
       resyncSerialSeconds: +naive.toFixed(3), resyncSerialTopicsPerSecond: +(R.topics / naive).toFixed(1),
-      resyncSpeedupVsSerial: +(naive / ours).toFixed(2), resyncSampledKeysMatching: `${matched}/${expectedPairs}`, c2Version: c2.version,
+      resyncConcurrency: conc, resyncSpeedupVsSerial: +(naive / ours).toFixed(2), resyncSampledKeysMatching: `${matched}/${expectedPairs}`, c2Version: c2.version,
     };
   } finally {
     await fleet?.close();

@@ -34,7 +34,7 @@ a resync alone cannot bring back.
                               interruption (no topic is rotated twice); a finished journal is refused
   --inventory FILE            fleet inventory (YAML, backups/resync/inventory-schema.json)
   --database-url URL          restored database (read-only): settles topics in flight when a run died
-  --concurrency N             NewTopic requests in flight (default 8)
+  --concurrency N             NewTopic requests in flight (default 4: C2 keeps only two idle DB connections)
   --attempts N                tries per topic for transient errors, with backoff (default 5)
   --dry-run                   list what would happen; change nothing
   --report FILE               JSON report (FILE.md gets a Markdown summary)
@@ -53,6 +53,14 @@ async function main(): Promise<number> {
     const v = argv[flag];
     if (v === undefined || v === '') throw new InventoryError(`--${flag} is required (see --help)`);
     return String(v);
+  };
+  // A whole number flag, or the default when absent; anything else is refused naming the flag.
+  const wholeNumber = (flag: string, min: number): number | undefined => {
+    const v = argv[flag];
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new InventoryError(`--${flag} must be a whole number >= ${min}, not "${v}"`);
+    return n;
   };
   const readFile = (flag: string) => {
     const f = need(flag);
@@ -75,9 +83,9 @@ async function main(): Promise<number> {
       try { doc = JSON.parse(fs.readFileSync(file, 'utf8')); } catch (e) { throw new InventoryError(`--expected-counts ${file}: ${(e as Error).message}`); }
       ({ expected, backupTakenAt } = expectedCountsFromDocument(doc, file));
     } else if (argv['expect-clients'] !== undefined || argv['expect-topics'] !== undefined) {
-      const clients = Number(argv['expect-clients']);
-      const topics = Number(argv['expect-topics']);
-      if (!Number.isInteger(clients) || !Number.isInteger(topics)) throw new InventoryError('--expect-clients and --expect-topics must both be whole numbers');
+      const clients = wholeNumber('expect-clients', 0);
+      const topics = wholeNumber('expect-topics', 0);
+      if (clients === undefined || topics === undefined) throw new InventoryError('--expect-clients and --expect-topics go together: give both');
       expected = { clients, topics, source: '--expect-clients/--expect-topics' };
     }
     const ac = new AbortController();
@@ -97,8 +105,8 @@ async function main(): Promise<number> {
       backupTakenAt,
       inventory: argv.inventory ? loadInventory(String(argv.inventory)) : undefined,
       dryRun: !!argv['dry-run'],
-      concurrency: argv.concurrency ? Number(argv.concurrency) : undefined,
-      attempts: argv.attempts ? Number(argv.attempts) : undefined,
+      concurrency: wholeNumber('concurrency', 1),
+      attempts: wholeNumber('attempts', 1),
       probe: argv['database-url'] ? createSealedTopicKeyProbe(String(argv['database-url'])) : undefined,
       signal: ac.signal,
       logger: log,

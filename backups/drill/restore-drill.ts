@@ -18,8 +18,8 @@ import { openBackupSet, openDecryptedObject, resolveSetId, markSetVerifiedByDril
 import { BackupError } from '../exit-codes.ts';
 import type { BackupManifest } from '../manifest.ts';
 import { assertScratchIsNotProduction, pgTargetOf, ScratchIsProductionError } from './scratch-database-guard.ts';
-import { checkInventoryCounts, checkOrphanLinks, checkRestoredSchema, sealedKeyChecks, type DrillCheck } from './restored-database-checks.ts';
-import { verifyKeyStore, mergeKeyStoreReports, type KeyStoreReport } from '../../lib/c2-db/key-store.ts';
+import { checkInventoryCounts, checkOrphanLinks, countLinksMissingTopic, checkRestoredSchema, sealedKeyChecks, type DrillCheck } from './restored-database-checks.ts';
+import { verifyKeyStore, type KeyStoreReport } from '../../lib/c2-db/key-store.ts';
 import { checkRestoredConfigs } from './restored-config-checks.ts';
 import { ScratchResources, removeDirSync } from './scratch-resources.ts';
 import { killTreeSync } from '../../lib/process-tree.ts';
@@ -67,6 +67,16 @@ export const SCRATCH_POSTGRES_SETTINGS: Record<string, string | number | boolean
   wal_level: 'minimal', max_wal_senders: 0, max_wal_size: '8GB', checkpoint_timeout: '30min',
   maintenance_work_mem: '512MB', shared_buffers: '256MB', autovacuum: false,
 };
+
+/**
+ * pg_restore builds post-data in this order: primary keys and unique constraints (ALTER TABLE, ACCESS
+ * EXCLUSIVE locks), then indexes (SHARE locks), then foreign keys (SHARE ROW EXCLUSIVE). From the first
+ * index on, readers neither wait for the restore nor hold it up, so the read-only checks (keys opened
+ * in this process, counts in PostgreSQL) use the second core while PostgreSQL builds indexes and
+ * validates foreign keys. Started earlier, a reader would hold up an ADD PRIMARY KEY and stall the
+ * restore, and the key opening would starve the dump stream this process relays to pg_restore.
+ */
+export const READ_ONLY_CHECKS_MAY_START = /creating (?:INDEX|FK CONSTRAINT) /;
 
 export class DrillFailedError extends Error {
   constructor(readonly report: DrillReport) {
@@ -203,12 +213,20 @@ export async function runRestoreDrill(opts: RestoreDrillOptions): Promise<DrillR
     };
     // Batch opening (lib/e4 openDbValuesBatch: three AES passes per batch); keys read with COPY (FORMAT binary).
     const openBatch = (sealed: Uint8Array[]) => openDbValuesBatch(dbKey, sealed);
-    const keyChecks = new Map<string, Promise<KeyStoreReport>>();
-    const startKeyCheck = (table: string) => {
-      if ((table !== 'clients' && table !== 'topic_keys') || keyChecks.has(table)) return;
-      const p = withClient((c) => verifyKeyStore(c, (s) => openDbValue(dbKey, s), { openBatch, tables: [table] }));
-      p.catch(() => undefined); // awaited (and reported) after the restore
-      keyChecks.set(table, p);
+    const exp = m.c2.inventory;
+    // The read-only checks (every key opened, inventory counts, links to missing topics) start as soon as they can
+    // no longer slow the restore down: see READ_ONLY_CHECKS_MAY_START. Started at most once.
+    let readOnlyChecks: Promise<[KeyStoreReport, Awaited<ReturnType<typeof checkInventoryCounts>>, number]> | undefined;
+    const startReadOnlyChecks = () => {
+      if (readOnlyChecks) return readOnlyChecks;
+      timings.readOnlyChecksStartedAt = (Date.now() - t0) / 1000;
+      readOnlyChecks = Promise.all([
+        withClient((c) => verifyKeyStore(c, (s) => openDbValue(dbKey, s), { openBatch })),
+        withClient((c) => checkInventoryCounts(c, { clients: exp.clients, topics: exp.topics, links: exp.topicLinks })),
+        withClient((c) => countLinksMissingTopic(c)),
+      ]);
+      readOnlyChecks.catch(() => undefined); // awaited (and reported) after the restore
+      return readOnlyChecks;
     };
 
     // 4. Every object: checksum-verified and decrypted in one pass; the dump goes straight into pg_restore.
@@ -222,14 +240,9 @@ export async function runRestoreDrill(opts: RestoreDrillOptions): Promise<DrillR
       const src = openDecryptedObject(target, m, o.name, opts.identityFile);
       try {
         if (o.kind === 'postgres-dump') {
-          // pg_restore --verbose says when it moves on to the next table's data: a key table that is complete
-          // is checked right away, alongside the rest of the restore (the links and the index builds).
-          let current: string | undefined;
+          // pg_restore --verbose names each step: the read-only checks start when it reaches the foreign keys.
           await pipeInto(src, 'pg_restore', ['--no-owner', '--no-privileges', '--exit-on-error', '--verbose', '--dbname', dbUrl], `pg_restore of ${o.name}`, (line) => {
-            const m = /processing data for table "(?:[^"]+\.)?([^"]+)"/.exec(line) ?? (/creating (?:CONSTRAINT|INDEX|FK CONSTRAINT)/.test(line) ? [line, '(post-data)'] : null);
-            if (!m || m[1] === current) return;
-            if (current) startKeyCheck(current);
-            current = m[1];
+            if (READ_ONLY_CHECKS_MAY_START.test(line)) startReadOnlyChecks();
           });
           restored = true;
           lap('restore', tRestore);
@@ -247,6 +260,8 @@ export async function runRestoreDrill(opts: RestoreDrillOptions): Promise<DrillR
         src.destroy();
       }
     }
+    // A restore that failed after the read-only checks started: they read the scratch database, let them end before teardown.
+    if (!restored) await readOnlyChecks?.catch(() => undefined);
     if (objectErrors.length) {
       fail(wrongIdentity ? 'decrypt' : 'checksums', new Error(objectErrors.join('; ')));
       if (!restored) return finish();
@@ -261,16 +276,11 @@ export async function runRestoreDrill(opts: RestoreDrillOptions): Promise<DrillR
     const tChecks = Date.now();
     // Independent checks run side by side, each on its own connection (key opening is CPU in this
     // process, the joins are CPU in PostgreSQL: two cores). Key tables not checked during the restore start now.
-    const exp = m.c2.inventory;
-    startKeyCheck('clients');
-    startKeyCheck('topic_keys');
-    const [schema, inv, keyReports, orphans] = await Promise.all([
-      withClient((c) => checkRestoredSchema(c, dbUrl)),
-      withClient((c) => checkInventoryCounts(c, { clients: exp.clients, topics: exp.topics, links: exp.topicLinks })),
-      Promise.all([...keyChecks.values()]),
-      withClient((c) => checkOrphanLinks(c)),
-    ]);
-    const keys = { report: mergeKeyStoreReports(keyReports), checks: [] as DrillCheck[] };
+    const [schema, [keyReport, inv, missingTopic]] = await Promise.all([withClient((c) => checkRestoredSchema(c, dbUrl)), startReadOnlyChecks()]);
+    // The client side of the orphan links after the restore: by then C2's foreign key on client_id is
+    // validated and nothing is left to count (before, it would repeat the validation PostgreSQL was doing).
+    const orphans = await withClient((c) => checkOrphanLinks(c, { missingTopic }));
+    const keys = { report: keyReport, checks: [] as DrillCheck[] };
     keys.checks = sealedKeyChecks(keys.report, { ours: fingerprint, manifest: m.passphraseFingerprint?.value });
     checks.push(schema, inv.check, ...keys.checks, orphans.check);
     counts = { clients: inv.inventory.clients, topics: inv.inventory.topics, links: inv.inventory.topicLinks };

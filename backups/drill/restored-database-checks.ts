@@ -97,7 +97,18 @@ export async function checkInventoryCounts(client: pg.ClientBase, expected: Mani
   };
 }
 
-export async function checkOrphanLinks(client: pg.ClientBase): Promise<{ check: DrillCheck; orphans: { missingTopic: number; missingClient: number; sample: { clientId: number; topicKeyId: number }[] } }> {
+/** Links whose topic is gone (C2 never constrains that side); one anti-join over every link. */
+export async function countLinksMissingTopic(client: pg.ClientBase): Promise<number> {
+  const r = await client.query<{ n: string }>(
+    `SELECT count(*) AS n FROM ${C2_TABLES.topicLinks} l WHERE NOT EXISTS (SELECT 1 FROM ${C2_TABLES.topics} t WHERE t.id = l.topic_key_id)`);
+  return +r.rows[0].n;
+}
+
+/**
+ * Orphan links, reported (not fatal). `missingTopic` may be counted beforehand with countLinksMissingTopic
+ * (the drill does, while the restore still validates foreign keys); it is counted here otherwise.
+ */
+export async function checkOrphanLinks(client: pg.ClientBase, opts: { missingTopic?: number } = {}): Promise<{ check: DrillCheck; orphans: { missingTopic: number; missingClient: number; sample: { clientId: number; topicKeyId: number }[] } }> {
   const L = C2_TABLES.topicLinks;
   // A validated foreign key on client_id (C2 creates that one) already rules out links to missing clients:
   // then only the topic side, which C2 never constrains, needs the anti-join over every link.
@@ -107,10 +118,8 @@ export async function checkOrphanLinks(client: pg.ClientBase): Promise<{ check: 
   const clientSide = fk.rows[0].n > 0
     ? '0'
     : `(SELECT count(*) FROM ${L} l WHERE NOT EXISTS (SELECT 1 FROM ${C2_TABLES.clients} c WHERE c.id = l.client_id))`;
-  const r = await client.query<{ missing_topic: string; missing_client: string }>(
-    `SELECT (SELECT count(*) FROM ${L} l WHERE NOT EXISTS (SELECT 1 FROM ${C2_TABLES.topics} t WHERE t.id = l.topic_key_id)) AS missing_topic,
-            ${clientSide} AS missing_client`);
-  const missingTopic = +r.rows[0].missing_topic;
+  const missingTopic = opts.missingTopic ?? await countLinksMissingTopic(client);
+  const r = await client.query<{ missing_client: string }>(`SELECT ${clientSide} AS missing_client`);
   const missingClient = +r.rows[0].missing_client;
   const sample = missingTopic + missingClient
     ? (await client.query<{ client_id: number; topic_key_id: number }>(

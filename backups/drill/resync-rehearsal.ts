@@ -122,7 +122,7 @@ export async function rehearseResync(o: RehearsalOptions): Promise<RehearsalResu
       report = await resyncTopicKeys({
         c2, journalFile: path.join(o.workDir, 'rehearsal-journal.jsonl'), automationEnginePaused: true,
         expected: { clients: o.counts.clients, topics: o.counts.topics, source: 'the restored database' },
-        inventory: o.inventory, backupTakenAt: o.backupTakenAt, concurrency: 8, logger: o.logger.child({ phase: 'rehearsal' }),
+        inventory: o.inventory, backupTakenAt: o.backupTakenAt, logger: o.logger.child({ phase: 'rehearsal' }),
         probe: createSealedTopicKeyProbe(o.dbUrl),
       });
     } finally {

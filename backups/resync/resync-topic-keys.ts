@@ -15,6 +15,14 @@ import { createProgressLine } from './progress-line.ts';
 import { inventoryTopics, readInventoryKey, type FleetInventory } from './fleet-inventory.ts';
 import type { ResyncReport, ReportCheck } from './resync-report.ts';
 
+/**
+ * Requests in flight by default. Enough to hide a network round trip to a remote C2; not more,
+ * because C2 keeps at most two idle PostgreSQL connections (Go database/sql defaults; it sets no
+ * pool size), so each request beyond that opens and closes a connection of its own. On one machine
+ * C2 is CPU-bound at about 1,000 API calls/s whatever the concurrency (README, "Restore drills").
+ */
+export const DEFAULT_RESYNC_CONCURRENCY = 4;
+
 /** What the resync needs from C2's API (lib/c2/c2-api.ts provides it through c2-resync-adapter.ts). */
 export interface ResyncC2 {
   /** Where this C2 is, for reports and logs (no credentials). */
@@ -218,11 +226,11 @@ export async function resyncTopicKeys(opts: ResyncOptions): Promise<ResyncReport
       }
       // Links: for every inventory client C2 now knows, add the links it lacks.
       const linkJobs: { name: string; topic: string }[] = [];
-      await forEachBounded(inv.clients.filter((c) => (c.topics?.length ?? 0) > 0 && (existingClients.has(c.name) || recreatedClients.has(c.name))), opts.concurrency ?? 8, async (c) => {
+      await forEachBounded(inv.clients.filter((c) => (c.topics?.length ?? 0) > 0 && (existingClients.has(c.name) || recreatedClients.has(c.name))), opts.concurrency ?? DEFAULT_RESYNC_CONCURRENCY, async (c) => {
         const have = new Set(recreatedClients.has(c.name) && !existingClients.has(c.name) ? [] : await c2.topicsOfClient(c.name));
         for (const t of c.topics ?? []) if (!have.has(t)) linkJobs.push({ name: c.name, topic: t });
       });
-      await forEachBounded(linkJobs, opts.concurrency ?? 8, async (j) => {
+      await forEachBounded(linkJobs, opts.concurrency ?? DEFAULT_RESYNC_CONCURRENCY, async (j) => {
         await call(`link ${j.name} ${j.topic}`, () => c2.linkClientTopic(j.name, j.topic));
         writer!.append({ type: 'link-created', name: j.name, topic: j.topic, at: at() });
         linksCreated++;
@@ -275,7 +283,7 @@ export async function resyncTopicKeys(opts: ResyncOptions): Promise<ResyncReport
       const m = linkMap;
       const wanted = new Set(toRotate);
       const clients = await c2.listClients();
-      await forEachBounded(clients, opts.concurrency ?? 8, async (name) => {
+      await forEachBounded(clients, opts.concurrency ?? DEFAULT_RESYNC_CONCURRENCY, async (name) => {
         const { value: topics } = await call(`list topics of ${name}`, () => c2.topicsOfClient(name));
         for (const t of topics) {
           if (!wanted.has(t)) continue;
@@ -286,7 +294,7 @@ export async function resyncTopicKeys(opts: ResyncOptions): Promise<ResyncReport
     }
   }
   const progress = createProgressLine('rotating topic keys', toRotate.length);
-  await forEachBounded(toRotate, opts.concurrency ?? 8, async (topic) => {
+  await forEachBounded(toRotate, opts.concurrency ?? DEFAULT_RESYNC_CONCURRENCY, async (topic) => {
     const rotateNow = !pushOnly.has(topic);
     let attempts = 0;
     try {

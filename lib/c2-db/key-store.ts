@@ -92,7 +92,7 @@ export interface VerifyKeyStoreOptions {
   maxFailuresListed?: number;
   /** Faster batch opener (lib/e4/keystore.ts openDbValuesBatch); used instead of `open` when given (`open` only if it throws). */
   openBatch?: OpenDbValuesBatch;
-  /** Tables to check (default both; the drill checks each as soon as it is restored). */
+  /** Tables to check (default both). */
   tables?: KeyTable[];
 }
 
@@ -143,19 +143,4 @@ export async function verifyKeyStore(db: string | pg.ClientBase, open: OpenDbVal
   report.seconds = (Date.now() - t0) / 1000;
   report.ok = report.clients.failed === 0 && report.topics.failed === 0;
   return report;
-}
-
-/** One report out of per-table reports (the drill checks tables as soon as each is restored). */
-export function mergeKeyStoreReports(reports: KeyStoreReport[], maxFailuresListed = 20): KeyStoreReport {
-  const out: KeyStoreReport = { clients: { total: 0, opened: 0, failed: 0 }, topics: { total: 0, opened: 0, failed: 0 }, failures: [], seconds: 0, ok: true };
-  for (const r of reports) {
-    for (const k of ['clients', 'topics'] as const) {
-      out[k].total += r[k].total; out[k].opened += r[k].opened; out[k].failed += r[k].failed;
-    }
-    out.failures.push(...r.failures);
-    out.seconds += r.seconds;
-    out.ok &&= r.ok;
-  }
-  out.failures = out.failures.slice(0, maxFailuresListed);
-  return out;
 }

@@ -2,14 +2,15 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import pg from 'pg';
 import { startThrowawayPostgres, type ThrowawayPostgres } from '../../lib/servers/postgres.ts';
 import { seedC2Database } from '../../lib/c2-db/seed-database.ts';
 import { deriveDbKey, sealDbValue, openDbValue, openDbValuesBatch, dbKeyFingerprint } from '../../lib/e4/keystore.ts';
 import {
-  checkRestoredSchema, checkInventoryCounts, checkOrphanLinks, checkSealedKeys, parseExpectedSchema,
+  checkRestoredSchema, checkInventoryCounts, checkOrphanLinks, checkSealedKeys, parseExpectedSchema, countLinksMissingTopic,
 } from '../../backups/drill/restored-database-checks.ts';
+import { READ_ONLY_CHECKS_MAY_START } from '../../backups/drill/restore-drill.ts';
 import { checkRestoredConfigs } from '../../backups/drill/restored-config-checks.ts';
 import { assertScratchIsNotProduction } from '../../backups/drill/scratch-database-guard.ts';
 
@@ -100,8 +101,34 @@ describe('restore drill checks on a restored C2 database (real PostgreSQL)', () 
       const after = await checkOrphanLinks(client);
       expect(after.orphans.missingTopic).toBe(1);
       expect(after.check.detail).toContain('(1,99999)');
+      // The drill counts the topic side early (during the restore) and hands the count over.
+      const missingTopic = await countLinksMissingTopic(client);
+      expect(missingTopic).toBe(1);
+      expect((await checkOrphanLinks(client, { missingTopic })).check.detail).toBe(after.check.detail);
     } finally {
       await client.query('DELETE FROM clients_topickeys WHERE topic_key_id = 99999');
+    }
+  });
+
+  it('the drill starts its read-only checks only after pg_restore has loaded every table and added every primary key', () => {
+    // Readers during ALTER TABLE ... ADD PRIMARY KEY (ACCESS EXCLUSIVE) would stall the restore: the
+    // trigger must come after all of them, from real pg_restore --verbose output of a C2 database.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'e4ops-restore-order-'));
+    try {
+      const dump = path.join(dir, 'c2.pgdump');
+      execFileSync('pg_dump', ['--format=custom', '--file', dump, '--dbname', pgs.url('restored')]);
+      const into = `order_${Date.now()}`;
+      pgs.psql(`CREATE DATABASE ${into}`);
+      const r = spawnSync('pg_restore', ['--no-owner', '--verbose', '--exit-on-error', '--dbname', pgs.url(into), dump], { encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+      const lines = r.stderr.split('\n');
+      const trigger = lines.findIndex((l) => READ_ONLY_CHECKS_MAY_START.test(l));
+      expect(trigger, 'pg_restore --verbose printed no line the drill recognises as "indexes and foreign keys from here on"').toBeGreaterThan(0);
+      const lastBlocking = Math.max(...lines.map((l, i) => (/processing data for table|creating CONSTRAINT /.test(l) ? i : -1)));
+      expect(lines.filter((l) => /creating CONSTRAINT /.test(l)).length).toBeGreaterThanOrEqual(3); // clients, links, topic keys
+      expect(lastBlocking).toBeLessThan(trigger);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -4,6 +4,7 @@ import { describe, it, expect, afterAll } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { resyncTopicKeys, listDevicesAtRisk, ResyncRefusedError, type ResyncC2 } from '../../backups/resync/resync-topic-keys.ts';
 import { readJournal, JournalWriter } from '../../backups/resync/resync-journal.ts';
 import { parseInventory, inventoryTopics, readInventoryKey, InventoryError } from '../../backups/resync/fleet-inventory.ts';
@@ -24,6 +25,15 @@ function untouchableC2(): ResyncC2 & { calls: string[] } {
 }
 
 describe('resync safety rails', () => {
+  it('the script refuses a bad --concurrency naming the flag (exit 2), before it reaches any C2', () => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', path.resolve(import.meta.dirname, '../../scripts/resync-topic-keys.ts'),
+      '--c2-url', 'https://127.0.0.1:1', '--journal', path.join(dir, 'flags.jsonl'), '--automation-engine-paused',
+      '--expect-clients', '1', '--expect-topics', '1', '--concurrency', '0'], { encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('--concurrency must be a whole number >= 1, not "0"');
+    expect(fs.existsSync(path.join(dir, 'flags.jsonl'))).toBe(false);
+  });
+
   it('refuses to start unless the operator confirms the automation engine is paused, before touching C2', async () => {
     const c2 = untouchableC2();
     await expect(resyncTopicKeys({ c2, journalFile: path.join(dir, 'j1.jsonl'), automationEnginePaused: false }))
