@@ -10,6 +10,7 @@ PACKAGES=(
   patroni etcd-server rsyslog rsyslog-elasticsearch prometheus-blackbox-exporter  # validate rendered stack configs
   openssl ca-certificates curl git
   systemd                        # systemd-analyze verify on the appliance's rendered units
+  docker.io mmdebstrap           # a private Docker engine for the C2 image tests; their Debian base from mmdebstrap
 )
 missing=()
 for p in "${PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

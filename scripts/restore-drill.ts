@@ -32,7 +32,8 @@ drill-verified on the target, so retention never deletes the newest such set.
   --with-c2                   start a scratch C2 (and scratch Mosquitto) on the restored database and
                               check through its API that it serves the same clients and topics
   --c2-binary PATH            C2 binary (default: the one scripts/build-c2.sh built)
-  --c2-image IMAGE            not supported by this build (no container runtime in drills): use --c2-binary
+  --c2-image IMAGE            run the scratch C2 from this image (stacks/docker/c2.Dockerfile) on the Docker
+                              engine of DOCKER_HOST, with host networking; never pulled
   --resync                    rehearse the topic-key resync against the scratch C2 with a simulated fleet
   --inventory FILE            fleet inventory (YAML) for the rehearsal
   --fleet-snapshot FILE       device key state before the restore (JSON from the fleet simulator)
@@ -58,7 +59,6 @@ async function main(): Promise<number> {
       if (v === undefined || v === '') throw new BackupError('config', `--${flag} is required (see --help)`);
       return String(v);
     };
-    if (argv['c2-image']) throw new BackupError('config', '--c2-image is not supported: drills run the C2 binary directly (no container runtime); use --c2-binary PATH or build it with scripts/build-c2.sh');
     let fleetSnapshot;
     if (argv['fleet-snapshot']) {
       try { fleetSnapshot = JSON.parse(fs.readFileSync(String(argv['fleet-snapshot']), 'utf8')); } catch (e) {
@@ -74,6 +74,7 @@ async function main(): Promise<number> {
       productionDatabaseUrl: argv['database-url'] || undefined,
       withC2: !!argv['with-c2'],
       c2Binary: argv['c2-binary'] || undefined,
+      c2Image: argv['c2-image'] || undefined,
       resync: !!argv.resync,
       inventory: argv.inventory ? loadInventory(String(argv.inventory)) : undefined,
       fleetSnapshot,

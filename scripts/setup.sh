@@ -9,4 +9,6 @@ if [ -x /usr/local/go/bin/go ]; then export PATH="/usr/local/go/bin:$PATH"; fi
 bash scripts/install-deps.sh
 npm ci --no-audit --no-fund
 bash scripts/build-c2.sh >/dev/null
+# The Debian base the C2 image tests build on (mmdebstrap, cached): tests then never reach a mirror.
+npx tsx -e "import('./lib/servers/c2-image.ts').then((m) => console.error('setup: base tarball', m.ensureC2ImageBaseTarball()))"
 echo "setup: done. Test with: npm test"

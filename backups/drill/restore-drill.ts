@@ -23,6 +23,7 @@ import { verifyKeyStore, type KeyStoreReport } from '../../lib/c2-db/key-store.t
 import { checkRestoredConfigs } from './restored-config-checks.ts';
 import { ScratchResources, removeDirSync } from './scratch-resources.ts';
 import { killTreeSync } from '../../lib/process-tree.ts';
+import { runDocker } from '../../lib/servers/docker-engine.ts';
 import { writeDrillReport, type DrillReport } from './drill-report.ts';
 import type { FleetInventory } from '../resync/fleet-inventory.ts';
 import type { FleetSnapshot } from '../../lib/fleet/fleet.ts';
@@ -43,6 +44,10 @@ export interface RestoreDrillOptions {
   /** Start a scratch C2 on the restored database and check it serves the same clients and topics. */
   withC2?: boolean;
   c2Binary?: string;
+  /** Run the scratch C2 from this container image (stacks/docker/c2.Dockerfile) instead of a binary. */
+  c2Image?: string;
+  /** Docker engine for c2Image (default: DOCKER_HOST, else docker's default socket). */
+  dockerHost?: string;
   /** With withC2: rehearse the topic-key resync against the scratch C2 with a simulated fleet. */
   resync?: boolean;
   /** Rehearsal fleet: key state of the devices at the moment before the restore (default: built from the restored keys). */
@@ -81,6 +86,15 @@ export const READ_ONLY_CHECKS_MAY_START = /creating (?:INDEX|FK CONSTRAINT) /;
 export class DrillFailedError extends Error {
   constructor(readonly report: DrillReport) {
     super(`restore drill failed: ${report.checks.filter((c) => !c.ok).map((c) => `${c.name} (${c.detail})`).join('; ')}`);
+  }
+}
+
+/** Before anything starts: the image must be on the engine (a drill never pulls). */
+function assertC2ImagePresent(image: string, dockerHost?: string): void {
+  try {
+    runDocker(dockerHost ?? process.env.DOCKER_HOST, ['image', 'inspect', '--format', '{{.Id}}', image], { timeoutMs: 30_000 });
+  } catch (e) {
+    throw new BackupError('config', `--c2-image ${image}: not usable on the Docker engine${dockerHost ?? process.env.DOCKER_HOST ? ` at ${dockerHost ?? process.env.DOCKER_HOST}` : ''} (${(e as Error).message}); build it from stacks/docker/c2.Dockerfile (README, "Restore drills"), or use --c2-binary`);
   }
 }
 
@@ -149,6 +163,9 @@ export async function runRestoreDrill(opts: RestoreDrillOptions): Promise<DrillR
 
   try {
     if (opts.c2Binary && !opts.withC2) throw new BackupError('config', '--c2-binary needs --with-c2');
+    if (opts.c2Image && !opts.withC2) throw new BackupError('config', '--c2-image needs --with-c2');
+    if (opts.c2Image && opts.c2Binary) throw new BackupError('config', '--c2-binary and --c2-image exclude each other: give one');
+    if (opts.c2Image) assertC2ImagePresent(opts.c2Image, opts.dockerHost);
     if (opts.resync && !opts.withC2) throw new BackupError('config', '--resync rehearses against a scratch C2: add --with-c2');
     if (!fs.existsSync(opts.identityFile)) throw new BackupError('config', `--identity ${opts.identityFile} does not exist: give the age identity file whose public key the backups encrypt to`);
     const passphrase = readPassphraseFile(opts.passphraseFile);
@@ -304,7 +321,7 @@ export async function runRestoreDrill(opts: RestoreDrillOptions): Promise<DrillR
       const { startScratchC2, checkC2ServesRestoredData } = await import('./scratch-c2.ts');
       let c2: Awaited<ReturnType<typeof startScratchC2>> | undefined;
       try {
-        c2 = await startScratchC2({ dbUrl, dbHost, passphrase, binary: opts.c2Binary, scratch, workDir: work });
+        c2 = await startScratchC2({ dbUrl, dbHost, passphrase, binary: opts.c2Binary, image: opts.c2Image, dockerHost: opts.dockerHost, scratch, workDir: work });
         checks.push(await checkC2ServesRestoredData(c2, dbUrl));
       } catch (e) {
         checks.push(c2FailedCheck('c2-serves-restored-data', e));

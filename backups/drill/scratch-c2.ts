@@ -15,12 +15,14 @@ export interface ScratchC2 {
   api: C2Api;
 }
 
-export async function startScratchC2(opts: { dbUrl: string; dbHost: string; passphrase: string; binary?: string; scratch: ScratchResources; workDir: string }): Promise<ScratchC2> {
+export async function startScratchC2(opts: { dbUrl: string; dbHost: string; passphrase: string; binary?: string; image?: string; dockerHost?: string; scratch: ScratchResources; workDir: string }): Promise<ScratchC2> {
   const u = new URL(opts.dbUrl);
   const broker = await startThrowawayMosquitto();
   opts.scratch.add(`scratch Mosquitto ${broker.url}`, () => broker.stop(), () => { killTreeSync(broker.daemon.child.pid); removeDirSync(broker.dir); });
   const c2 = await startC2({
     binary: opts.binary,
+    image: opts.image,
+    dockerHost: opts.dockerHost,
     db: {
       host: opts.dbHost,
       database: decodeURIComponent(u.pathname.replace(/^\//, '')),
@@ -32,7 +34,7 @@ export async function startScratchC2(opts: { dbUrl: string; dbHost: string; pass
     mqttClientId: `e4ops-drill-${process.pid}`,
     logLevel: 'info',
   });
-  opts.scratch.add(`scratch C2 ${c2.baseUrl}`, () => c2.stop(), () => { killTreeSync(c2.daemon.child.pid); removeDirSync(c2.dir); });
+  opts.scratch.add(`scratch C2 ${c2.baseUrl}${c2.container ? ` (container ${c2.container})` : ''}`, () => c2.stop(), () => { killTreeSync(c2.daemon.child.pid); c2.killSync(); removeDirSync(c2.dir); });
   const api = createC2Api({ baseUrl: c2.baseUrl, ca: c2.ca.certPem });
   opts.scratch.add('C2 API client', async () => api.close());
   return { c2, broker, api };

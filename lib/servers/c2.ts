@@ -45,6 +45,12 @@ export function c2BinaryAvailable(): boolean {
 export interface StartC2Options {
   /** Path of the c2 binary (default: c2BinaryDir()/c2). */
   binary?: string;
+  /**
+   * Run C2 from this container image instead (stacks/docker/c2.Dockerfile), with host networking and the
+   * same configs folder mounted at /opt/e4/configs; `docker` must reach an engine (dockerHost or DOCKER_HOST).
+   */
+  image?: string;
+  dockerHost?: string;
   /** Scratch directory (created if missing; default a new temp dir, removed by stop()). */
   dir?: string;
   /** Address C2 binds its gRPC and HTTPS ports to (default 127.0.0.1). */
@@ -94,6 +100,10 @@ export interface RunningC2 {
   ca: CertificateAuthority;
   version: string;
   daemon: Daemon;
+  /** Container name when started from an image. */
+  container?: string;
+  /** Kill C2 at once, synchronously (signal handlers, where nothing async runs): process or container. */
+  killSync(): void;
   /** Parsed JSON log lines (banner and non-JSON lines skipped). */
   logLines(): Record<string, unknown>[];
   stop(): Promise<void>;
@@ -145,7 +155,8 @@ export async function waitForC2Ready(baseUrl: string, caPem: string, timeoutMs: 
 /** Start the real C2 against an existing PostgreSQL (on db.host:5432) and MQTT broker. */
 export async function startC2(opts: StartC2Options): Promise<RunningC2> {
   const binary = opts.binary ?? path.join(c2BinaryDir(), 'c2');
-  if (!fs.existsSync(binary)) {
+  if (opts.image && opts.binary) throw new Error('startC2: give binary or image, not both');
+  if (!opts.image && !fs.existsSync(binary)) {
     throw new Error(`C2 binary not found at ${binary}: run scripts/build-c2.sh (or set E4OPS_C2_BIN_DIR)`);
   }
   if (Buffer.byteLength(opts.passphrase) < 16) throw new Error('C2 passphrase is shorter than 16 bytes: C2 refuses to start; use a longer one');
@@ -197,9 +208,11 @@ export async function startC2(opts: StartC2Options): Promise<RunningC2> {
 
   // C2 locates configs/ from argv[0]: give it its own bin/ path (hard link when possible, else a copy).
   const localBinary = path.join(binDir, 'c2');
-  fs.rmSync(localBinary, { force: true });
-  try { fs.linkSync(binary, localBinary); } catch { fs.copyFileSync(binary, localBinary); }
-  fs.chmodSync(localBinary, 0o755);
+  if (!opts.image) {
+    fs.rmSync(localBinary, { force: true });
+    try { fs.linkSync(binary, localBinary); } catch { fs.copyFileSync(binary, localBinary); }
+    fs.chmodSync(localBinary, 0o755);
+  }
 
   const isRoot = process.getuid?.() === 0;
   const runAs = opts.runAsUser === undefined ? (isRoot ? 'nobody' : null) : opts.runAsUser;
@@ -216,18 +229,36 @@ export async function startC2(opts: StartC2Options): Promise<RunningC2> {
     ...opts.env,
   };
   const baseUrl = `https://${host.includes(':') ? `[${host}]` : host}:${httpPort}`;
+  const container = opts.image ? `e4ops-c2-${path.basename(dir).replace(/^e4ops-c2-/, '').replace(/[^\w.-]/g, '')}` : undefined;
+  const dockerHost = opts.dockerHost ?? process.env.DOCKER_HOST;
+  const removeContainer = () => {
+    if (container) spawnSync('docker', ['rm', '-f', container], { env: { ...process.env, ...(dockerHost ? { DOCKER_HOST: dockerHost } : {}) }, stdio: 'ignore' });
+  };
+  // From an image: `docker run` in the foreground (its output is C2's log; SIGTERM reaches C2 through it).
+  // The container runs as the user the binary would run as, so it reads the same configs folder; secrets go
+  // by variable name only (-e NAME), never on the command line.
+  const launch = (): Daemon => {
+    if (!container) return startDaemon(localBinary, [], logFile, { cwd: dir, env, ...(runAs ? asUser(runAs) : {}) });
+    const u = runAs ? asUser(runAs) : {};
+    const ids = { uid: u.uid ?? process.getuid?.() ?? 0, gid: u.gid ?? process.getgid?.() ?? 0 };
+    removeContainer(); // a leftover of a killed run with the same name
+    return startDaemon('docker', ['run', '--rm', '--name', container, '--network', 'host', '--user', `${ids.uid}:${ids.gid}`,
+      ...Object.keys(env).filter((k) => k.startsWith('E4C2_')).flatMap((k) => ['-e', k]),
+      '-v', `${configsDir}:/opt/e4/configs`, opts.image!], logFile, { env: { ...process.env, ...env, HOME: process.env.HOME ?? dir, ...(dockerHost ? { DOCKER_HOST: dockerHost } : {}) } });
+  };
   // C2 is fail-fast (e.g. an MQTT CONNACK slower than 1 s ends it) and deployments rely on a restart policy;
   // the launcher does the same: a C2 that exits by itself during start-up is started again.
   const attempts = Math.max(1, opts.startAttempts ?? 3);
   let daemon: Daemon | undefined;
   for (let attempt = 1; ; attempt++) {
-    daemon = startDaemon(localBinary, [], logFile, { cwd: dir, env, ...(runAs ? asUser(runAs) : {}) });
+    daemon = launch();
     try {
       await waitForC2Ready(baseUrl, ca.certPem, opts.startTimeoutMs ?? 30_000, daemon.exited);
       break;
     } catch (err) {
       const exitedByItself = daemon.child.exitCode !== null || daemon.child.signalCode !== null;
       await daemon.stop('SIGKILL');
+      removeContainer();
       if (!exitedByItself || attempt >= attempts) {
         const tail = daemon.tail(40);
         const keep = !ownDir || process.env.E4OPS_KEEP_C2_DIR === '1';
@@ -242,7 +273,12 @@ export async function startC2(opts: StartC2Options): Promise<RunningC2> {
   let stopped = false;
   return {
     dir, configFile, logFile, host, grpcPort, httpPort, baseUrl, ca, daemon: running,
-    version: opts.binary ? 'custom' : pinnedC2Version(),
+    ...(container ? { container } : {}),
+    version: opts.image ? `image ${opts.image}` : opts.binary ? 'custom' : pinnedC2Version(),
+    killSync() {
+      try { running.child.kill('SIGKILL'); } catch { /* gone */ }
+      removeContainer();
+    },
     logLines() {
       return fs.readFileSync(logFile, 'utf8').split('\n').flatMap((l) => {
         if (!l.startsWith('{')) return [];
@@ -253,6 +289,7 @@ export async function startC2(opts: StartC2Options): Promise<RunningC2> {
       if (stopped) return;
       stopped = true;
       await running.stop('SIGTERM', 10_000);
+      removeContainer();
       if (ownDir) fs.rmSync(dir, { recursive: true, force: true });
     },
   };

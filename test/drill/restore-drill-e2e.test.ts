@@ -18,6 +18,8 @@ import { validateDrillReport } from '../../backups/drill/drill-report.ts';
 import { parseInventory } from '../../backups/resync/fleet-inventory.ts';
 import { createMemoryLogger } from '../../lib/log.ts';
 import { OPS_METRICS } from '../../lib/ops-metrics.ts';
+import { startPrivateDockerEngine, importDebianBaseImage } from '../../lib/servers/docker-engine.ts';
+import { buildC2ImageFromBinaries, C2_IMAGE_BASE_PACKAGES } from '../../lib/servers/c2-image.ts';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const DEVICES = ['dev-a', 'dev-b', 'dev-c', 'dev-d', 'dev-e'];
@@ -185,4 +187,34 @@ describe('restore drill end to end (real C2, PostgreSQL, Mosquitto)', () => {
     expect(c.detail).toMatch(/points at the production database/);
     expect(await api.countClients()).toBe(clientsBefore);
   }, 180_000);
+
+  it('--c2-image refuses, before starting anything, an image the Docker engine does not have, and flags that do not go together', async () => {
+    const base = { target: targetDir, backup: setId, identityFile: keys.identity, passphraseFile: passFile, logger: createMemoryLogger() };
+    await expect(runRestoreDrill({ ...base, withC2: true, c2Image: 'e4ops/no-such-c2:1', dockerHost: `unix://${path.join(dir, 'no-engine.sock')}` }))
+      .rejects.toThrow(/--c2-image e4ops\/no-such-c2:1: not usable on the Docker engine at unix:.*no-engine\.sock .*build it from stacks\/docker\/c2\.Dockerfile/);
+    await expect(runRestoreDrill({ ...base, c2Image: 'e4ops/c2:any' })).rejects.toThrow('--c2-image needs --with-c2');
+    await expect(runRestoreDrill({ ...base, withC2: true, c2Image: 'e4ops/c2:any', c2Binary: '/bin/true' })).rejects.toThrow(/exclude each other/);
+    expect(fs.readdirSync(os.tmpdir()).filter((d) => d.startsWith('e4ops-drill-pgdata-') && fs.statSync(path.join(os.tmpdir(), d)).mtimeMs > Date.now() - 5_000)).toEqual([]);
+  });
+
+  it('with --c2-image the scratch C2 runs from the image stacks/docker/c2.Dockerfile builds (private Docker engine), serves the restored data, and leaves no container', async () => {
+    const engine = await startPrivateDockerEngine();
+    try {
+      importDebianBaseImage(engine.host, 'e4ops/debian-base:test', { include: C2_IMAGE_BASE_PACKAGES });
+      const image = buildC2ImageFromBinaries(engine.host, { tag: 'e4ops/c2:drill-test', baseImage: 'e4ops/debian-base:test' });
+      // The image is the deployment's: C2 in it runs as the unprivileged e4 user by default.
+      expect(engine.docker(['image', 'inspect', '--format', '{{.Config.User}} {{json .Config.Entrypoint}}', image]).trim()).toBe('e4 ["/opt/e4/bin/c2"]');
+      const report = await runRestoreDrill({
+        target: targetDir, backup: setId, identityFile: keys.identity, passphraseFile: passFile,
+        withC2: true, c2Image: image, dockerHost: engine.host, markVerified: false, logger: createMemoryLogger('drill'),
+      });
+      expect(report.ok, JSON.stringify(report.checks, null, 1)).toBe(true);
+      const served = report.checks.find((c) => c.name === 'c2-serves-restored-data')!;
+      expect(served.detail).toContain(`scratch C2 (image ${image})`);
+      expect(served.detail).toContain(`serves ${DEVICES.length} clients and ${TOPICS.length} topics`);
+      expect(engine.docker(['ps', '-a', '--format', '{{.Names}}']).trim()).toBe('');
+    } finally {
+      await engine.stop();
+    }
+  }, 600_000);
 });

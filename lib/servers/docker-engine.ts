@@ -1,0 +1,110 @@
+// A private Docker engine for tests and benchmarks: its own data root, exec root and socket, no
+// iptables, no default bridge (containers use --network host or networks a test creates); overlay2
+// storage, or vfs where overlay mounts are refused (vfs copies every layer: a C2 image build takes
+// about 2 minutes instead of 2 seconds). Nothing is pulled: there is no registry here, so base images come from
+// mmdebstrap | docker import (cached as a tarball) and images are built with the classic builder.
+import { spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startDaemon, type Daemon } from './daemon.ts';
+
+export interface PrivateDockerEngine {
+  /** DOCKER_HOST value: unix://<socket>. */
+  host: string;
+  dir: string;
+  daemon: Daemon;
+  /** Run the docker CLI against this engine; returns stdout, throws with stderr on failure. */
+  docker(args: string[], opts?: { input?: string | Buffer; timeoutMs?: number }): string;
+  stop(): Promise<void>;
+}
+
+/** True when dockerd and the docker CLI are installed (apt-get install docker.io). */
+export function dockerEngineInstalled(): boolean {
+  return ['dockerd', 'docker'].every((c) => spawnSync('sh', ['-c', `command -v ${c}`]).status === 0);
+}
+
+/** Run the docker CLI with DOCKER_HOST set; stdout on success, an error naming the command otherwise. */
+export function runDocker(dockerHost: string | undefined, args: string[], opts: { input?: string | Buffer; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): string {
+  const r = spawnSync('docker', args, {
+    env: { ...process.env, ...opts.env, ...(dockerHost ? { DOCKER_HOST: dockerHost } : {}), DOCKER_BUILDKIT: '0' },
+    input: opts.input, encoding: 'utf8', maxBuffer: 64 << 20, timeout: opts.timeoutMs ?? 600_000,
+  });
+  if (r.error) throw new Error(`docker ${args[0]}: ${(r.error as NodeJS.ErrnoException).code === 'ENOENT' ? 'the docker CLI is not installed (apt-get install docker.io)' : r.error.message}`);
+  if (r.status !== 0) throw new Error(`docker ${args.slice(0, 2).join(' ')} failed (exit ${r.status}): ${(r.stderr || r.stdout).trim().split('\n').slice(-5).join(' | ')}`);
+  return r.stdout;
+}
+
+/** Start dockerd with everything under a new temp folder (short path: the socket path is limited to 107 bytes). */
+export async function startPrivateDockerEngine(opts: { startTimeoutMs?: number; storageDriver?: 'overlay2' | 'vfs' } = {}): Promise<PrivateDockerEngine> {
+  if (!dockerEngineInstalled()) throw new Error('dockerd or docker not found: apt-get install docker.io');
+  const drivers = opts.storageDriver ? [opts.storageDriver] : ['overlay2', 'vfs'];
+  const failures: string[] = [];
+  for (const driver of drivers) {
+    try {
+      return await startEngineWith(driver, opts.startTimeoutMs ?? 30_000);
+    } catch (e) {
+      failures.push(`${driver}: ${(e as Error).message}`);
+    }
+  }
+  throw new Error(`private dockerd did not start:\n${failures.join('\n')}`);
+}
+
+async function startEngineWith(storageDriver: string, timeoutMs: number): Promise<PrivateDockerEngine> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'e4dk-'));
+  const socket = path.join(dir, 'docker.sock');
+  const host = `unix://${socket}`;
+  const daemon = startDaemon('dockerd', [
+    '--data-root', path.join(dir, 'data'), '--exec-root', path.join(dir, 'exec'), '--pidfile', path.join(dir, 'docker.pid'),
+    '--host', host, '--iptables=false', '--ip-masq=false', '--bridge=none', `--storage-driver=${storageDriver}`,
+  ], path.join(dir, 'dockerd.log'));
+  const deadline = Date.now() + timeoutMs;
+  const stop = async () => {
+    await daemon.stop('SIGTERM', 20_000);
+    // A killed engine can leave overlay and shm mounts under its folder behind.
+    spawnSync('sh', ['-c', `grep -o " ${dir}[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l`]);
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  for (;;) {
+    if (fs.existsSync(socket) && spawnSync('docker', ['version'], { env: { ...process.env, DOCKER_HOST: host } }).status === 0) break;
+    if (daemon.child.exitCode !== null || Date.now() > deadline) {
+      const tail = daemon.tail(5);
+      await stop();
+      throw new Error(tail);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return { host, dir, daemon, docker: (args, o) => runDocker(host, args, o), stop };
+}
+
+function cacheRoot(): string {
+  return process.env.E4OPS_CACHE ?? path.join(os.homedir(), '.cache', 'e4ops');
+}
+
+/**
+ * An mmdebstrap minbase tarball of `suite` with `include` packages, cached by suite and package list:
+ * only the first call downloads (scripts/setup.sh makes it, so tests never reach a mirror).
+ */
+export function ensureDebianBaseTarball(opts: { suite?: string; include?: string[] } = {}): string {
+  const suite = opts.suite ?? 'bookworm';
+  const include = [...new Set(opts.include ?? [])].sort();
+  const key = crypto.createHash('sha256').update(`${suite}\n${include.join(',')}`).digest('hex').slice(0, 12);
+  const tarball = path.join(cacheRoot(), 'images', `debian-${suite}-minbase-${key}.tar`);
+  if (fs.existsSync(tarball)) return tarball;
+  if (spawnSync('sh', ['-c', 'command -v mmdebstrap']).status !== 0) throw new Error('mmdebstrap not found: apt-get install mmdebstrap');
+  fs.mkdirSync(path.dirname(tarball), { recursive: true });
+  const partial = tarball.replace(/\.tar$/, `.tmp-${process.pid}.tar`); // mmdebstrap writes a tarball when the name ends in .tar
+  const r = spawnSync('mmdebstrap', ['--mode=root', '--variant=minbase', ...(include.length ? [`--include=${include.join(',')}`] : []), suite, partial], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (r.status !== 0) {
+    fs.rmSync(partial, { force: true });
+    throw new Error(`mmdebstrap ${suite} failed (exit ${r.status}): ${r.stderr.trim().split('\n').slice(-5).join(' | ')}`);
+  }
+  fs.renameSync(partial, tarball);
+  return tarball;
+}
+
+/** Tag a Debian base image on an engine, from ensureDebianBaseTarball. */
+export function importDebianBaseImage(dockerHost: string, tag: string, opts: { suite?: string; include?: string[] } = {}): void {
+  runDocker(dockerHost, ['import', ensureDebianBaseTarball(opts), tag]);
+}
