@@ -257,7 +257,7 @@ export async function runRestoreDrill(opts: RestoreDrillOptions): Promise<DrillR
       const src = openDecryptedObject(target, m, o.name, opts.identityFile);
       try {
         if (o.kind === 'postgres-dump') {
-          // pg_restore --verbose names each step: the read-only checks start when it reaches the foreign keys.
+          // pg_restore --verbose names each step: the read-only checks start when it reaches the first index.
           await pipeInto(src, 'pg_restore', ['--no-owner', '--no-privileges', '--exit-on-error', '--verbose', '--dbname', dbUrl], `pg_restore of ${o.name}`, (line) => {
             if (READ_ONLY_CHECKS_MAY_START.test(line)) startReadOnlyChecks();
           });
@@ -291,8 +291,8 @@ export async function runRestoreDrill(opts: RestoreDrillOptions): Promise<DrillR
 
     // 5. Database checks.
     const tChecks = Date.now();
-    // Independent checks run side by side, each on its own connection (key opening is CPU in this
-    // process, the joins are CPU in PostgreSQL: two cores). Key tables not checked during the restore start now.
+    // The schema check beside the read-only checks (started during the restore, or now if pg_restore never
+    // printed an index line), each on its own connection.
     const [schema, [keyReport, inv, missingTopic]] = await Promise.all([withClient((c) => checkRestoredSchema(c, dbUrl)), startReadOnlyChecks()]);
     // The client side of the orphan links after the restore: by then C2's foreign key on client_id is
     // validated and nothing is left to count (before, it would repeat the validation PostgreSQL was doing).

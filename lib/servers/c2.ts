@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { asUser, chownTo, startDaemon, type Daemon } from './daemon.ts';
 import { freeLoopbackPort } from '../ports.ts';
+import { runDocker } from './docker-engine.ts';
 import { renderC2Config, type C2ConfigSettings, type C2CryptoMode, type C2DbSecureConnection } from '../render/c2-config.ts';
 import { createCertificateAuthority, issueLeafCertificate, type CertificateAuthority } from '../c2/tls-material.ts';
 import { startThrowawayPostgres, type ThrowawayPostgres } from './postgres.ts';
@@ -232,7 +233,7 @@ export async function startC2(opts: StartC2Options): Promise<RunningC2> {
   const container = opts.image ? `e4ops-c2-${path.basename(dir).replace(/^e4ops-c2-/, '').replace(/[^\w.-]/g, '')}` : undefined;
   const dockerHost = opts.dockerHost ?? process.env.DOCKER_HOST;
   const removeContainer = () => {
-    if (container) spawnSync('docker', ['rm', '-f', container], { env: { ...process.env, ...(dockerHost ? { DOCKER_HOST: dockerHost } : {}) }, stdio: 'ignore' });
+    if (container) try { runDocker(dockerHost, ['rm', '-f', container], { timeoutMs: 30_000 }); } catch { /* none by that name */ }
   };
   // From an image: `docker run` in the foreground (its output is C2's log; SIGTERM reaches C2 through it).
   // The container runs as the user the binary would run as, so it reads the same configs folder; secrets go
