@@ -9,7 +9,7 @@ import { listBackupSets, verifyBackupSet } from '../backups/backup-sets.ts';
 import { pruneBackupSets, type RetentionPolicy } from '../backups/retention.ts';
 import { acquireRunLock } from '../backups/run-lock.ts';
 import { openTarget } from '../backups/targets.ts';
-import { renderCrontabLine, renderSystemdUnits } from '../backups/schedule.ts';
+import { BACKUP_JOB, printedSchedule } from '../backups/schedule.ts';
 import { backupOptionsFromJobConfig, readBackupJobConfig } from '../backups/job-config.ts';
 
 const HELP = `Usage:
@@ -72,18 +72,8 @@ async function main(): Promise<number> {
   const [cmd = 'backup', ...rest] = argv._.map(String);
   if (rest.length) throw new BackupError('config', `unexpected arguments: ${rest.join(' ')} (see --help)`);
 
-  if (argv['print-systemd-timer'] || argv['print-crontab']) {
-    const args = raw.filter((a) => !/^--(print-systemd-timer|print-crontab)$/.test(a));
-    const drop = (flag: string) => { const i = args.findIndex((a) => a === `--${flag}` || a.startsWith(`--${flag}=`)); if (i >= 0) args.splice(i, args[i].includes('=') ? 1 : 2); };
-    ['on-calendar', 'cron', 'user'].forEach(drop);
-    const o = { args, onCalendar: one('on-calendar'), cron: one('cron'), user: one('user') };
-    if (argv['print-systemd-timer']) {
-      const u = renderSystemdUnits(o);
-      process.stdout.write(`${u.service}\n${u.timer}`);
-    }
-    if (argv['print-crontab']) process.stdout.write(renderCrontabLine(o));
-    return EXIT.ok;
-  }
+  const schedule = printedSchedule(BACKUP_JOB, raw);
+  if (schedule !== undefined) { process.stdout.write(schedule); return EXIT.ok; }
 
   if (cmd === 'list') {
     const rows = [];

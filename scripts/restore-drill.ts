@@ -8,6 +8,7 @@ import { runRestoreDrillAndRecord } from '../backups/drill/restore-drill.ts';
 import { renderDrillMarkdown } from '../backups/drill/drill-report.ts';
 import { loadInventory, InventoryError } from '../backups/resync/fleet-inventory.ts';
 import { BackupError } from '../backups/exit-codes.ts';
+import { DRILL_JOB, printedSchedule } from '../backups/schedule.ts';
 
 export const DRILL_EXIT = { ok: 0, internal: 1, config: 2, checkFailed: 8 } as const;
 
@@ -42,13 +43,16 @@ drill-verified on the target, so retention never deletes the newest such set.
   --metrics-file FILE         Prometheus textfile-collector output
   --rclone-config FILE        rclone config for remote targets
   --no-mark-verified          do not mark the set as drill-verified
+  --print-systemd-timer [--on-calendar SPEC]   print a service + timer running this drill (default weekly,
+                              Sunday 04:00) with the other flags given, instead of running it
+  --print-crontab [--cron "0 4 * * 0"]         the same as an /etc/cron.d line
 Exit codes: 0 passed, 1 internal error, 2 bad flags or files, 8 a check failed (named on stderr and in the report).`;
 
 async function main(): Promise<number> {
   const argv = parseArgv(process.argv.slice(2), {
-    boolean: ['help', 'with-c2', 'resync', 'mark-verified'],
+    boolean: ['help', 'with-c2', 'resync', 'mark-verified', 'print-systemd-timer', 'print-crontab'],
     string: ['target', 'backup', 'identity', 'passphrase-file', 'report', 'metrics-file', 'scratch-database-url', 'database-url',
-      'c2-binary', 'c2-image', 'inventory', 'fleet-snapshot', 'rclone-config'],
+      'c2-binary', 'c2-image', 'inventory', 'fleet-snapshot', 'rclone-config', 'on-calendar', 'cron', 'user'],
     default: { backup: 'latest', 'mark-verified': true },
   });
   if (argv.help) { process.stdout.write(HELP + '\n'); return DRILL_EXIT.ok; }
@@ -59,6 +63,12 @@ async function main(): Promise<number> {
       if (v === undefined || v === '') throw new BackupError('config', `--${flag} is required (see --help)`);
       return String(v);
     };
+    const schedule = printedSchedule(DRILL_JOB, process.argv.slice(2));
+    if (schedule !== undefined) {
+      for (const flag of ['target', 'identity', 'passphrase-file']) need(flag); // a scheduled drill that cannot run is no schedule
+      process.stdout.write(schedule);
+      return DRILL_EXIT.ok;
+    }
     let fleetSnapshot;
     if (argv['fleet-snapshot']) {
       try { fleetSnapshot = JSON.parse(fs.readFileSync(String(argv['fleet-snapshot']), 'utf8')); } catch (e) {

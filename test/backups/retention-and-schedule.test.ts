@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import MockPkg from '@elastic/elasticsearch-mock';
 import { errors } from '@elastic/elasticsearch';
 import { planRetention } from '../../backups/retention.ts';
-import { renderCrontabLine, renderSystemdUnits } from '../../backups/schedule.ts';
+import { renderCrontabLine, renderSystemdUnits, printedSchedule, DRILL_JOB, BACKUP_JOB } from '../../backups/schedule.ts';
 import { snapshotElasticsearch } from '../../backups/elasticsearch-snapshot.ts';
 
 // CJS default export under ESM: take .default when present.
@@ -79,6 +79,46 @@ describe('scheduling output', () => {
       const args = fs.readFileSync(path.join(repoDir, 'args.txt'), 'utf8').split('\n');
       expect(args.slice(0, 7)).toEqual(['--max-semi-space-size=1', '--expose-gc', '--import', 'tsx', path.join(repoDir, 'scripts/backup.ts'), '--target', "it's a %here"]);
     } finally { fs.rmSync(repoDir, { recursive: true, force: true }); }
+  });
+});
+
+describe('scheduling the weekly restore drill', () => {
+  const drillFlags = ['--target', '/var/backups/c2', '--identity', '/etc/e4ops/drill.age', '--passphrase-file', '/etc/e4ops/c2-db-passphrase'];
+
+  it('prints a weekly drill service + timer with the drill\'s own flags, the schedule flags removed', () => {
+    const text = printedSchedule(DRILL_JOB, ['--print-systemd-timer', '--on-calendar', 'Sat *-*-* 05:00:00', ...drillFlags, '--report=/var/lib/e4ops/drill.json'])!;
+    const exec = /^ExecStart=(.*)$/m.exec(text)![1].split(' ');
+    expect(exec.slice(1, 4)).toEqual(['--import', 'tsx', path.join(path.resolve(import.meta.dirname, '../..'), 'scripts/restore-drill.ts')]);
+    expect(exec.slice(4)).toEqual([...drillFlags, '--report=/var/lib/e4ops/drill.json']);
+    expect(text).toMatch(/^OnCalendar=Sat \*-\*-\* 05:00:00$/m);
+    expect(text).toContain('Description=e4ops restore drill');
+    expect(text).not.toContain('--on-calendar');
+    const cron = printedSchedule(DRILL_JOB, [...drillFlags, '--print-crontab'])!;
+    expect(cron).toMatch(/^# \/etc\/cron\.d\/e4ops-restore-drill/);
+    expect(cron.split('\n')[1]).toMatch(/^0 4 \* \* 0 root cd .*\/scripts\/restore-drill\.ts --target \/var\/backups\/c2 .* \| logger -t e4ops-restore-drill$/);
+    // Without a --print-* flag there is nothing to print: the entry point runs the job.
+    expect(printedSchedule(DRILL_JOB, drillFlags)).toBeUndefined();
+    expect(printedSchedule(BACKUP_JOB, ['--print-crontab', '--target', '/b'])).toContain('--expose-gc');
+  });
+
+  it('the drill entry point prints units systemd-analyze accepts, and refuses to schedule a drill that could not run', () => {
+    const script = path.resolve(import.meta.dirname, '../../scripts/restore-drill.ts');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', script, '--print-systemd-timer', ...drillFlags], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const [service, timer] = r.stdout.split(/\n(?=# \/etc\/systemd\/system\/e4ops-restore-drill\.timer)/);
+    if (spawnSync('systemd-analyze', ['--version']).status === 0) {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'e4ops-drill-units-'));
+      try {
+        fs.writeFileSync(path.join(dir, 'e4ops-restore-drill.service'), service);
+        fs.writeFileSync(path.join(dir, 'e4ops-restore-drill.timer'), timer);
+        const v = spawnSync('systemd-analyze', ['verify', path.join(dir, 'e4ops-restore-drill.service'), path.join(dir, 'e4ops-restore-drill.timer')], { encoding: 'utf8' });
+        expect((v.stderr + v.stdout).split('\n').filter((l) => l.includes(dir) || /Unknown|Invalid|Failed to parse/i.test(l))).toEqual([]);
+      } finally { fs.rmSync(dir, { recursive: true, force: true }); }
+    }
+    const missing = spawnSync(process.execPath, ['--import', 'tsx', script, '--print-crontab', '--target', '/var/backups/c2'], { encoding: 'utf8' });
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toContain('--identity is required');
+    expect(missing.stdout).toBe('');
   });
 });
 
