@@ -3,6 +3,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { renderSystemdUnit } from '../lib/render/systemd-units.ts';
+import { BackupError } from './exit-codes.ts';
 
 /** What differs between the scheduled jobs. */
 export interface ScheduledJob {
@@ -138,7 +139,7 @@ export function printedSchedule(job: ScheduledJob, raw: string[]): string | unde
     if (!m || !SCHEDULE_FLAGS.includes(m[1])) { args.push(raw[i]); continue; }
     if (!SCHEDULE_VALUE_FLAGS.has(m[1])) { wanted.add(m[1]); continue; }
     const v = m[2] ?? raw[++i];
-    if (v === undefined) throw new Error(`--${m[1]} needs a value`);
+    if (v === undefined) throw new BackupError('config', `--${m[1]} needs a value (see --help)`);
     value[m[1]] = v;
   }
   if (!wanted.size) return undefined;

@@ -7,16 +7,13 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { initPostgresDataDir, postgresBinDir, startThrowawayPostgres, type ThrowawayPostgres, type ThrowawayPostgresOptions } from '../../lib/servers/postgres.ts';
 import { chownTo } from '../../lib/servers/daemon.ts';
-
-function cacheRoot(): string {
-  return process.env.E4OPS_CACHE ?? path.join(os.homedir(), '.cache', 'e4ops');
-}
+import { e4opsCacheDir } from '../../lib/cache-dir.ts';
 
 /** Path of the template data directory for this PostgreSQL version, created on first use. */
 export function scratchTemplateDataDir(): string {
   const binDir = postgresBinDir();
   const version = spawnSync(path.join(binDir, 'postgres'), ['--version'], { encoding: 'utf8' }).stdout.trim().replace(/[^\w.]+/g, '_');
-  const dir = path.join(cacheRoot(), 'pg-template', version);
+  const dir = e4opsCacheDir('pg-template', version);
   if (fs.existsSync(path.join(dir, 'PG_VERSION'))) return dir;
   fs.mkdirSync(path.dirname(dir), { recursive: true });
   // initdb runs as user postgres, which cannot enter root's home: build in the temp folder, then copy in.

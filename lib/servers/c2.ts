@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { asUser, chownTo, startDaemon, type Daemon } from './daemon.ts';
 import { freeLoopbackPort } from '../ports.ts';
 import { runDocker } from './docker-engine.ts';
+import { e4opsCacheDir } from '../cache-dir.ts';
 import { renderC2Config, type C2ConfigSettings, type C2CryptoMode, type C2DbSecureConnection } from '../render/c2-config.ts';
 import { createCertificateAuthority, issueLeafCertificate, type CertificateAuthority } from '../c2/tls-material.ts';
 import { startThrowawayPostgres, type ThrowawayPostgres } from './postgres.ts';
@@ -34,8 +35,7 @@ export function pinnedC2Version(): string {
 /** Directory holding c2 and c2cli: $E4OPS_C2_BIN_DIR, else the build-c2.sh cache for the pinned version. */
 export function c2BinaryDir(): string {
   if (process.env.E4OPS_C2_BIN_DIR) return process.env.E4OPS_C2_BIN_DIR;
-  const cacheRoot = process.env.E4OPS_CACHE ?? path.join(os.homedir(), '.cache', 'e4ops');
-  return path.join(cacheRoot, 'c2', pinnedC2Version());
+  return e4opsCacheDir('c2', pinnedC2Version());
 }
 
 /** True when the C2 binary is built (tests skip with a clear reason otherwise). */

@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startDaemon, type Daemon } from './daemon.ts';
+import { e4opsCacheDir } from '../cache-dir.ts';
 
 export interface PrivateDockerEngine {
   /** DOCKER_HOST value: unix://<socket>. */
@@ -78,10 +79,6 @@ async function startEngineWith(storageDriver: string, timeoutMs: number): Promis
   return { host, dir, daemon, docker: (args, o) => runDocker(host, args, o), stop };
 }
 
-function cacheRoot(): string {
-  return process.env.E4OPS_CACHE ?? path.join(os.homedir(), '.cache', 'e4ops');
-}
-
 /**
  * An mmdebstrap minbase tarball of `suite` with `include` packages, cached by suite and package list:
  * only the first call downloads (scripts/setup.sh makes it, so tests never reach a mirror).
@@ -90,7 +87,7 @@ export function ensureDebianBaseTarball(opts: { suite?: string; include?: string
   const suite = opts.suite ?? 'bookworm';
   const include = [...new Set(opts.include ?? [])].sort();
   const key = crypto.createHash('sha256').update(`${suite}\n${include.join(',')}`).digest('hex').slice(0, 12);
-  const tarball = path.join(cacheRoot(), 'images', `debian-${suite}-minbase-${key}.tar`);
+  const tarball = e4opsCacheDir('images', `debian-${suite}-minbase-${key}.tar`);
   if (fs.existsSync(tarball)) return tarball;
   if (spawnSync('sh', ['-c', 'command -v mmdebstrap']).status !== 0) throw new Error('mmdebstrap not found: apt-get install mmdebstrap');
   fs.mkdirSync(path.dirname(tarball), { recursive: true });
