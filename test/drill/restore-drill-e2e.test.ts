@@ -190,11 +190,19 @@ describe('restore drill end to end (real C2, PostgreSQL, Mosquitto)', () => {
 
   it('--c2-image refuses, before starting anything, an image the Docker engine does not have, and flags that do not go together', async () => {
     const base = { target: targetDir, backup: setId, identityFile: keys.identity, passphraseFile: passFile, logger: createMemoryLogger() };
-    await expect(runRestoreDrill({ ...base, withC2: true, c2Image: 'e4ops/no-such-c2:1', dockerHost: `unix://${path.join(dir, 'no-engine.sock')}` }))
-      .rejects.toThrow(/--c2-image e4ops\/no-such-c2:1: not usable on the Docker engine at unix:.*no-engine\.sock .*build it from stacks\/docker\/c2\.Dockerfile/);
-    await expect(runRestoreDrill({ ...base, c2Image: 'e4ops/c2:any' })).rejects.toThrow('--c2-image needs --with-c2');
-    await expect(runRestoreDrill({ ...base, withC2: true, c2Image: 'e4ops/c2:any', c2Binary: '/bin/true' })).rejects.toThrow(/exclude each other/);
-    expect(fs.readdirSync(os.tmpdir()).filter((d) => d.startsWith('e4ops-drill-pgdata-') && fs.statSync(path.join(os.tmpdir(), d)).mtimeMs > Date.now() - 5_000)).toEqual([]);
+    // A temp folder of its own: anything the drill started (scratch data, work folders) would show up in it.
+    const tmp = fs.mkdtempSync(path.join(dir, 'tmp-'));
+    const savedTmp = process.env.TMPDIR;
+    process.env.TMPDIR = tmp;
+    try {
+      await expect(runRestoreDrill({ ...base, withC2: true, c2Image: 'e4ops/no-such-c2:1', dockerHost: `unix://${path.join(dir, 'no-engine.sock')}` }))
+        .rejects.toThrow(/--c2-image e4ops\/no-such-c2:1: not usable on the Docker engine at unix:.*no-engine\.sock .*build it from stacks\/docker\/c2\.Dockerfile/);
+      await expect(runRestoreDrill({ ...base, c2Image: 'e4ops/c2:any' })).rejects.toThrow('--c2-image needs --with-c2');
+      await expect(runRestoreDrill({ ...base, withC2: true, c2Image: 'e4ops/c2:any', c2Binary: '/bin/true' })).rejects.toThrow(/exclude each other/);
+    } finally {
+      if (savedTmp === undefined) delete process.env.TMPDIR; else process.env.TMPDIR = savedTmp;
+    }
+    expect(fs.readdirSync(tmp)).toEqual([]);
   });
 
   it('with --c2-image the scratch C2 runs from the image stacks/docker/c2.Dockerfile builds (private Docker engine), serves the restored data, and leaves no container', async () => {
