@@ -72,6 +72,12 @@ export class DeliveryLedger {
     }
   }
 
+  /** No push can help this device (e.g. its identity key is unknown to C2): report it, never wait for it. */
+  markUnservable(name: string, reason: string): void {
+    const rec = this.devices.get(name);
+    if (rec) rec.spec = { ...rec.spec, unservableReason: reason };
+  }
+
   names(): string[] { return [...this.devices.keys()]; }
   has(name: string): boolean { return this.devices.has(name); }
   spec(name: string): DeliveryDeviceSpec | undefined { return this.devices.get(name)?.spec; }

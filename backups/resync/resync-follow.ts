@@ -29,12 +29,8 @@ export async function startDelivery(run: ResyncRun): Promise<void> {
   run.delivery = { ledger, pacer: new DevicePacer(pacing.burst, pacing.windowMs), close: async () => { ledger.close(); await close(); } };
 }
 
-function deviceSpecs(run: ResyncRun, inv: FleetInventory): DeliveryDeviceSpec[] {
-  const hint = run.opts.reprovisionHint ?? 're-provision it with a new identity key (NewClientKey would seal the new key with the old one)';
-  return inv.clients.map((c) => ({
-    name: c.name, clientId: c.mqttClientId ?? c.name, topics: c.topics ?? [],
-    ...(run.needReprovision.includes(c.name) ? { unservableReason: `identity key changed after the backup and the inventory has no current key (keyFile): it cannot read any command sealed with the key C2 holds; ${hint}` } : {}),
-  }));
+function deviceSpecs(_run: ResyncRun, inv: FleetInventory): DeliveryDeviceSpec[] {
+  return inv.clients.map((c) => ({ name: c.name, clientId: c.mqttClientId ?? c.name, topics: c.topics ?? [] }));
 }
 
 /** After the main pass: journal who was served, then (with --follow) serve the rest as they connect. */
