@@ -3,7 +3,7 @@
 // a time (the link call re-sends it), paced per device. A device counts as served once the last
 // command went out and it stayed connected for the grace window after.
 import { watchBrokerPresence, type WatchBrokerPresenceOptions } from '../../lib/broker-presence/broker-presence.ts';
-import { DeliveryLedger, DevicePacer, DEFAULT_DELIVERY_GRACE_MS, type DeliveryDeviceSpec, type PresenceView } from './device-delivery.ts';
+import { DeliveryLedger, DEFAULT_DELIVERY_GRACE_MS, type DeliveryDeviceSpec, type PresenceView } from './device-delivery.ts';
 import { check, pushKeyToDevice, type ResyncRun } from './resync-run.ts';
 import type { FleetInventory } from './fleet-inventory.ts';
 
@@ -12,7 +12,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Start watching presence (before the first push) for every inventory device. No inventory or broker: no ledger. */
 export async function startDelivery(run: ResyncRun): Promise<void> {
   const inv = run.opts.inventory;
-  const pacing = run.opts.pacing ?? {};
   if (!inv || run.dryRun) return;
   let presence: PresenceView | undefined = run.opts.presence;
   let close = async () => {};
@@ -26,7 +25,7 @@ export async function startDelivery(run: ResyncRun): Promise<void> {
     return;
   }
   const ledger = new DeliveryLedger(deviceSpecs(run, inv), presence, run.opts.deliveryGraceMs ?? DEFAULT_DELIVERY_GRACE_MS);
-  run.delivery = { ledger, pacer: new DevicePacer(pacing.burst, pacing.windowMs), close: async () => { ledger.close(); await close(); } };
+  run.delivery = { ledger, close: async () => { ledger.close(); await close(); } };
 }
 
 function deviceSpecs(_run: ResyncRun, inv: FleetInventory): DeliveryDeviceSpec[] {
@@ -73,6 +72,7 @@ async function serveAsTheyConnect(run: ResyncRun, deadlineMs: number, onServed: 
   };
   const off = ledger.onChange((name, e) => {
     if (e.kind === 'connected') { connectedAt.set(name, Date.now()); enqueue(name); }
+    if (e.kind === 'dropping' && servable(name)) { waiting.add(name); enqueue(name); }
     // an 'unknown' device whose first notice is a disconnect was connected all along: served by the main pass
     if (waiting.has(name) && ledger.status(name) === 'served') { waiting.delete(name); onServed(name); }
     wake();

@@ -116,7 +116,7 @@ async function planLinks(run: ResyncRun, inv: FleetInventory, existingClients: S
 /** Link calls (each also sends the topic's current key to the device). */
 export async function createLinks(run: ResyncRun, jobs: { name: string; topic: string }[]): Promise<void> {
   await forEachBounded(jobs, run.concurrency, async (j) => {
-    await run.delivery?.pacer.acquire(j.name);
+    await run.pacer.acquire(j.name);
     await run.call(`link ${j.name} ${j.topic}`, () => run.c2.linkClientTopic(j.name, j.topic));
     run.delivery?.ledger.recordPush(j.name, j.topic);
     run.writer!.append({ type: 'link-created', name: j.name, topic: j.topic, at: run.at() });
