@@ -73,25 +73,9 @@ serves the others as they connect; --follow-up JOURNAL --follow 24h does that la
         key: flags['c2-key'] ? readFile('c2-key', flags['c2-key']) : undefined,
         logger: log.child({ component: 'c2-api' }),
       });
-      let expected: ExpectedCounts | undefined;
-      let backupTakenAt: Date | undefined;
-      if (flags['expected-counts']) {
-        const file = flags['expected-counts'];
-        let doc: unknown;
-        try { doc = JSON.parse(fs.readFileSync(file, 'utf8')); } catch (e) { throw new UsageError(`--expected-counts ${file}: ${(e as Error).message}`); }
-        ({ expected, backupTakenAt } = expectedCountsFromDocument(doc, file));
-      } else if (flags['expect-clients'] !== undefined || flags['expect-topics'] !== undefined) {
-        const clients = flags['expect-clients'];
-        const topics = flags['expect-topics'];
-        if (clients === undefined || topics === undefined) throw new UsageError('--expect-clients and --expect-topics go together: give both');
-        expected = { clients, topics, source: '--expect-clients/--expect-topics' };
-      }
+      const { expected, backupTakenAt } = expectedFromFlags(flags);
       const broker = brokerOptions(flags, readFile);
-      const journal = flags['follow-up'] ?? flags.journal;
-      if (!journal) throw new UsageError('--journal FILE is required (or --follow-up JOURNAL to serve a finished resync\'s stragglers)');
-      if (flags['follow-up'] && flags.journal) throw new UsageError('--follow-up JOURNAL names the journal: leave out --journal');
-      if ((flags.follow || flags['follow-up']) && !(broker && flags.inventory)) throw new UsageError(`--${flags['follow-up'] ? 'follow-up' : 'follow'} needs --broker-url and --inventory: it waits for the inventory's devices to connect`);
-      if (flags['follow-up'] && !flags.follow) throw new UsageError('--follow-up needs --follow DURATION (how long to wait for the devices, e.g. 24h)');
+      const journal = journalFromFlags(flags, !!broker);
       if (flags['print-follow-up-unit']) {
         if (!flags.follow) throw new UsageError('--print-follow-up-unit needs --follow DURATION for the unit (e.g. --follow 24h)');
         ctx.stdout(followUpUnit(flags, path.resolve(journal)));
@@ -120,6 +104,7 @@ serves the others as they connect; --follow-up JOURNAL --follow 24h does that la
       const msg = (e as Error).message;
       if (e instanceof ResyncRefusedError) { log.error('resync.refused', { error: msg }); throw new OpsError('refused', msg); }
       if (e instanceof InventoryError || e instanceof JournalError) { log.error('resync.config', { error: msg }); throw new UsageError(msg); }
+      if (e instanceof UsageError) throw e;
       log.error('resync.failed', { error: msg });
       throw e;
     }
@@ -127,6 +112,30 @@ serves the others as they connect; --follow-up JOURNAL --follow 24h does that la
 });
 
 type Flags = Parameters<NonNullable<typeof command.run>>[0]['flags'];
+
+function expectedFromFlags(flags: Flags): { expected?: ExpectedCounts; backupTakenAt?: Date } {
+  if (flags['expected-counts']) {
+    const file = flags['expected-counts'];
+    let doc: unknown;
+    try { doc = JSON.parse(fs.readFileSync(file, 'utf8')); } catch (e) { throw new UsageError(`--expected-counts ${file}: ${(e as Error).message}`); }
+    return expectedCountsFromDocument(doc, file);
+  }
+  if (flags['expect-clients'] === undefined && flags['expect-topics'] === undefined) return {};
+  const clients = flags['expect-clients'];
+  const topics = flags['expect-topics'];
+  if (clients === undefined || topics === undefined) throw new UsageError('--expect-clients and --expect-topics go together: give both');
+  return { expected: { clients, topics, source: '--expect-clients/--expect-topics' } };
+}
+
+/** The journal to work on, once the main-pass / follow-up flags make sense together. */
+function journalFromFlags(flags: Flags, hasBroker: boolean): string {
+  const journal = flags['follow-up'] ?? flags.journal;
+  if (!journal) throw new UsageError('--journal FILE is required (or --follow-up JOURNAL to serve a finished resync\'s stragglers)');
+  if (flags['follow-up'] && flags.journal) throw new UsageError('--follow-up JOURNAL names the journal: leave out --journal');
+  if ((flags.follow || flags['follow-up']) && !(hasBroker && flags.inventory)) throw new UsageError(`--${flags['follow-up'] ? 'follow-up' : 'follow'} needs --broker-url and --inventory: it waits for the inventory's devices to connect`);
+  if (flags['follow-up'] && !flags.follow) throw new UsageError('--follow-up needs --follow DURATION (how long to wait for the devices, e.g. 24h)');
+  return journal;
+}
 
 function brokerOptions(flags: Flags, readFile: (flag: string, f: string) => Buffer): WatchBrokerPresenceOptions | undefined {
   const url = flags['broker-url'];
