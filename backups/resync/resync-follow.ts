@@ -78,11 +78,16 @@ async function serveAsTheyConnect(run: ResyncRun, deadlineMs: number, onServed: 
     wake();
   });
   for (const n of waiting) enqueue(n); // back already (reconnected during the main pass)
+  // Unserved and never heard of (a resumed run, a follow-up with a fresh watch): send the keys blind;
+  // the device's first notice then settles it (a disconnect: it had them; a connect: served again).
+  const blind = [...waiting].filter((n) => ledger.presenceOf(n) === 'unknown' && ledger.status(n) === 'unserved');
   while (waiting.size && Date.now() < deadlineMs && !run.opts.signal?.aborted) {
-    while (queue.length && busy.size < run.concurrency) {
-      const name = queue.shift()!;
+    while ((queue.length || blind.length) && busy.size < run.concurrency) {
+      const isBlind = !queue.length;
+      const name = isBlind ? blind.shift()! : queue.shift()!;
+      if (busy.has(name)) continue;
       busy.add(name);
-      void serveOne(run, name, connectedAt.get(name)).then((r) => {
+      void serveOne(run, name, connectedAt.get(name), isBlind).then((r) => {
         if (r) { waiting.delete(name); perReconnect.push(r); onServed(name); }
       }).finally(() => { busy.delete(name); enqueue(name); wake(); });
     }
@@ -94,14 +99,14 @@ async function serveAsTheyConnect(run: ResyncRun, deadlineMs: number, onServed: 
 }
 
 /** Re-send every current key of one connected device; served if it stayed connected throughout and the grace window after. */
-async function serveOne(run: ResyncRun, name: string, connectedAtMs?: number): Promise<{ name: string; pushes: number; ms: number } | undefined> {
+async function serveOne(run: ResyncRun, name: string, connectedAtMs?: number, blind = false): Promise<{ name: string; pushes: number; ms: number } | undefined> {
   const { ledger } = run.delivery!;
   const epoch = ledger.disconnectCount(name);
   const topics = ledger.spec(name)!.topics;
   const t0 = connectedAtMs ?? Date.now();
   try {
     for (const topic of topics) {
-      if (ledger.disconnectCount(name) !== epoch) return undefined;
+      if (!blind && ledger.disconnectCount(name) !== epoch) return undefined;
       await pushKeyToDevice(run, name, topic);
     }
   } catch (e) {
@@ -109,6 +114,7 @@ async function serveOne(run: ResyncRun, name: string, connectedAtMs?: number): P
     return undefined;
   }
   const ms = Date.now() - t0;
+  if (blind) return undefined;
   await sleep(run.opts.deliveryGraceMs ?? DEFAULT_DELIVERY_GRACE_MS);
   if (ledger.disconnectCount(name) !== epoch || ledger.presenceOf(name) !== 'connected') return undefined;
   ledger.markServed(name);
