@@ -9,7 +9,7 @@ import path from 'node:path';
 import { EXIT_CODES, type ExitKind } from '../../lib/cli/exit-codes.ts';
 import { REPO_ROOT } from '../../lib/repo-root.ts';
 import { SUBCOMMANDS, isDeclared, loadCommand } from '../../scripts/e4ops.ts';
-import type { CommandSpec } from '../../lib/cli/command.ts';
+import { commandTree as walk } from '../../lib/cli/command.ts';
 
 type Producer = { test: string } | { reserved: string };
 
@@ -40,8 +40,6 @@ function assertsCode(text: string, kind: ExitKind): boolean {
   const { code } = EXIT_CODES[kind];
   return new RegExp(`toBe\\(${code}\\)|EXIT\\.${kind}\\b|['"]${kind}['"]`).test(text);
 }
-
-const walk = (s: CommandSpec<any>): CommandSpec<any>[] => [s, ...(s.subcommands ?? []).flatMap(walk)];
 
 describe('every documented exit code is produced by some test', () => {
   it('the table covers every code of lib/cli/exit-codes.ts', () => {

@@ -9,9 +9,7 @@ import { currentReferencePages, staleReferencePages } from '../../scripts/genera
 import { SUBCOMMANDS, isDeclared, loadCommand } from '../../scripts/e4ops.ts';
 import { EXIT_CODES } from '../../lib/cli/exit-codes.ts';
 import { STACK_SETTINGS_SCHEMA, SECRET_KEYS } from '../../lib/settings/stack-settings-schema.ts';
-import type { CommandSpec } from '../../lib/cli/command.ts';
-
-const walk = (s: CommandSpec<any>): CommandSpec<any>[] => [s, ...(s.subcommands ?? []).flatMap(walk)];
+import { commandTree as walk } from '../../lib/cli/command.ts';
 
 describe('docs/reference', () => {
   it('the committed pages are what the declarations generate', async () => {
