@@ -103,7 +103,7 @@ async function main(): Promise<number> {
     return DRILL_EXIT.ok;
   } catch (e) {
     const msg = (e as Error).message;
-    if ((e instanceof BackupError && e.kind === 'config') || e instanceof InventoryError) {
+    if ((e instanceof BackupError && e.kind === 'usage') || e instanceof InventoryError) {
       log.error('drill.config', { error: msg });
       process.stderr.write(`restore drill: ${msg}\n`);
       return DRILL_EXIT.config;

@@ -349,7 +349,7 @@ export async function runRestoreDrill(opts: RestoreDrillOptions): Promise<DrillR
     return finish();
   } catch (e) {
     if (e instanceof ScratchIsProductionError) fail('scratch-is-not-production', e);
-    else if (e instanceof BackupError && e.kind === 'config') throw e;
+    else if (e instanceof BackupError && e.kind === 'usage') throw e;
     else fail('drill', e);
     return finish();
   } finally {
