@@ -225,10 +225,10 @@ async function storeObject(run: BackupRun, name: string, kind: ManifestObject['k
   const ot0 = Date.now();
   run.step = `storing ${name}`;
   const progress = createByteProgress({ what: `${name} → ${run.live.length} target(s)`, log: run.log });
-  const r = await storeEncryptedObject({
+  const r = await bounded(run, storeEncryptedObject({
     setId: run.setId, name, stages, recipientArgs: run.pre.recipients.ageArgs, targets: run.live, signal: run.signal,
     onProgress: async (p) => { progress.update(p.bytes); await run.opts.onProgress?.(p); },
-  });
+  }));
   progress.done(r.size);
   for (const f of r.failures) targetFailed(run, f.target, f.error, name);
   if (!r.okTargets.length) throw r.failures[0]?.error ?? new BackupError('target', `no target accepted ${name}`);

@@ -70,14 +70,16 @@ describe('scheduling output', () => {
     try {
       const nodeBin = path.join(repoDir, 'fake node');
       fs.writeFileSync(nodeBin, '#!/bin/sh\nprintf "%s\\n" "$@" > "$(dirname "$0")/args.txt"\n', { mode: 0o755 });
-      const line = renderCrontabLine({ args: ['--target', "it's a %here"], cron: '15 3 * * *', repoDir, nodeBin }).split('\n')[1];
+      const file = renderCrontabLine({ args: ['--target', "it's a %here"], cron: '15 3 * * *', repoDir, nodeBin });
+      expect(file).toMatch(/^SHELL=\/bin\/bash$/m);
+      const line = file.split('\n').find((l) => l.startsWith('15 3 '))!;
       expect(line.startsWith('15 3 * * * root cd ')).toBe(true);
       expect(line).not.toMatch(/[^\\]%/); // cron turns a bare % into a newline
       const cmd = line.replace(/^15 3 \* \* \* root /, '').replace(/\\%/g, '%').replace(/ 2>&1 \| logger.*$/, '');
-      const r = spawnSync('sh', ['-c', cmd], { encoding: 'utf8' });
+      const r = spawnSync('bash', ['-c', cmd], { encoding: 'utf8' });
       expect(r.status).toBe(0);
       const args = fs.readFileSync(path.join(repoDir, 'args.txt'), 'utf8').split('\n');
-      expect(args.slice(0, 7)).toEqual(['--max-semi-space-size=1', '--expose-gc', '--import', 'tsx', path.join(repoDir, 'scripts/backup.ts'), '--target', "it's a %here"]);
+      expect(args.slice(0, 9)).toEqual(['--max-semi-space-size=1', '--expose-gc', '--import', 'tsx', path.join(repoDir, 'scripts/backup.ts'), '--target', "it's a %here", '--timeout', '14400s']);
     } finally { fs.rmSync(repoDir, { recursive: true, force: true }); }
   });
 });
@@ -94,8 +96,8 @@ describe('scheduling the weekly restore drill', () => {
     expect(text).toContain('Description=e4ops restore drill');
     expect(text).not.toContain('--on-calendar');
     const cron = printedSchedule(DRILL_JOB, [...drillFlags, '--print-crontab'])!;
-    expect(cron).toMatch(/^# \/etc\/cron\.d\/e4ops-restore-drill/);
-    expect(cron.split('\n')[1]).toMatch(/^0 4 \* \* 0 root cd .*\/scripts\/restore-drill\.ts --target \/var\/backups\/c2 .* \| logger -t e4ops-restore-drill$/);
+    expect(cron).toMatch(/^# \/etc\/cron\.d\/e4ops-restore-drill/m);
+    expect(cron.split('\n').find((l) => l.startsWith('0 4 '))).toMatch(/^0 4 \* \* 0 root cd .*\/scripts\/restore-drill\.ts --target \/var\/backups\/c2 .* \| logger -t e4ops-restore-drill \|\| echo .*>&2$/);
     // Without a --print-* flag there is nothing to print: the entry point runs the job.
     expect(printedSchedule(DRILL_JOB, drillFlags)).toBeUndefined();
     expect(printedSchedule(BACKUP_JOB, ['--print-crontab', '--target', '/b'])).toContain('--expose-gc');
