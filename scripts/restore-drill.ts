@@ -7,6 +7,7 @@ import { defineCommand, runIfMain } from '../lib/cli/command.ts';
 import { EXIT } from '../lib/cli/exit-codes.ts';
 import { UsageError } from '../lib/cli/flags.ts';
 import { runRestoreDrillAndRecord } from '../backups/drill/restore-drill.ts';
+import { cleanupDeadDrills } from '../backups/drill/scratch-registry.ts';
 import { renderDrillMarkdown } from '../backups/drill/drill-report.ts';
 import { loadInventory, InventoryError } from '../backups/resync/fleet-inventory.ts';
 import { DRILL_JOB, printedSchedule } from '../backups/schedule.ts';
@@ -46,6 +47,7 @@ drill-verified on the target, so retention never deletes the newest such set.`,
     report: { type: 'string', placeholder: 'FILE', group: OUTPUT, help: 'JSON report (FILE.md gets a Markdown summary)' },
     'metrics-file': { type: 'string', placeholder: 'FILE', group: OUTPUT, help: 'Prometheus textfile-collector output' },
     'no-mark-verified': { type: 'boolean', group: OUTPUT, help: 'do not mark the set as drill-verified' },
+    cleanup: { type: 'boolean', help: 'only stop and remove the scratch servers and folders of drills that died (SIGKILL, power loss), then exit' },
     'print-systemd-timer': { type: 'boolean', group: SCHEDULE, help: 'print a service + timer running this drill with the other flags given, instead of running it' },
     'print-crontab': { type: 'boolean', group: SCHEDULE, help: 'the same as an /etc/cron.d line' },
     'on-calendar': { type: 'string', placeholder: 'SPEC', group: SCHEDULE, help: 'systemd OnCalendar of the printed timer (default weekly, Sun 04:00)' },
@@ -63,6 +65,11 @@ drill-verified on the target, so retention never deletes the newest such set.`,
       if (!v) throw new UsageError(`--${flag} is required: ${command.flags[flag].help.replace(/ \(required\)$/, '')}`);
       return v;
     };
+    if (flags.cleanup) {
+      const r = cleanupDeadDrills({ log: createLogger({ component: 'restore-drill' }) });
+      ctx.stdout(`${r.drills} dead drill(s) cleaned up: ${r.killed.length} process(es) stopped, ${r.removedDirs.length} folder(s) removed${r.liveDrills ? `; ${r.liveDrills} running drill(s) left alone` : ''}\n`);
+      return EXIT.ok;
+    }
     if (flags['print-systemd-timer'] || flags['print-crontab']) {
       for (const flag of ['target', 'identity', 'passphrase-file'] as const) need(flag); // a scheduled drill that cannot run is no schedule
       ctx.stdout(printedSchedule(DRILL_JOB, scheduleArgv(flags as Record<string, unknown>, given))!);
