@@ -11,6 +11,9 @@ import { drained, type BackupTarget } from './targets.ts';
 import { createByteProgress } from '../lib/progress.ts';
 import type { Logger } from '../lib/log.ts';
 
+/** A stream that is not a terminal: progress off, no log given. */
+const NO_TTY = { isTTY: false, write: () => true } as unknown as NodeJS.WriteStream;
+
 export const SET_ID_PATTERN = /^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$/;
 
 /** A new set id: UTC time (sorts chronologically) plus randomness (two hosts never collide). */
@@ -133,7 +136,7 @@ function ageFailure(stderr: string, name: string, identityFile: string): BackupE
  * checksum mismatch (integrity), wrong identity (wrongIdentity), damaged ciphertext (integrity).
  * pg_dump-zlib objects come out as the pg_dump archive itself (pg_restore reads its compression).
  */
-export function openDecryptedObject(target: BackupTarget, manifest: BackupManifest, name: string, identityFile: string, opts: { ageBin?: string } = {}): Readable {
+export function openDecryptedObject(target: BackupTarget, manifest: BackupManifest, name: string, identityFile: string, opts: { ageBin?: string; log?: Logger } = {}): Readable {
   const o = findObject(manifest, name);
   const out = new PassThrough();
   const age = spawn(opts.ageBin ?? 'age', ['--decrypt', '-i', identityFile], { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -157,10 +160,16 @@ export function openDecryptedObject(target: BackupTarget, manifest: BackupManife
   let ageAlive = true;
   age.stdin.on('error', () => { ageAlive = false; });
   age.stdin.on('close', () => { ageAlive = false; });
+  // Progress of the download (and of whatever consumes the stream: a restore) against the stored size.
+  const progress = createByteProgress({ what: `${name} ← ${target.spec}`, total: o.size, log: opts.log });
+  let read = 0;
   const feeding = (async () => {
     for await (const chunk of readObject(target, manifest, name) as AsyncIterable<Buffer>) {
+      read += chunk.length;
+      progress.update(read);
       if (ageAlive && !age.stdin.write(chunk)) await drained(age.stdin).catch(() => { ageAlive = false; });
     }
+    progress.done(read);
     if (ageAlive) age.stdin.end();
   })().catch((e) => { readErr = e; age.kill('SIGTERM'); });
   void (async () => {
@@ -201,7 +210,8 @@ export async function verifyBackupSet(target: BackupTarget, idOrLatest: string, 
     const stream = opts.identityFile ? openDecryptedObject(target, manifest, o.name, opts.identityFile, opts) : readObject(target, manifest, o.name);
     // A decrypted dump must also read as a pg_dump archive: pg_restore --list parses its header and TOC.
     const toc = opts.identityFile && o.format === 'pg_dump-custom' ? startTocCheck() : undefined;
-    const progress = createByteProgress({ what: `verify ${o.name} ← ${target.spec}`, total: opts.identityFile ? undefined : o.size, log: opts.log });
+    // With an identity, openDecryptedObject reports the download; without, count the stored bytes here.
+    const progress = createByteProgress({ what: `verify ${o.name} ← ${target.spec}`, total: o.size, log: opts.identityFile ? undefined : opts.log, stream: opts.identityFile ? NO_TTY : undefined });
     try {
       for await (const chunk of stream as AsyncIterable<Buffer>) {
         plain += chunk.length;
