@@ -64,6 +64,8 @@ export interface BackupOptions {
   timeoutSeconds?: number;
   /** A lease whose heartbeat is older than this is a dead run's and is taken over (default 600 s). */
   leaseStaleAfterSeconds?: number;
+  /** SIGINT/SIGTERM (systemd's TimeoutStartSec, Ctrl-C): the run stops its programs and releases its leases. */
+  signal?: AbortSignal;
   log?: Logger;
   onProgress?: ProgressHook;
   /** Environment C2 runs with (E4C2_CRYPTO_MODE beats config.yaml); default none. */
@@ -352,7 +354,9 @@ function startRun(opts: BackupOptions, pre: Preflight, log: Logger): { run: Back
     `backup did not finish within --timeout ${opts.timeoutSeconds} s: it was ${run.step}; objects already written stay without a manifest (the next run removes them)`,
     { step: run.step })), opts.timeoutSeconds * 1000) : undefined;
   timer?.unref();
-  return { run, stop: () => clearTimeout(timer) };
+  const onSignal = () => run.abort(new OpsError('terminated', `backup stopped by ${String(opts.signal?.reason ?? 'a signal')} while ${run.step}; objects already written stay without a manifest (the next run removes them)`));
+  opts.signal?.addEventListener('abort', onSignal, { once: true });
+  return { run, stop: () => { clearTimeout(timer); opts.signal?.removeEventListener('abort', onSignal); } };
 }
 
 /** Run one backup. Throws BackupError (with its exit code) when nothing usable was stored. */

@@ -118,7 +118,7 @@ function backupOptions({ flags: f }: BackupFlags, log: Logger): BackupOptions {
   };
 }
 
-async function runBackupCommand(args: BackupFlags, ctx: { stdout: (t: string) => void }): Promise<number> {
+async function runBackupCommand(args: BackupFlags, ctx: { stdout: (t: string) => void; signal: AbortSignal }): Promise<number> {
   const f = args.flags;
   const log = createLogger({ component: 'backup' });
   if (f['print-systemd-timer'] || f['print-crontab']) {
@@ -128,7 +128,7 @@ async function runBackupCommand(args: BackupFlags, ctx: { stdout: (t: string) =>
     }));
     return EXIT.ok;
   }
-  const opts = backupOptions(args, log);
+  const opts = { ...backupOptions(args, log), signal: ctx.signal };
   if (f['dry-run']) {
     const plan = await planBackup(opts);
     out(ctx, f.json, [`dry run: nothing written`, `database ${plan.database} (PostgreSQL ${plan.serverVersion}): clients=${plan.inventory.clients} topics=${plan.inventory.topics} links=${plan.inventory.topicLinks}`,
@@ -265,7 +265,7 @@ every run: that is what an unmounted mount point looks like. Run init once per n
 });
 
 const backupLike = (name: string, summary: string): CommandSpec<typeof backupFlags> => defineCommand({
-  name, summary, flags: backupFlags, exitCodes: BACKUP_EXITS, handlesSignals: false, run: runBackupCommand,
+  name, summary, flags: backupFlags, exitCodes: BACKUP_EXITS, handlesSignals: true, run: runBackupCommand,
 });
 
 export const command = defineCommand({

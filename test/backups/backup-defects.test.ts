@@ -184,6 +184,37 @@ describe('backup defects of issue 11', () => {
     }
   }, 90_000);
 
+  it('5: SIGTERM (systemd\'s TimeoutStartSec) stops a waiting run with exit 143, lease and lock released', async () => {
+    const holder = new pg.Client({ connectionString: url });
+    await holder.connect();
+    const target = path.join(dir, 'sigterm-target');
+    const lockFile = path.join(dir, 'lock-sigterm');
+    try {
+      await holder.query('BEGIN');
+      await holder.query('LOCK TABLE clients IN ACCESS EXCLUSIVE MODE');
+      const child = spawn(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'scripts/backup.ts'), '--database-url', url, '--target', target, '--create-target',
+        '--recipient', recipient, '--lock-wait-timeout', '5m', '--lock-file', lockFile], { cwd: repo, stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d) => { stderr += d; });
+      const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+      const deadline = Date.now() + 30_000;
+      while (!fs.existsSync(path.join(target, LEASE_FILE))) {
+        if (Date.now() > deadline) throw new Error(`no lease appeared: ${stderr}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await new Promise((r) => setTimeout(r, 500)); // waiting for the table lock now
+      // tsx forwards the signal to the node process it runs
+      child.kill('SIGTERM');
+      expect(await exited).toBe(143);
+      expect(stderr).toMatch(/stopped by .*SIGTERM/);
+      expect(fs.existsSync(path.join(target, LEASE_FILE))).toBe(false);
+      expect(fs.existsSync(lockFile)).toBe(false);
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      await holder.end();
+    }
+  }, 90_000);
+
   it('5: the overall --timeout stops a stuck run with exit 12 naming the step; printed units carry TimeoutStartSec', async () => {
     const lockFile = path.join(dir, 'lock-timeout');
     const stuck = runBackup({ ...base, lockFile, targets: [path.join(dir, 'timeout-target')], timeoutSeconds: 2, onProgress: () => new Promise(() => undefined) });
