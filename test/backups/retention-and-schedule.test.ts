@@ -84,6 +84,18 @@ describe('scheduling output', () => {
   });
 });
 
+describe('schedule specs are checked by real parsers', () => {
+  it('refuses an out-of-range cron spec (cron-parser) and a bad OnCalendar (systemd-analyze calendar), naming the flag', () => {
+    expect(() => printedSchedule(BACKUP_JOB, ['--print-crontab', '--cron', '99 99 * * *', '--target', '/b'])).toThrow(/^--cron "99 99 \* \* \*" is not a cron schedule: .*99/);
+    expect(() => printedSchedule(BACKUP_JOB, ['--print-crontab', '--cron', '30 2 * *', '--target', '/b'])).toThrow(/--cron "30 2 \* \*" needs 5 cron fields/);
+    try { printedSchedule(BACKUP_JOB, ['--print-crontab', '--cron', '99 99 * * *']); } catch (e) { expect((e as { exitCode: number }).exitCode).toBe(2); }
+    if (spawnSync('systemd-analyze', ['--version']).status === 0) {
+      expect(() => printedSchedule(BACKUP_JOB, ['--print-systemd-timer', '--on-calendar', 'every full moon', '--target', '/b'])).toThrow(/^--on-calendar "every full moon" is not a systemd calendar spec/);
+    }
+    expect(printedSchedule(BACKUP_JOB, ['--print-systemd-timer', '--on-calendar', 'Mon..Fri 01:00', '--target', '/b'])).toMatch(/^OnCalendar=Mon\.\.Fri 01:00$/m);
+  });
+});
+
 describe('scheduling the weekly restore drill', () => {
   const drillFlags = ['--target', '/var/backups/c2', '--identity', '/etc/e4ops/drill.age', '--passphrase-file', '/etc/e4ops/c2-db-passphrase'];
 
