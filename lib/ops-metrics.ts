@@ -23,6 +23,7 @@ export const OPS_METRICS = {
   pitrLastDiffBackupTimestamp: 'e4ops_pitr_last_diff_backup_timestamp_seconds',
   pitrBackupSets: 'e4ops_pitr_backup_sets',
   pitrArchiveFailedCount: 'e4ops_pitr_archive_failed_count',
+  pitrArchiveReadySegments: 'e4ops_pitr_archive_ready_segments',
   pitrRepositoryCheckSuccess: 'e4ops_pitr_repository_check_success',
   pitrRepositoryCheckTimestamp: 'e4ops_pitr_repository_check_timestamp_seconds',
 } as const;

@@ -9,7 +9,7 @@ import { UsageError, type FlagSpecs } from '../lib/cli/flags.ts';
 import { createLogger, redactUrl } from '../lib/log.ts';
 import { writeTextfileMetrics } from '../lib/ops-metrics.ts';
 import type { PgBackRestTarget } from '../lib/pgbackrest/pgbackrest-command.ts';
-import { initPitrStanza, takePitrBackup, checkPitrRepository, pitrMetricSamples, renderPitrTimers } from '../backups/pitr/pitr-operations.ts';
+import { initPitrStanza, takePitrBackup, checkPitrRepository, pitrMetricSamples, renderPitrTimers, readArchiverStatus, type ArchiverStatus } from '../backups/pitr/pitr-operations.ts';
 import { readPitrInfo, type PitrInfo } from '../backups/pitr/pitr-repository.ts';
 
 const REPO = 'pgBackRest repository';
@@ -29,13 +29,13 @@ function targetOf(f: TargetFlags): PgBackRestTarget {
   return { configFile: f['pgbackrest-config'], stanza: f.stanza, configIncludePath: f['config-include-path'], user: f['run-as'] };
 }
 
-/** pg_stat_archiver's failed count on the production server, when --database-url is given. */
-async function archiveFailures(url: string | undefined): Promise<number | undefined> {
+/** The production server's archiver (failures, segments waiting), when --database-url is given. */
+async function archiverOf(url: string | undefined): Promise<ArchiverStatus | undefined> {
   if (!url) return undefined;
   const c = new pg.Client({ connectionString: url });
   try {
     await c.connect();
-    return (await c.query<{ n: string }>('SELECT failed_count AS n FROM pg_stat_archiver')).rows.map((r) => Number(r.n))[0];
+    return await readArchiverStatus(c);
   } catch (e) {
     createLogger({ component: 'pitr' }).warn('pitr.archiver.unreachable', { database: redactUrl(url), error: (e as Error).message });
     return undefined;
@@ -89,13 +89,13 @@ const info = defineCommand({
   flags: {
     ...TARGET_FLAGS, ...METRICS_FLAG,
     json: { type: 'boolean', help: 'print JSON' },
-    'database-url': { type: 'string', placeholder: 'URL', help: 'the production database: its failed archive-push count goes into the metrics' },
+    'database-url': { type: 'string', placeholder: 'URL', help: 'the production database (read-only): its archive failures and waiting segments go into the metrics' },
   },
   exitCodes: ['pgbackrest'],
   async run({ flags }, ctx) {
     const t = targetOf(flags);
     const i = await readPitrInfo(t);
-    if (flags['metrics-file']) writeTextfileMetrics(flags['metrics-file'], pitrMetricSamples(i, { stanza: t.stanza, checkOk: true, archivePushFailures: await archiveFailures(flags['database-url']) }));
+    if (flags['metrics-file']) writeTextfileMetrics(flags['metrics-file'], pitrMetricSamples(i, { stanza: t.stanza, checkOk: true, archiver: await archiverOf(flags['database-url']) }));
     ctx.stdout(flags.json ? JSON.stringify(i) + '\n' : renderPitrInfoText(i));
     return EXIT.ok;
   },
@@ -104,17 +104,22 @@ const info = defineCommand({
 const check = defineCommand({
   name: 'pitr check',
   summary: 'pgBackRest check: archive_command works and the repository answers; the stanza is healthy',
-  flags: { ...TARGET_FLAGS, ...METRICS_FLAG },
+  description: 'Run it from a timer (every 15 min) with --metrics-file and --database-url: the PITR alerts read what it writes.',
+  flags: { ...TARGET_FLAGS, ...METRICS_FLAG, 'database-url': { type: 'string', placeholder: 'URL', help: 'the production database (read-only): archive failures and waiting segments into the metrics' } },
   exitCodes: ['pgbackrest'],
   async run({ flags }, ctx) {
     const t = targetOf(flags);
     try {
       const i = await checkPitrRepository(t);
-      if (flags['metrics-file']) writeTextfileMetrics(flags['metrics-file'], pitrMetricSamples(i, { stanza: t.stanza, checkOk: true }));
+      if (flags['metrics-file']) writeTextfileMetrics(flags['metrics-file'], pitrMetricSamples(i, { stanza: t.stanza, checkOk: true, archiver: await archiverOf(flags['database-url']) }));
       ctx.stdout(`stanza ${t.stanza}: check passed; ${i.sets.length} set(s); newest WAL ${when(i.newestWalArchivedAt)}\n`);
       return EXIT.ok;
     } catch (e) {
-      if (flags['metrics-file']) writeTextfileMetrics(flags['metrics-file'], pitrMetricSamples(undefined, { stanza: t.stanza, checkOk: false }));
+      if (flags['metrics-file']) {
+        // The repository failed its check; what is known of the archive still goes out (stale values would mislead less than none).
+        const info = await readPitrInfo(t, { withNewestCommit: false }).catch(() => undefined);
+        writeTextfileMetrics(flags['metrics-file'], pitrMetricSamples(info, { stanza: t.stanza, checkOk: false, archiver: await archiverOf(flags['database-url']) }));
+      }
       throw e;
     }
   },
@@ -122,16 +127,17 @@ const check = defineCommand({
 
 const timer = defineCommand({
   name: 'pitr print-systemd-timer',
-  summary: 'print service + timer units for the scheduled backups (full weekly, diff daily)',
+  summary: 'print service + timer units: full backup weekly, diff daily, repository check every 15 min',
   flags: {
     ...TARGET_FLAGS, ...METRICS_FLAG,
     'full-on-calendar': { type: 'string', placeholder: 'SPEC', default: 'Sun *-*-* 01:00:00', help: 'systemd OnCalendar of the full backup' },
     'diff-on-calendar': { type: 'string', placeholder: 'SPEC', default: 'Mon..Sat *-*-* 01:00:00', help: 'systemd OnCalendar of the differential backup' },
     user: { type: 'string', placeholder: 'USER', help: 'user the backups run as (default root; pgBackRest then runs as postgres)' },
+    'database-url': { type: 'string', placeholder: 'URL', help: 'for the check job: the production database (read-only; put the password in ~/.pgpass, not here)' },
   },
   async run({ flags }, ctx) {
     const t = targetOf(flags);
-    ctx.stdout(renderPitrTimers({ configFile: t.configFile, stanza: t.stanza, configIncludePath: t.configIncludePath, fullOnCalendar: flags['full-on-calendar'], diffOnCalendar: flags['diff-on-calendar'], metricsFile: flags['metrics-file'], user: flags.user }));
+    ctx.stdout(renderPitrTimers({ configFile: t.configFile, stanza: t.stanza, configIncludePath: t.configIncludePath, fullOnCalendar: flags['full-on-calendar'], diffOnCalendar: flags['diff-on-calendar'], metricsFile: flags['metrics-file'], databaseUrl: flags['database-url'], user: flags.user }));
     return EXIT.ok;
   },
 });

@@ -188,6 +188,20 @@ describe('PITR drill on a pgBackRest repository (real PostgreSQL 15 + pgBackRest
     const i = cli('info', '--json', ...common);
     expect(i.status, i.stderr).toBe(0);
     expect(JSON.parse(i.stdout).sets.map((s: { type: string }) => s.type)).toEqual(['full', 'incr', 'incr']);
+    // The check writes the metrics the PITR alerts read.
+    const prom = path.join(dir, 'pitr.prom');
+    const c = cli('check', ...common, '--metrics-file', prom, '--database-url', source.url('e4'));
+    expect(c.status, c.stderr).toBe(0);
+    const metrics = fs.readFileSync(prom, 'utf8');
+    expect(metrics).toMatch(/^e4ops_pitr_repository_check_success\{stanza="c2"\} 1$/m);
+    expect(metrics).toMatch(/^e4ops_pitr_archive_ready_segments\{stanza="c2"\} 0$/m);
+    expect(metrics).toMatch(/^e4ops_pitr_archive_failed_count\{stanza="c2"\} 0$/m);
+    const lastWal = Number(/^e4ops_pitr_last_archived_wal_timestamp_seconds\{stanza="c2"\} (\d+)$/m.exec(metrics)![1]);
+    expect(Date.now() / 1000 - lastWal).toBeLessThan(120);
+    const units = cli('print-systemd-timer', ...common);
+    expect(units.status, units.stderr).toBe(0);
+    expect(units.stdout.match(/^OnCalendar=.*$/gm)).toEqual(['OnCalendar=Sun *-*-* 01:00:00', 'OnCalendar=Mon..Sat *-*-* 01:00:00', 'OnCalendar=*:0/15']);
+    expect(units.stdout).toMatch(/^ExecStart=.*scripts\/pitr\.ts backup --type full --pgbackrest-config /m);
     const bad = cli('backup', ...common, '--stanza=nope');
     expect(bad.status).toBe(2); // --stanza twice
     const missing = cli('backup', '--pgbackrest-config', repo.configFile, '--config-include-path', repo.configIncludePath, '--stanza', 'nostanza');
