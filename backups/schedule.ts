@@ -22,12 +22,12 @@ export interface ScheduledJob {
   onCalendar: string;
   cron: string;
   nodeFlags: string[];
-  /** Default environment file (PGPASSWORD, ...), 0600, read by the unit / cron line when present. */
-  environmentFile: string;
-  /** The job's own overall timeout (seconds); when the job takes `--timeout`, it is passed unless given. */
-  timeoutSeconds: number;
+  /** Default environment file (PGPASSWORD, ...), 0600, read by the unit / cron line when present (default /etc/e4ops/<name>.env). */
+  environmentFile?: string;
+  /** The job's own overall timeout (seconds, default 4 h); when the job takes `--timeout`, it is passed unless given. */
+  timeoutSeconds?: number;
   /** The job's script accepts `--timeout DURATION` (and exits 12 when it expires). */
-  takesTimeoutFlag: boolean;
+  takesTimeoutFlag?: boolean;
 }
 
 /**
@@ -76,16 +76,20 @@ export interface ScheduleOptions {
   nodeBin?: string;
 }
 
+const DEFAULT_JOB_TIMEOUT_SECONDS = 4 * 3600;
+const envFileOf = (job: ScheduledJob) => job.environmentFile ?? `/etc/e4ops/${job.name}.env`;
+
 export const defaultRepoDir = () => path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 /** The job's arguments plus `--timeout` when the job takes one and none was given; and that timeout. */
 function jobArgs(o: ScheduleOptions): { args: string[]; timeoutSeconds: number } {
   const job = o.job ?? BACKUP_JOB;
   const i = o.args.findIndex((a) => a === '--timeout' || a.startsWith('--timeout='));
-  if (!job.takesTimeoutFlag) return { args: o.args, timeoutSeconds: job.timeoutSeconds };
-  if (i < 0) return { args: [...o.args, '--timeout', `${job.timeoutSeconds}s`], timeoutSeconds: job.timeoutSeconds };
+  const timeout = job.timeoutSeconds ?? DEFAULT_JOB_TIMEOUT_SECONDS;
+  if (!job.takesTimeoutFlag) return { args: o.args, timeoutSeconds: timeout };
+  if (i < 0) return { args: [...o.args, '--timeout', `${timeout}s`], timeoutSeconds: timeout };
   const raw = o.args[i].includes('=') ? o.args[i].split('=')[1] : o.args[i + 1];
-  return { args: o.args, timeoutSeconds: parseDuration(raw ?? '') ?? job.timeoutSeconds };
+  return { args: o.args, timeoutSeconds: parseDuration(raw ?? '') ?? timeout };
 }
 
 function commandLine(o: ScheduleOptions, repo: string, args: string[]): string[] {
@@ -133,7 +137,7 @@ export function renderSystemdUnits(o: ScheduleOptions): { service: string; timer
   const repo = o.repoDir ?? defaultRepoDir();
   const job = o.job ?? BACKUP_JOB;
   const name = o.name ?? job.name;
-  const envFile = o.environmentFile ?? job.environmentFile;
+  const envFile = o.environmentFile ?? envFileOf(job);
   const { args, timeoutSeconds } = jobArgs(o);
   const service = `# /etc/systemd/system/${name}.service (printed by ${job.script} --print-systemd-timer)
 # Exit codes: ${job.exitCodes}
@@ -172,7 +176,7 @@ export function renderCrontabLine(o: ScheduleOptions): string {
   const repo = o.repoDir ?? defaultRepoDir();
   const job = o.job ?? BACKUP_JOB;
   const name = o.name ?? job.name;
-  const envFile = o.environmentFile ?? job.environmentFile;
+  const envFile = o.environmentFile ?? envFileOf(job);
   return renderCronFile({
     schedule: o.cron ?? job.cron, user: o.user, workingDirectory: repo,
     command: commandLine(o, repo, jobArgs(o).args), environmentFile: envFile, output: { kind: 'syslog', tag: name },
@@ -189,7 +193,7 @@ const SCHEDULE_VALUE_FLAGS = new Set(['on-calendar', 'cron', 'user', 'environmen
 export function renderSchedule(job: ScheduledJob, args: string[], v: { systemd: boolean; crontab: boolean; onCalendar?: string; cron?: string; user?: string; environmentFile?: string }): string {
   validateSchedule(v);
   const o: ScheduleOptions = { job, args, onCalendar: v.onCalendar, cron: v.cron, user: v.user, environmentFile: v.environmentFile };
-  refuseSecretsInScheduledArgs(args, v.environmentFile ?? job.environmentFile);
+  refuseSecretsInScheduledArgs(args, v.environmentFile ?? envFileOf(job));
   let out = '';
   if (v.systemd) {
     const u = renderSystemdUnits(o);

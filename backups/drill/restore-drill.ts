@@ -131,6 +131,7 @@ async function restoreIntoScratch(run: DrillRun, opts: RestoreDrillOptions, set:
 /** Run a restore drill. Resolves with the report (ok or not); throws only for misuse (bad flags). */
 export async function runRestoreDrill(opts: RestoreDrillOptions): Promise<DrillReport> {
   const run = createDrillRun({ logger: opts.logger, now: opts.now });
+  run.extra.source = 'backup-set';
   let set: OpenedSet | undefined;
   let counts: DrillReportCounts = { clients: 0, topics: 0, links: 0 };
   try {
