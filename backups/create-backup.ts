@@ -159,6 +159,8 @@ function bounded<T>(run: BackupRun, p: Promise<T>): Promise<T> {
 }
 
 function targetFailed(run: BackupRun, t: BackupTarget, e: unknown, object?: string): void {
+  // A stopped run (timeout, signal, lost lease) is not one target failing: it ends the run with its own reason.
+  if (run.signal.aborted) throw run.signal.reason;
   const be = e instanceof BackupError ? e : new BackupError('target', `target ${t.spec}: ${(e as Error).message}`);
   run.failed.push({ target: t.spec, error: be });
   run.log.error('target_failed', { target: t.spec, ...(object ? { object } : {}), error: be.message });

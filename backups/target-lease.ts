@@ -94,6 +94,7 @@ export async function acquireTargetLease(target: BackupTarget, o: LeaseOptions):
 
   let lost = false;
   let released = false;
+  let beating: Promise<void> = Promise.resolve();
   const beat = async () => {
     if (lost || released) return;
     try {
@@ -111,7 +112,8 @@ export async function acquireTargetLease(target: BackupTarget, o: LeaseOptions):
     }
   };
   const every = (o.heartbeatSeconds ?? Math.min(60, stale / 4)) * 1000;
-  const timer = setInterval(() => void beat(), every);
+  // One beat at a time, and release waits for it: a beat's write must never land after the lease was removed.
+  const timer = setInterval(() => { beating = beating.then(beat); }, every);
   timer.unref();
   return {
     target, record,
@@ -124,6 +126,7 @@ export async function acquireTargetLease(target: BackupTarget, o: LeaseOptions):
       if (released) return;
       released = true;
       clearInterval(timer);
+      await beating;
       try {
         const cur = parse(await target.readRootText(LEASE_FILE));
         if (cur?.token === record.token) await target.removeRootText(LEASE_FILE);

@@ -217,8 +217,8 @@ describe('backup defects of issue 11', () => {
 
   it('5: the overall --timeout stops a stuck run with exit 12 naming the step; printed units carry TimeoutStartSec', async () => {
     const lockFile = path.join(dir, 'lock-timeout');
-    const stuck = runBackup({ ...base, lockFile, targets: [path.join(dir, 'timeout-target')], timeoutSeconds: 2, onProgress: () => new Promise(() => undefined) });
-    await expect(stuck).rejects.toMatchObject({ kind: 'timedOut', exitCode: 12, message: expect.stringMatching(/within --timeout 2 s: it was storing postgres\.pgdump\.zst\.age/) });
+    const stuck = runBackup({ ...base, lockFile, targets: [path.join(dir, 'timeout-target')], timeoutSeconds: 10, onProgress: () => new Promise(() => undefined) });
+    await expect(stuck).rejects.toMatchObject({ kind: 'timedOut', exitCode: 12, message: expect.stringMatching(/within --timeout 10 s: it was storing postgres\.pgdump\.zst\.age/) });
     expect(fs.existsSync(path.join(dir, 'timeout-target', LEASE_FILE))).toBe(false);
     expect(fs.existsSync(lockFile)).toBe(false);
     const u = renderSystemdUnits({ args: ['--target', '/b'] });

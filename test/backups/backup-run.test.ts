@@ -356,7 +356,7 @@ describe('backups against a real C2-shaped PostgreSQL', () => {
     const r = await cli(['run', '--config', bad]);
     expect(r.code).toBe(EXIT.usage);
     expect(r.stderr).toMatch(/--config .*bad-job\.json: targets\[0\] \(a\) is rclone but has no remote/);
-  });
+  }, 180_000);
 
   it('the scheduled command line (node with NODE_FLAGS) records the same passphrase fingerprint', async () => {
     const target = path.join(dir, 'scheduled-target');
