@@ -61,7 +61,7 @@ describe('drill defects of issue 11', () => {
     const bad = await runRestoreDrill({ target, backup: withoutFingerprint, identityFile: identity, passphraseFile: wrong, logger: createMemoryLogger() });
     expect(bad.ok).toBe(false);
     expect(bad.checks.find((c) => c.name === 'keys-decrypt')).toMatchObject({ ok: false });
-  }, 120_000);
+  }, 300_000);
 
   it('a short passphrase file exits 2 in the drill, as in backup', () => {
     const short = path.join(dir, 'short-pass');
@@ -104,7 +104,7 @@ describe('drill defects of issue 11', () => {
     expect(left.pids.filter(alive)).toEqual([]);
     expect(left.dirs.filter((d) => fs.existsSync(d))).toEqual([]);
     expect(fs.readdirSync(stateDir).filter((n) => n.endsWith('.json'))).toEqual([]);
-  }, 120_000);
+  }, 300_000);
 
   it('the next drill cleans up a SIGKILLed drill before it starts its own scratch servers', async () => {
     const left = await killedDrill();
@@ -115,5 +115,5 @@ describe('drill defects of issue 11', () => {
     expect(left.pids.filter(alive)).toEqual([]);
     expect(left.dirs.filter((d) => fs.existsSync(d))).toEqual([]);
     expect(fs.readdirSync(stateDir).filter((n) => n.endsWith('.json'))).toEqual([]); // its own state file is gone too
-  }, 120_000);
+  }, 300_000);
 });
