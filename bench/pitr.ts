@@ -36,7 +36,23 @@ async function seed(source: ThrowawayPostgres): Promise<string> {
   say(`seeding ${N.clients} clients, ${N.topics} topics, ${N.links} links ...`);
   const r = await seedC2Database(url, { ...N, sealBatch });
   say(`  seeded in ${r.seconds.toFixed(1)} s`);
+  // A database in steady state, not fresh from a bulk load: frozen and analysed (otherwise the first vacuum
+  // rewrites every page and the "incremental" holds the whole table), and the load's WAL archived.
+  say('  vacuum freeze, checkpoint, archive the load\'s WAL (untimed) ...');
+  source.psql('VACUUM (FREEZE, ANALYZE)', 'e4');
+  source.psql('CHECKPOINT');
+  await waitArchived(source);
   return url;
+}
+
+/** Switch to a new WAL segment and wait until the archiver has pushed it (and so everything before it). */
+async function waitArchived(source: ThrowawayPostgres): Promise<void> {
+  const seg = source.psql('SELECT pg_walfile_name(pg_switch_wal())').trim();
+  for (let i = 0; i < 36_000; i++) {
+    if (source.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver").trim() >= seg) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`WAL segment ${seg} was not archived within an hour`);
 }
 
 /** (1) full, then incr after 1,000 changed rows. */
@@ -102,15 +118,23 @@ async function main() {
     say(`  full ${full.seconds.toFixed(2)} s; incr ${incr.seconds.toFixed(2)} s, ${(incr.set.repositoryBytes / 1048576).toFixed(1)} MiB stored`);
     const passFile = path.join(work, 'passphrase');
     fs.writeFileSync(passFile, PASSPHRASE + '\n');
-    say('bare pgbackrest restore + start (baseline) ...');
-    const bare = await bareRestoreAndStart(repo, work);
-    await bare.stop();
-    say(`  ${bare.seconds.toFixed(2)} s`);
-    say('PITR drill, latest, every key checked ...');
-    const drill = await runPitrDrill({ pgbackrestConfig: repo.configFile, configIncludePath: repo.configIncludePath, stanza: repo.stanza, passphraseFile: passFile, scratchDir: work, logger: createMemoryLogger('drill') });
-    if (!drill.ok) throw new Error(`the drill failed: ${JSON.stringify(drill.checks.filter((c) => !c.ok))}`);
-    say(`  timings ${JSON.stringify(drill.timings)}`);
-    say(`  RTO ${drill.rtoSeconds.toFixed(2)} s (${drill.counts.clients} clients, ${drill.counts.topics} topics; keys ${drill.keysPerSecond?.toFixed(0)}/s)`);
+    // Alternating runs (bare, drill, bare, drill): the page cache and the machine's load favour neither side.
+    const bareRuns: number[] = [];
+    const drills: Awaited<ReturnType<typeof runPitrDrill>>[] = [];
+    for (let round = 1; round <= 2; round++) {
+      say(`round ${round}: bare pgbackrest restore + start (baseline) ...`);
+      const bare = await bareRestoreAndStart(repo, work);
+      await bare.stop();
+      bareRuns.push(bare.seconds);
+      say(`  ${bare.seconds.toFixed(2)} s`);
+      say(`round ${round}: PITR drill, latest, every key checked ...`);
+      const d = await runPitrDrill({ pgbackrestConfig: repo.configFile, configIncludePath: repo.configIncludePath, stanza: repo.stanza, passphraseFile: passFile, scratchDir: work, logger: createMemoryLogger('drill') });
+      if (!d.ok) throw new Error(`the drill failed: ${JSON.stringify(d.checks.filter((c) => !c.ok))}`);
+      drills.push(d);
+      say(`  RTO ${d.rtoSeconds.toFixed(2)} s (${d.counts.clients} clients, ${d.counts.topics} topics; keys ${d.keysPerSecond?.toFixed(0)}/s); timings ${JSON.stringify(d.timings)}`);
+    }
+    const drill = drills.reduce((a, b) => (b.rtoSeconds < a.rtoSeconds ? b : a));
+    const bare = { seconds: Math.min(...bareRuns) };
     say(`write load for ${LOAD_SECONDS} s, then kill -9 of the primary (archive_timeout ${ARCHIVE_TIMEOUT} s) ...`);
     const { acked, killedAt } = await writeLoadThenKill(source);
     const after = await bareRestoreAndStart(repo, work);
@@ -128,7 +152,11 @@ async function main() {
       bench: 'pitr', clients: N.clients, topics: N.topics, links: N.links, databaseBytes: dbBytes,
       fullBackupSeconds: +full.seconds.toFixed(3),
       incremental: { changedRows: 1000, seconds: +incr.seconds.toFixed(3), repositoryBytes: incr.set.repositoryBytes },
-      rto: { drillSeconds: +drill.rtoSeconds.toFixed(3), bareRestoreStartSeconds: +bare.seconds.toFixed(3), ratio: +(drill.rtoSeconds / bare.seconds).toFixed(3), keysChecked: drill.counts.clients + drill.counts.topics, target: 2.0 },
+      rto: {
+        drillSeconds: +drill.rtoSeconds.toFixed(3), bareRestoreStartSeconds: +bare.seconds.toFixed(3), ratio: +(drill.rtoSeconds / bare.seconds).toFixed(3),
+        runs: { drill: drills.map((d) => +d.rtoSeconds.toFixed(3)), bare: bareRuns.map((x) => +x.toFixed(3)) }, bestOf: 2,
+        keysChecked: drill.counts.clients + drill.counts.topics, target: 2.0,
+      },
       rpo: { archiveTimeoutSeconds: ARCHIVE_TIMEOUT, acknowledgedCommits: ackedIds.length, lostCommits: lost, lostSeconds: +rpoSeconds.toFixed(3), target: ARCHIVE_TIMEOUT },
     };
     process.stdout.write(JSON.stringify(result) + '\n');
