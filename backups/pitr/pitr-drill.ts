@@ -19,7 +19,7 @@ import { pickLoopbackHostFor5432 } from '../../lib/servers/c2.ts';
 import { removeDirSync } from '../drill/scratch-resources.ts';
 import type { FleetInventory } from '../resync/fleet-inventory.ts';
 import type { FleetSnapshot } from '../../lib/fleet/fleet.ts';
-import { readPitrInfo, type PitrInfo } from './pitr-repository.ts';
+import { readPitrInfo, newestArchivedCommit, type PitrInfo } from './pitr-repository.ts';
 import {
   configuredPgPaths, createScratchDataDir, restoreClusterFromRepository, neutralizeRestoredConfig, waitForPromotion, findC2Database, startRestoredServer,
   PITR_SCRATCH_SETTINGS, type RecoveredPoint,
@@ -69,8 +69,9 @@ function checkTargetReachable(run: DrillRun, info: PitrInfo, target: Date | unde
     failCheck(run, 'pitr-target', new Error(`--target-time ${target.toISOString()} is before the end of the oldest backup set (${info.oldestRecoverableTime}): the repository cannot restore to it (retention expired older sets)`));
     return false;
   }
-  if (info.newestRecoverableTime && target.getTime() > Date.parse(info.newestRecoverableTime) + 60_000 && info.newestWalArchivedAt && target.getTime() > Date.parse(info.newestWalArchivedAt)) {
-    failCheck(run, 'pitr-target', new Error(`--target-time ${target.toISOString()} is after the newest archived WAL (${info.newestWalArchivedAt}; newest commit ${info.newestRecoverableTime}): recovery cannot reach it`));
+  // The newest segment's arrival bounds what recovery can reach (a commit in it is older than its arrival).
+  if (info.newestWalArchivedAt && target.getTime() > Date.parse(info.newestWalArchivedAt) + 1000) {
+    failCheck(run, 'pitr-target', new Error(`--target-time ${target.toISOString()} is after the newest archived WAL segment (arrived ${info.newestWalArchivedAt}): recovery cannot reach it; drill to latest, or wait for archive_timeout`));
     return false;
   }
   return true;
@@ -154,10 +155,17 @@ export async function runPitrDrill(o: PitrDrillOptions): Promise<DrillReport> {
     assertC2StepOptions(o);
     const passphrase = readPassphraseFile(o.passphraseFile);
     prodNow = await productionNow(o.productionDatabaseUrl, run); // before the restore: what a disaster now would lose
-    info = await readPitrInfo(t).catch((e) => { failCheck(run, 'pitr-repository', e); return undefined; });
-    const key = info && checkTargetReachable(run, info, target) ? deriveDrillKey(run, passphrase, o.passphraseFile) : undefined;
-    if (key) {
-      restored = await restoreIntoScratchCluster(run, t, o, target);
+    info = await readPitrInfo(t, { withNewestCommit: false }).catch((e) => { failCheck(run, 'pitr-repository', e); return undefined; });
+    const reachable = !!info && checkTargetReachable(run, info, target);
+    // While pgBackRest restores: the newest archived commit (for the RPO) and the key (Argon2i) are worked out.
+    const newest = reachable && info!.archiveId ? newestArchivedCommit(t, info!.archiveId).catch(() => null) : Promise.resolve(null);
+    const restoring = reachable ? restoreIntoScratchCluster(run, t, o, target) : undefined;
+    restoring?.catch(() => undefined);
+    const key = restoring ? deriveDrillKey(run, passphrase, o.passphraseFile) : undefined;
+    const restoredCluster = restoring && await restoring;
+    if (info) info.newestRecoverableTime = await newest;
+    if (key && restoredCluster) {
+      restored = restoredCluster;
       checkRestoredPoint(run, restored.point, target);
       const expect = { sourceRecordsCounts: false, sourceRecordsFingerprint: false };
       const verification = prepareRestoredDatabaseVerification(run, restored.dbUrl, key, expect);

@@ -26,6 +26,8 @@ export interface PitrBackupSet {
 
 export interface PitrInfo {
   stanza: string;
+  /** pgBackRest's archive id of the current database (e.g. 15-1). */
+  archiveId: string | null;
   cipher: string;
   sets: PitrBackupSet[];
   wal: { min: string; max: string } | null;
@@ -78,7 +80,7 @@ function toSet(b: InfoJson['backup'][number]): PitrBackupSet {
 }
 
 /** pgbackrest info as one stanza's facts; a stanza in error is a pgbackrest failure (exit 14) naming it. */
-export async function readStanzaInfo(t: PgBackRestTarget): Promise<Omit<PitrInfo, 'newestWalArchivedAt' | 'newestRecoverableTime'> & { archiveId: string | null }> {
+export async function readStanzaInfo(t: PgBackRestTarget): Promise<Omit<PitrInfo, 'newestWalArchivedAt' | 'newestRecoverableTime'>> {
   const out = await runPgBackRest(t, 'info', ['--output=json']).catch((e) => { throw asPgBackRestOpsError(e); });
   // A wrongly decrypted info file puts raw control bytes into pgBackRest's JSON messages.
   const [s] = JSON.parse(out.replace(/[\x00-\x1f]/g, ' ')) as InfoJson[];
@@ -166,6 +168,5 @@ export async function readPitrInfo(t: PgBackRestTarget, o: { withNewestCommit?: 
   const segments = s.archiveId ? await listArchivedSegments(t, s.archiveId) : [];
   const newest = segments.length ? Math.max(...segments.map((x) => x.time)) : 0;
   const newestCommit = o.withNewestCommit !== false && s.archiveId && segments.length ? await newestArchivedCommit(t, s.archiveId, segments) : null;
-  const { archiveId: _, ...rest } = s;
-  return { ...rest, newestWalArchivedAt: newest ? new Date(newest * 1000).toISOString() : null, newestRecoverableTime: newestCommit };
+  return { ...s, newestWalArchivedAt: newest ? new Date(newest * 1000).toISOString() : null, newestRecoverableTime: newestCommit };
 }
