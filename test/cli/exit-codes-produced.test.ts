@@ -25,7 +25,7 @@ export const EXIT_CODE_PRODUCERS: Record<ExitKind, Producer> = {
   checkFailed: { test: 'test/drill/restore-drill-e2e.test.ts' },
   refused: { test: 'test/cli/resync-cli-c2.test.ts' },
   topicsFailed: { test: 'test/cli/resync-cli-c2.test.ts' },
-  devicesUnserved: { reserved: 'resync follow window (issue-14)' },
+  devicesUnserved: { test: 'test/resync/resync-devices.test.ts' }, // --follow-up while a device stays away
   timedOut: { test: 'test/backups/backup-defects.test.ts' }, // lock wait and --timeout
   wrongPassphrase: { test: 'test/backups/backup-defects.test.ts' }, // passphrase opens no stored key
   pgbackrest: { test: 'test/pitr/pitr-drill.test.ts' }, // missing WAL segment

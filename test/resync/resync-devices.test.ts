@@ -22,6 +22,7 @@ import { resyncTopicKeys } from '../../backups/resync/resync-topic-keys.ts';
 import { parseInventory, renderInventory, type InventoryClient } from '../../backups/resync/fleet-inventory.ts';
 import { validateResyncReport, type ResyncReport } from '../../backups/resync/resync-report.ts';
 import { createMemoryLogger } from '../../lib/log.ts';
+import { EXIT } from '../../lib/cli/exit-codes.ts';
 import { startRestoredFleet, captureNextMessage, replay, whatItReads, type FleetDevice, type RestoredFleet } from './restored-fleet.ts';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
@@ -164,6 +165,7 @@ describe('resync that every device survives (e4go v1.1.0 devices, real C2 and Mo
     expect(unit.stdout).toMatch(/RestartPreventExitStatus=2 9 11/);
     const r = spawnSync(process.execPath, args, { cwd: REPO, encoding: 'utf8', timeout: 60_000 });
     expect({ status: r.status, stderr: r.status === 11 ? '' : r.stderr.slice(-2000) }).toEqual({ status: 11, stderr: '' });
+    expect(r.status).toBe(EXIT.devicesUnserved);
     const followUp = JSON.parse(fs.readFileSync(reportFile, 'utf8')) as ResyncReport;
     expect(followUp.devices!.notServed.map((d) => d.name)).toContain('never');
     expect(followUp.topics.rotated).toBe(0);
