@@ -16,6 +16,7 @@ export const SUBCOMMANDS: Record<string, string> = {
   'check-config': './check-config.ts',
   'fleet-sim': './fleet-sim.ts',
   'build-appliance': './build-appliance.ts',
+  restore: './restore.ts',
 };
 
 export async function loadCommand(name: string): Promise<CommandSpec<any>> {

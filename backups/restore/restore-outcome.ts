@@ -1,0 +1,81 @@
+// The report from what the journal knows: every step's status and result, RTO from the first run's
+// start to C2 serving and to the resync's end, RPO from the restored point to the disaster, and,
+// when a step stopped the run, exactly where the production name stands and what to do next.
+import { OpsError } from '../../lib/cli/exit-codes.ts';
+import type { BackupManifest } from '../manifest.ts';
+import type { DrillCheck } from '../drill/restored-database-checks.ts';
+import { swapBackSql } from './production-database.ts';
+import type { ConfigsRestoreResult } from './restore-configs.ts';
+import { RESTORE_STEPS, type RestoreIdentity, type RestoreJournalState, type RestoreStep } from './restore-journal.ts';
+import type { RestoreReport } from './restore-report.ts';
+
+export interface OutcomeInput {
+  identity: RestoreIdentity;
+  manifest: BackupManifest;
+  results: Map<RestoreStep, Record<string, unknown>>;
+  journal: RestoreJournalState;
+  resync: boolean;
+  finishedAt: Date;
+  journalFile: string;
+  error?: OpsError;
+}
+
+const since = (start: string, at: unknown) => (typeof at === 'string' ? Math.max(0, (Date.parse(at) - Date.parse(start)) / 1000) : null);
+
+/** What the operator does next, from how far the restore got. */
+function nextActions(i: OutcomeInput, swapped: boolean, kept: string | null): string[] {
+  const id = i.identity;
+  if (!i.error) {
+    return [
+      'watch C2 and the devices; the devices at risk (below) need the action listed for each',
+      kept ? `when satisfied: e4ops restore --finalize (drops ${kept}${i.results.get('restore-configs') ? ' and the configs kept aside' : ''})` : 'nothing was kept: no --finalize needed',
+      'resume the automation engine',
+    ];
+  }
+  const out = [`re-run the same command to resume from ${[...RESTORE_STEPS].find((s) => !i.results.has(s))}: finished steps are not repeated`];
+  if (!swapped) out.push(`${id.database} was not swapped: it is ${i.results.get('preflight')?.productionExisted === false ? 'missing as before the restore' : 'the old production database, untouched'}; C2 may be stopped: start it by hand to go back to it`);
+  else out.push(`${id.restoreDatabase} now serves as ${id.database}${kept ? `; to roll back (C2 stopped): ${swapBackSql({ database: id.database, restore: id.restoreDatabase, kept: id.keptDatabase }, kept)}` : ''}`);
+  return out;
+}
+
+export function buildRestoreReport(i: OutcomeInput): RestoreReport {
+  const id = i.identity;
+  const m = i.manifest;
+  const swap = i.results.get('swap-database');
+  const kept = swap ? ((swap.keptDatabase as string | null) ?? null) : (i.results.get('preflight')?.productionExisted === false ? null : id.keptDatabase);
+  const checks = (['preflight', 'check-database', 'restore-configs', 'check-c2'] as const).flatMap((s) => (i.results.get(s)?.checks as DrillCheck[] | undefined) ?? []);
+  const failedChecks = (i.error?.details.checks as DrillCheck[] | undefined) ?? [];
+  const resync = i.results.get('resync')?.resync as (RestoreReport['resync'] & { doneAt?: string }) | undefined;
+  const counts = (i.results.get('check-database')?.counts as RestoreReport['counts'] | undefined) ?? { clients: m.c2.inventory.clients, topics: m.c2.inventory.topics, links: m.c2.inventory.topicLinks };
+  const disasterAt = id.disasterAt ?? id.startedAt;
+  const failedStep = i.error ? [...RESTORE_STEPS].find((s) => !i.results.has(s)) : undefined;
+  const report: RestoreReport = {
+    kind: 'e4ops-restore',
+    ok: !i.error,
+    restoreId: id.restoreId,
+    source: { kind: 'logical', target: id.target, setId: id.setId, backupTakenAt: m.startedAt, backupFinishedAt: m.finishedAt },
+    database: { name: id.database, restoreName: id.restoreDatabase, keptName: swap ? kept : null, c2Role: id.c2Role, swapped: !!swap, swapBackSql: swapBackSql({ database: id.database, restore: id.restoreDatabase, kept: id.keptDatabase }, swap ? kept : null) },
+    ...(i.results.get('restore-configs') ? { configs: i.results.get('restore-configs')!.configs as ConfigsRestoreResult } : {}),
+    startedAt: id.startedAt,
+    finishedAt: i.finishedAt.toISOString(),
+    runs: Math.max(1, i.journal.runs),
+    rto: { c2ServingSeconds: since(id.startedAt, i.results.get('start-c2')?.servingAt), resyncDoneSeconds: resync ? since(id.startedAt, resync.doneAt) : null },
+    rpo: { restoredPointAt: m.startedAt, disasterAt, seconds: Math.max(0, (Date.parse(disasterAt) - Date.parse(m.startedAt)) / 1000) },
+    counts,
+    steps: RESTORE_STEPS.map((step) => {
+      const r = i.results.get(step);
+      const runs = i.journal.begun.get(step) ?? 0;
+      if (step === 'resync' && !i.resync) return { step, status: 'skipped' as const, runs, detail: '--no-resync: run e4ops resync before devices need rotated keys' };
+      if (step === 'report' && !i.error) return { step, status: 'done' as const, runs: runs + 1 };
+      if (r) return { step, status: 'done' as const, runs, ...(typeof r.seconds === 'number' ? { seconds: r.seconds } : {}) };
+      if (step === failedStep) return { step, status: 'failed' as const, runs, detail: i.error!.message };
+      return { step, status: 'not-reached' as const, runs };
+    }),
+    checks: [...checks, ...failedChecks],
+    ...(resync ? { resync: { journal: resync.journal, rotated: resync.rotated, failed: resync.failed, clientsCreated: resync.clientsCreated, linksCreated: resync.linksCreated, topicsCreated: resync.topicsCreated, atRisk: resync.atRisk } } : {}),
+    ...(i.error ? { error: i.error.message } : {}),
+    next: nextActions(i, !!swap, kept),
+    journal: i.journalFile,
+  };
+  return report;
+}
