@@ -56,8 +56,8 @@ export async function databaseOid(admin: pg.ClientBase, name: string): Promise<n
 export async function inspectServer(admin: pg.ClientBase, database: string): Promise<{ superuser: boolean; createdb: boolean; productionOwner?: string; serverVersion: string; dataDirectory?: string }> {
   const me = (await admin.query<{ rolsuper: boolean; rolcreatedb: boolean }>('SELECT rolsuper, rolcreatedb FROM pg_roles WHERE rolname = current_user')).rows[0];
   const owner = (await admin.query<{ owner: string }>('SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = $1', [database])).rows[0]?.owner;
-  const version = (await admin.query<{ v: string }>('SHOW server_version')).rows[0].v;
-  const dataDirectory = me.rolsuper ? (await admin.query<{ d: string }>('SHOW data_directory')).rows[0].d : undefined;
+  const version = (await admin.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0].v;
+  const dataDirectory = me.rolsuper ? (await admin.query<{ d: string }>("SELECT current_setting('data_directory') AS d")).rows[0].d : undefined;
   return { superuser: me.rolsuper, createdb: me.rolcreatedb, productionOwner: owner, serverVersion: version, dataDirectory };
 }
 
@@ -82,7 +82,9 @@ export async function createRestoreDatabase(admin: pg.ClientBase, names: Databas
  * Re-entered after a kill, it sees which renames already committed and does only what is left.
  */
 export async function swapRestoredDatabaseIn(admin: pg.ClientBase, names: DatabaseNames): Promise<{ keptDatabase: string | null; terminatedSessions: number; alreadySwapped: boolean }> {
-  const [prod, restore, kept] = await Promise.all([names.database, names.restore, names.kept].map((n) => databaseOid(admin, n)));
+  const prod = await databaseOid(admin, names.database);
+  const restore = await databaseOid(admin, names.restore);
+  const kept = await databaseOid(admin, names.kept);
   if (restore === undefined) {
     if (prod === undefined) throw new OpsError('incomplete', `neither ${names.restore} nor ${names.database} exists: the restored database is gone; re-run the restore from a new --state-dir`);
     return { keptDatabase: kept === undefined ? null : names.kept, terminatedSessions: 0, alreadySwapped: true };

@@ -123,7 +123,7 @@ export async function checkDatabase(ctx: RestoreContext): Promise<StepResult> {
     const orphans = await checkOrphanLinks(c);
     const owners = await checkObjectOwners(c, ctx.identity.c2Role);
     const fp = { ours: dbKeyFingerprint(dbKey), manifest: ctx.manifest.passphraseFingerprint?.value };
-    const all = [schema, counted.check, ...sealedKeyChecks(keys, fp).filter((k) => fp.manifest || k.name !== 'passphrase-fingerprint'), orphans.check, owners];
+    const all = [schema, counted.check, ...sealedKeyChecks(keys, fp).filter((k) => k.name !== 'passphrase-fingerprint' /* preflight's */), orphans.check, owners];
     return { checks: all, counts: await countC2Rows(c) };
   });
   if (checks.some((c) => !c.ok)) {

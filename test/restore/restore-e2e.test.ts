@@ -102,6 +102,7 @@ describe.skipIf(!c2BinaryAvailable() && !process.env.CI)('e4ops restore end to e
 
   beforeAll(async () => {
     if (!c2BinaryAvailable()) throw new Error(`the C2 binary is not built (looked in ${c2BinaryDir()}): run bash scripts/build-c2.sh first`);
+    fs.chmodSync(dir, 0o755); // C2 runs as nobody below it
     const passphrase = `restore-e2e-${crypto.randomBytes(8).toString('hex')}`;
     fs.writeFileSync(passFile, passphrase + '\n');
     keys = ageKeyPair(dir);
@@ -162,7 +163,7 @@ describe.skipIf(!c2BinaryAvailable() && !process.env.CI)('e4ops restore end to e
     try { execFileSync('sh', [service, 'stop']); } catch { /* not running */ }
     await mq?.stop();
     await pgs?.stop();
-    fs.rmSync(dir, { recursive: true, force: true });
+    if (!process.env.E4OPS_KEEP_TEST_DIR) fs.rmSync(dir, { recursive: true, force: true });
   }, 120_000);
 
   /** Every device (the late one too) reads a message C2 itself protects on each topic it is linked to. */
