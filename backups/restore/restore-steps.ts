@@ -13,7 +13,9 @@ import { verifyKeyStore } from '../../lib/c2-db/key-store.ts';
 import { verifyBackupSet } from '../backup-sets.ts';
 import type { BackupManifest } from '../manifest.ts';
 import type { BackupTarget } from '../targets.ts';
-import { checkInventoryCounts, checkOrphanLinks, checkRestoredSchema, sealedKeyChecks, type DrillCheck } from '../drill/restored-database-checks.ts';
+import { checkInventoryCounts, checkOrphanLinks, checkRestoredSchema, countLinksMissingTopic, sealedKeyChecks, type DrillCheck } from '../drill/restored-database-checks.ts';
+import { READ_ONLY_CHECKS_MAY_START } from '../drill/restore-drill.ts';
+import type { KeyStoreReport } from '../../lib/c2-db/key-store.ts';
 import { checkRestoredConfigs } from '../drill/restored-config-checks.ts';
 import { resyncC2FromApi } from '../resync/c2-resync-adapter.ts';
 import { createSealedTopicKeyProbe } from '../resync/sealed-topic-key-probe.ts';
@@ -44,6 +46,26 @@ export interface RestoreContext {
   c2TimeoutMs: number;
   log: Logger;
   signal?: AbortSignal;
+  /** The DB key (one Argon2i derivation per run). */
+  dbKey(): Buffer;
+  /** Read-only checks started while pg_restore still builds indexes (this run only; a resumed run checks afresh). */
+  earlyChecks?: Promise<ReadOnlyChecks>;
+}
+
+interface ReadOnlyChecks { keys: KeyStoreReport; counted: Awaited<ReturnType<typeof checkInventoryCounts>>; missingTopic: number }
+
+/** Keys opened, counts and links to missing topics, each on its own connection to the restored database. */
+function startReadOnlyChecks(ctx: RestoreContext): Promise<ReadOnlyChecks> {
+  const url = ctx.urlFor(ctx.names.restore);
+  const dbKey = ctx.dbKey();
+  const inv = ctx.manifest.c2.inventory;
+  const p = Promise.all([
+    withDatabase(url, (c) => verifyKeyStore(c, (s) => openDbValue(dbKey, s), { openBatch: (s) => openDbValuesBatch(dbKey, s) })),
+    withDatabase(url, (c) => checkInventoryCounts(c, { clients: inv.clients, topics: inv.topics, links: inv.topicLinks })),
+    withDatabase(url, (c) => countLinksMissingTopic(c)),
+  ]).then(([keys, counted, missingTopic]) => ({ keys, counted, missingTopic }));
+  p.catch(() => undefined); // awaited by check-database
+  return p;
 }
 
 export type StepResult = Record<string, unknown>;
@@ -72,7 +94,7 @@ export async function preflight(ctx: RestoreContext): Promise<StepResult> {
   const mine = agePublicKeys(ctx.identityFile);
   if (!mine.some((k) => m.recipients.includes(k))) throw new OpsError('wrongIdentity', `--identity ${ctx.identityFile} (${mine.join(', ')}) is none of set ${m.setId}'s recipients (${m.recipients.join(', ')})`);
   checks.push({ name: 'identity-matches', ok: true, detail: `the age identity is a recipient of set ${m.setId}` });
-  const fp = dbKeyFingerprint(deriveDbKey(ctx.passphrase));
+  const fp = dbKeyFingerprint(ctx.dbKey());
   if (!m.passphraseFingerprint) checks.push({ name: 'passphrase-fingerprint', ok: true, detail: 'the manifest records no fingerprint: the key check after the restore decides' });
   else if (m.passphraseFingerprint.value !== fp) throw new OpsError('wrongPassphrase', '--passphrase-file does not match the passphrase fingerprint in the manifest: use the passphrase escrowed for this C2 database');
   else checks.push({ name: 'passphrase-fingerprint', ok: true, detail: 'the passphrase matches the fingerprint recorded in the manifest' });
@@ -107,23 +129,25 @@ export async function restoreDatabase(ctx: RestoreContext): Promise<StepResult> 
   let last = Date.now();
   const r = await restoreDumpInto({
     target: ctx.target, manifest: ctx.manifest, identityFile: ctx.identityFile, databaseUrl: ctx.urlFor(ctx.names.restore), role: ctx.identity.c2Role,
-    onProgressLine: (line) => { if (Date.now() - last > 5000) { last = Date.now(); ctx.log.info('restore.progress', { pgRestore: line }); } },
-  });
+    onProgressLine: (line) => {
+      // From the first index on, readers neither wait for pg_restore nor hold it up (see the drill): check keys meanwhile.
+      if (!ctx.earlyChecks && READ_ONLY_CHECKS_MAY_START.test(line)) ctx.earlyChecks = startReadOnlyChecks(ctx);
+      if (Date.now() - last > 5000) { last = Date.now(); ctx.log.info('restore.progress', { pgRestore: line }); }
+    },
+  }).catch(async (e) => { await ctx.earlyChecks?.catch(() => undefined); ctx.earlyChecks = undefined; throw e; });
   return { oid, seconds: r.seconds, tocEntries: r.tocEntries };
 }
 
 export async function checkDatabase(ctx: RestoreContext): Promise<StepResult> {
   const url = ctx.urlFor(ctx.names.restore);
-  const dbKey = deriveDbKey(ctx.passphrase);
-  const inv = ctx.manifest.c2.inventory;
+  const dbKey = ctx.dbKey();
+  const early = await (ctx.earlyChecks ?? startReadOnlyChecks(ctx));
   const { checks, counts } = await withDatabase(url, async (c: pg.Client) => {
     const schema = await checkRestoredSchema(c, url);
-    const counted = await checkInventoryCounts(c, { clients: inv.clients, topics: inv.topics, links: inv.topicLinks });
-    const keys = await verifyKeyStore(c, (s) => openDbValue(dbKey, s), { openBatch: (s) => openDbValuesBatch(dbKey, s) });
-    const orphans = await checkOrphanLinks(c);
+    const orphans = await checkOrphanLinks(c, { missingTopic: early.missingTopic });
     const owners = await checkObjectOwners(c, ctx.identity.c2Role);
     const fp = { ours: dbKeyFingerprint(dbKey), manifest: ctx.manifest.passphraseFingerprint?.value };
-    const all = [schema, counted.check, ...sealedKeyChecks(keys, fp).filter((k) => k.name !== 'passphrase-fingerprint' /* preflight's */), orphans.check, owners];
+    const all = [schema, early.counted.check, ...sealedKeyChecks(early.keys, fp).filter((k) => k.name !== 'passphrase-fingerprint' /* preflight's */), orphans.check, owners];
     return { checks: all, counts: await countC2Rows(c) };
   });
   if (checks.some((c) => !c.ok)) {

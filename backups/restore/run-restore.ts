@@ -10,6 +10,7 @@ import { createLogger, redactUrl, type Logger } from '../../lib/log.ts';
 import { OpsError } from '../../lib/cli/exit-codes.ts';
 import { UsageError } from '../../lib/cli/flags.ts';
 import { C2Api } from '../../lib/c2/c2-api.ts';
+import { deriveDbKey } from '../../lib/e4/keystore.ts';
 import { openTarget } from '../targets.ts';
 import { openBackupSet, resolveSetId } from '../backup-sets.ts';
 import { acquireRunLock, type RunLock } from '../run-lock.ts';
@@ -143,12 +144,14 @@ async function runSteps(opts: RestoreOptions, p: Awaited<ReturnType<typeof prepa
   if (p.journal.exists) writer.append({ type: 'resume', at: at(), pid: process.pid });
   else writer.append({ type: 'start', pid: process.pid, ...id });
   const prod = productionDatabaseOf(opts.databaseUrl);
+  let dbKey: Buffer | undefined;
   const api = new C2Api({ baseUrl: opts.c2.url, ca: opts.c2.ca, cert: opts.c2.cert, key: opts.c2.key, retries: 1, timeoutMs: 15_000, logger: log.child({ component: 'c2-api' }) });
   const ctx: steps.RestoreContext = {
     identity: id, names: { database: id.database, restore: id.restoreDatabase, kept: id.keptDatabase }, manifest: p.manifest,
     target: openTarget(opts.target, { rcloneConfig: opts.rcloneConfig }), identityFile: opts.identityFile, passphrase,
     urlFor: prod.urlFor, maintenanceUrl: prod.maintenanceUrl, api, lifecycle: opts.lifecycle, inventory: opts.inventory,
     stateDir: opts.stateDir, c2TimeoutMs: (opts.c2TimeoutSeconds ?? 180) * 1000, log, signal: opts.signal,
+    dbKey: () => (dbKey ??= deriveDbKey(passphrase)),
   };
   const results = new Map<RestoreStep, Record<string, unknown>>([...p.journal.done].map(([k, v]) => [k, v.result]));
   const reportFile = opts.reportFile ?? defaultReportFile(opts.stateDir);

@@ -20,6 +20,7 @@ import { runBackup } from '../../backups/create-backup.ts';
 import { validateRestoreReport, type RestoreReport } from '../../backups/restore/restore-report.ts';
 import { readRestoreJournal } from '../../backups/restore/restore-journal.ts';
 import { readJournal as readResyncJournal } from '../../backups/resync/resync-journal.ts';
+import { writeC2Service } from './c2-service.ts';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const DEVICES = ['dev-a', 'dev-b', 'dev-c', 'dev-d', 'dev-e'];
@@ -34,28 +35,6 @@ function ageKeyPair(dir: string): { identity: string; recipient: string } {
   const identity = path.join(dir, 'ops.age-identity');
   execFileSync('age-keygen', ['-o', identity], { stdio: 'ignore' });
   return { identity, recipient: /public key: (age1\w+)/.exec(fs.readFileSync(identity, 'utf8'))![1] };
-}
-
-/** C2 as a service: a shell script that starts it detached (as nobody) and stops it, like a unit file would. */
-function writeC2Service(file: string, c2Dir: string, passFile: string): void {
-  fs.writeFileSync(file, `#!/bin/sh
-D='${c2Dir}'
-case "$1" in
-start)
-  cd "$D" || exit 1
-  E4C2_DB_ENCRYPTION_PASSPHRASE="$(cat '${passFile}')" setsid setpriv --reuid=65534 --regid=65534 --clear-groups "$D/bin/c2" >> "$D/c2.log" 2>&1 < /dev/null &
-  echo $! > "$D/c2.pid" ;;
-stop)
-  [ -f "$D/c2.pid" ] || exit 0
-  pid=$(cat "$D/c2.pid")
-  kill "$pid" 2>/dev/null
-  for i in $(seq 200); do
-    { [ -d /proc/$pid ] && ! grep -q '^State:.*Z' /proc/$pid/status 2>/dev/null; } || { rm -f "$D/c2.pid"; exit 0; }
-    sleep 0.05
-  done
-  kill -9 "$pid"; rm -f "$D/c2.pid" ;;
-esac
-`, { mode: 0o755 });
 }
 
 interface CliRun { code: number | null; stdout: string; stderr: string }
