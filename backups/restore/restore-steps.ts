@@ -4,18 +4,18 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import pg from 'pg';
 import { OpsError } from '../../lib/cli/exit-codes.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { C2Api } from '../../lib/c2/c2-api.ts';
-import { deriveDbKey, dbKeyFingerprint, openDbValue, openDbValuesBatch } from '../../lib/e4/keystore.ts';
-import { verifyKeyStore } from '../../lib/c2-db/key-store.ts';
+import { dbKeyFingerprint } from '../../lib/e4/keystore.ts';
 import { verifyBackupSet } from '../backup-sets.ts';
 import type { BackupManifest } from '../manifest.ts';
 import type { BackupTarget } from '../targets.ts';
-import { checkInventoryCounts, checkOrphanLinks, checkRestoredSchema, countLinksMissingTopic, sealedKeyChecks, type DrillCheck } from '../drill/restored-database-checks.ts';
+import type { DrillCheck } from '../drill/restored-database-checks.ts';
 import { READ_ONLY_CHECKS_MAY_START } from '../drill/restore-drill.ts';
-import type { KeyStoreReport } from '../../lib/c2-db/key-store.ts';
+import { checkRestoredDatabase, prepareRestoredDatabaseVerification, type DrillKey, type RestoredDatabaseVerification, type VerificationExpectations } from '../drill/restored-database-verification.ts';
+import { ScratchResources } from '../drill/scratch-resources.ts';
+import type { DrillRun } from '../drill/drill-run.ts';
 import { checkRestoredConfigs } from '../drill/restored-config-checks.ts';
 import { resyncC2FromApi } from '../resync/c2-resync-adapter.ts';
 import { createSealedTopicKeyProbe } from '../resync/sealed-topic-key-probe.ts';
@@ -48,24 +48,27 @@ export interface RestoreContext {
   signal?: AbortSignal;
   /** The DB key (one Argon2i derivation per run). */
   dbKey(): Buffer;
-  /** Read-only checks started while pg_restore still builds indexes (this run only; a resumed run checks afresh). */
-  earlyChecks?: Promise<ReadOnlyChecks>;
+  /** The drill's verification of the restored database; its read-only half starts while pg_restore builds indexes (this run only). */
+  verification?: RestoreVerification;
 }
 
-interface ReadOnlyChecks { keys: KeyStoreReport; counted: Awaited<ReturnType<typeof checkInventoryCounts>>; missingTopic: number }
+interface RestoreVerification { run: DrillRun; key: DrillKey; expect: VerificationExpectations; v: RestoredDatabaseVerification }
 
-/** Keys opened, counts and links to missing topics, each on its own connection to the restored database. */
-function startReadOnlyChecks(ctx: RestoreContext): Promise<ReadOnlyChecks> {
-  const url = ctx.urlFor(ctx.names.restore);
+/** The drill's checks (backups/drill/restored-database-verification.ts) on the restore database, with a run of their own. */
+function verificationOf(ctx: RestoreContext): RestoreVerification {
+  if (ctx.verification) return ctx.verification;
+  const now = () => new Date();
+  // No signal handlers and nothing to tear down: the restore database is the restore's, not a scratch server.
+  const run: DrillRun = { log: ctx.log, now, startedAt: now(), t0: Date.now(), checks: [], timings: {}, scratch: new ScratchResources(), extra: {}, rtoSeconds: 0 };
   const dbKey = ctx.dbKey();
+  const key: DrillKey = { dbKey, fingerprint: dbKeyFingerprint(dbKey) };
   const inv = ctx.manifest.c2.inventory;
-  const p = Promise.all([
-    withDatabase(url, (c) => verifyKeyStore(c, (s) => openDbValue(dbKey, s), { openBatch: (s) => openDbValuesBatch(dbKey, s) })),
-    withDatabase(url, (c) => checkInventoryCounts(c, { clients: inv.clients, topics: inv.topics, links: inv.topicLinks })),
-    withDatabase(url, (c) => countLinksMissingTopic(c)),
-  ]).then(([keys, counted, missingTopic]) => ({ keys, counted, missingTopic }));
-  p.catch(() => undefined); // awaited by check-database
-  return p;
+  const expect: VerificationExpectations = {
+    counts: { clients: inv.clients, topics: inv.topics, links: inv.topicLinks }, passphraseFingerprint: ctx.manifest.passphraseFingerprint?.value,
+    sourceRecordsFingerprint: !!ctx.manifest.passphraseFingerprint, sourceRecordsCounts: true,
+  };
+  ctx.verification = { run, key, expect, v: prepareRestoredDatabaseVerification(run, ctx.urlFor(ctx.names.restore), key, expect) };
+  return ctx.verification;
 }
 
 export type StepResult = Record<string, unknown>;
@@ -131,29 +134,23 @@ export async function restoreDatabase(ctx: RestoreContext): Promise<StepResult> 
     target: ctx.target, manifest: ctx.manifest, identityFile: ctx.identityFile, databaseUrl: ctx.urlFor(ctx.names.restore), role: ctx.identity.c2Role,
     onProgressLine: (line) => {
       // From the first index on, readers neither wait for pg_restore nor hold it up (see the drill): check keys meanwhile.
-      if (!ctx.earlyChecks && READ_ONLY_CHECKS_MAY_START.test(line)) ctx.earlyChecks = startReadOnlyChecks(ctx);
+      if (READ_ONLY_CHECKS_MAY_START.test(line)) void verificationOf(ctx).v.startReadOnlyChecks();
       if (Date.now() - last > 5000) { last = Date.now(); ctx.log.info('restore.progress', { pgRestore: line }); }
     },
-  }).catch(async (e) => { await ctx.earlyChecks?.catch(() => undefined); ctx.earlyChecks = undefined; throw e; });
+  }).catch(async (e) => { await ctx.verification?.v.settle(); ctx.verification = undefined; throw e; });
   return { oid, seconds: r.seconds, tocEntries: r.tocEntries };
 }
 
 export async function checkDatabase(ctx: RestoreContext): Promise<StepResult> {
-  const url = ctx.urlFor(ctx.names.restore);
-  const dbKey = ctx.dbKey();
-  const early = await (ctx.earlyChecks ?? startReadOnlyChecks(ctx));
-  const { checks, counts } = await withDatabase(url, async (c: pg.Client) => {
-    const schema = await checkRestoredSchema(c, url);
-    const orphans = await checkOrphanLinks(c, { missingTopic: early.missingTopic });
-    const owners = await checkObjectOwners(c, ctx.identity.c2Role);
-    const fp = { ours: dbKeyFingerprint(dbKey), manifest: ctx.manifest.passphraseFingerprint?.value };
-    const all = [schema, early.counted.check, ...sealedKeyChecks(early.keys, fp).filter((k) => k.name !== 'passphrase-fingerprint' /* preflight's */), orphans.check, owners];
-    return { checks: all, counts: await countC2Rows(c) };
-  });
+  const { run, v, key, expect } = verificationOf(ctx);
+  await checkRestoredDatabase(run, v, key, expect);
+  const owners = await withDatabase(v.dbUrl, (c) => checkObjectOwners(c, ctx.identity.c2Role));
+  // The fingerprint was checked in preflight; the drill's configs check runs after restore-configs.
+  const checks = [...run.checks.filter((c) => c.name !== 'passphrase-fingerprint' && c.name !== 'configs-parse'), owners];
   if (checks.some((c) => !c.ok)) {
     throw new OpsError('checkFailed', `the restored database ${ctx.names.restore} failed its checks, so nothing was swapped (${ctx.names.database} is untouched): ${checkFailures(checks)}`, { checks });
   }
-  return { checks, counts };
+  return { checks, counts: await withDatabase(v.dbUrl, countC2Rows) };
 }
 
 export async function restoreConfigs(ctx: RestoreContext): Promise<StepResult> {

@@ -1,7 +1,8 @@
 // `e4ops restore` end to end, with the real C2, PostgreSQL and Mosquitto: a production C2 run as a
 // service (stopped and started by shell commands, as systemd would), a live simulated fleet, a backup,
 // then keys rotated, a client, a topic and a config file added; the disaster; `e4ops restore --yes`.
-// C2 serves the restored counts, every device reads every linked topic again, the old database is
+// C2 serves the restored counts, every device (simulated, and one on e4go v1.1.0) reads every linked
+// topic again, the old database is
 // kept until --finalize. Then the restore is killed after the database restore and during the
 // resync: a re-run finishes the rest and no finished step runs twice.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
@@ -21,6 +22,7 @@ import { validateRestoreReport, type RestoreReport } from '../../backups/restore
 import { readRestoreJournal } from '../../backups/restore/restore-journal.ts';
 import { readJournal as readResyncJournal } from '../../backups/resync/resync-journal.ts';
 import { writeC2Service } from './c2-service.ts';
+import { startE4goDevices, type E4goDevices } from '../e4go-devices/e4go-devices.ts';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const DEVICES = ['dev-a', 'dev-b', 'dev-c', 'dev-d', 'dev-e'];
@@ -30,6 +32,9 @@ const TOPICS = ['site/temp', 'site/door', 'site/alarm', 'site/power', 'site/wate
 const BULK = Array.from({ length: 400 }, (_, i) => `bulk/${i}`);
 const linked = (i: number) => [TOPICS[i % 6], TOPICS[(i + 2) % 6], TOPICS[(i + 3) % 6], ...BULK.filter((_, b) => b % DEVICES.length === i)];
 const LATE_TOPICS = ['site/temp', 'site/added-after-backup'];
+// A device built on e4go v1.1.0 (the library real devices use), linked to a topic rotated after the backup and one that is not.
+const GO_DEVICE = 'go-dev';
+const GO_TOPICS = ['site/temp', 'site/water'];
 
 function ageKeyPair(dir: string): { identity: string; recipient: string } {
   const identity = path.join(dir, 'ops.age-identity');
@@ -65,6 +70,7 @@ describe.skipIf(!c2BinaryAvailable() && !process.env.CI)('e4ops restore end to e
   let mq: ThrowawayMosquitto;
   let api: C2Api;
   let fleet: Fleet;
+  let goDevices: E4goDevices;
   let setId: string;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'e4ops-restore-e2e-'));
   const c2Dir = path.join(dir, 'c2');
@@ -77,7 +83,7 @@ describe.skipIf(!c2BinaryAvailable() && !process.env.CI)('e4ops restore end to e
   let baseArgs: string[];
   const sql = (q: string, db = 'postgres') => pgs.psql(q, db).trim();
   const databases = () => sql(`SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database WHERE datname LIKE 'e4%'`);
-  const backupCounts = { clients: DEVICES.length, topics: TOPICS.length + BULK.length, links: DEVICES.length * 3 + BULK.length };
+  const backupCounts = { clients: DEVICES.length + 1, topics: TOPICS.length + BULK.length, links: DEVICES.length * 3 + BULK.length + GO_TOPICS.length };
 
   beforeAll(async () => {
     if (!c2BinaryAvailable()) throw new Error(`the C2 binary is not built (looked in ${c2BinaryDir()}): run bash scripts/build-c2.sh first`);
@@ -105,6 +111,12 @@ describe.skipIf(!c2BinaryAvailable() && !process.env.CI)('e4ops restore end to e
     for (const t of [...TOPICS, ...BULK]) await api.newTopic(t);
     for (let i = 0; i < DEVICES.length; i++) for (const t of linked(i)) await api.linkClientTopic(DEVICES[i], t);
     await fleet.waitFor((f) => DEVICES.every((n, i) => linked(i).every((t) => f.device(n).topicKey(t))), { what: 'initial topic keys', timeoutMs: 60_000 });
+    goDevices = await startE4goDevices(mq.url);
+    const goKey = crypto.randomBytes(32);
+    await goDevices.add({ name: GO_DEVICE, identityKey: goKey, topics: GO_TOPICS });
+    await api.newClient(GO_DEVICE, goKey);
+    for (const t of GO_TOPICS) await api.linkClientTopic(GO_DEVICE, t);
+    await goDevices.waitFor(GO_DEVICE, (r) => GO_TOPICS.every((t) => r.topicKeys[t]), 30_000);
 
     // The dump says OWNER TO postgres for one table (as dumps of a C2 run as postgres do); the restore must not care.
     sql('ALTER TABLE topic_keys OWNER TO postgres', 'e4');
@@ -115,11 +127,19 @@ describe.skipIf(!c2BinaryAvailable() && !process.env.CI)('e4ops restore end to e
     setId = backup.setId;
     sql('ALTER TABLE topic_keys OWNER TO e4c2', 'e4');
 
-    // After the backup: keys rotate (and reach the devices), a device and a topic appear, a config file changes.
-    for (const t of TOPICS.slice(0, 3)) {
-      await api.newTopic(t);
-      for (let i = 0; i < DEVICES.length; i++) if (linked(i).includes(t)) await api.linkClientTopic(DEVICES[i], t);
+    // After the backup: keys rotate twice (so not even a device's previous key is the backup's), a device and a
+    // topic appear, a config file changes.
+    const rotated = TOPICS.slice(0, 3);
+    for (let round = 0; round < 2; round++) {
+      const before = new Map(rotated.map((t) => [t, fleet.device('dev-a').topicKey(t) ?? fleet.device('dev-b').topicKey(t)!]));
+      for (const t of rotated) {
+        await api.newTopic(t);
+        for (let i = 0; i < DEVICES.length; i++) if (linked(i).includes(t)) await api.linkClientTopic(DEVICES[i], t);
+        if (GO_TOPICS.includes(t)) await api.linkClientTopic(GO_DEVICE, t);
+      }
+      await fleet.waitFor((f) => rotated.every((t) => !(f.device('dev-a').topicKey(t) ?? f.device('dev-b').topicKey(t))!.equals(before.get(t)!)), { what: `rotation ${round + 1}` });
     }
+    await goDevices.waitFor(GO_DEVICE, (r) => r.commandsOk >= GO_TOPICS.length + 2, 30_000);
     await api.newClient(LATE_DEVICE, fleet.device(LATE_DEVICE).keyForC2);
     await api.newTopic('site/added-after-backup');
     for (const t of LATE_TOPICS) await api.linkClientTopic(LATE_DEVICE, t);
@@ -128,6 +148,7 @@ describe.skipIf(!c2BinaryAvailable() && !process.env.CI)('e4ops restore end to e
     fs.writeFileSync(path.join(dir, 'dev-f.key'), fleet.device(LATE_DEVICE).keyForC2.toString('hex'));
     fs.writeFileSync(inventoryFile, ['version: 1', 'cryptoMode: symkey', 'clients:',
       ...DEVICES.map((n, i) => `  - name: ${n}\n    topics: [${linked(i).slice(0, 3).join(', ')}]`),
+      `  - name: ${GO_DEVICE}\n    topics: [${GO_TOPICS.join(', ')}]`,
       `  - name: ${LATE_DEVICE}\n    keyFile: dev-f.key\n    topics: [${LATE_TOPICS.join(', ')}]`].join('\n') + '\n');
 
     baseArgs = ['--target', path.join(dir, 'target'), '--identity', keys.identity, '--passphrase-file', passFile,
@@ -138,6 +159,7 @@ describe.skipIf(!c2BinaryAvailable() && !process.env.CI)('e4ops restore end to e
 
   afterAll(async () => {
     await fleet?.close();
+    await goDevices?.stop();
     api?.close();
     try { execFileSync('sh', [service, 'stop']); } catch { /* not running */ }
     await mq?.stop();
@@ -150,11 +172,14 @@ describe.skipIf(!c2BinaryAvailable() && !process.env.CI)('e4ops restore end to e
     const links = new Map([...DEVICES.map((n, i) => [n, linked(i)] as const), [LATE_DEVICE, LATE_TOPICS] as const]);
     await Promise.all([...links].map(([n, ts]) => Promise.all(ts.map((t) => fleet.subscribe(n, t, 1)))));
     const marker = `restored-${crypto.randomBytes(4).toString('hex')}`;
-    for (const t of new Set([...links.values()].flat())) await api.sendMessage(t, `${marker} ${t}`);
+    for (const t of new Set([...links.values(), GO_TOPICS].flat())) await api.sendMessage(t, `${marker} ${t}`);
     const reads = (n: string, t: string) => fleet.readable(n, t).some((p) => p.toString() === `${marker} ${t}`);
     await fleet.waitFor(() => [...links].every(([n, ts]) => ts.every((t) => reads(n, t))), { timeoutMs: 60_000, what: 'every device to read every linked topic' })
       .catch(() => undefined);
     const missing = [...links].flatMap(([n, ts]) => ts.filter((t) => !reads(n, t)).map((t) => `${n}:${t}`));
+    // The e4go v1.1.0 device opens C2's message on each of its topics with the key the resync sent it.
+    const go = await goDevices.waitFor(GO_DEVICE, (r) => GO_TOPICS.every((t) => r.messages.some((m) => m.topic === t && m.payload === `${marker} ${t}`)), 30_000).catch((e) => e as Error);
+    if (go instanceof Error) missing.push(`${GO_DEVICE} (e4go): ${go.message.slice(0, 300)}`);
     expect(missing, `device/topic pairs that did not read C2's message: ${missing.slice(0, 20).join(' ')}`).toEqual([]);
   }
 
@@ -180,7 +205,7 @@ describe.skipIf(!c2BinaryAvailable() && !process.env.CI)('e4ops restore end to e
     expect(noPause.code).toBe(9);
     expect(noPause.stderr).toMatch(/automation engine is paused/);
     expect({ dbs: databases(), configs: hashTree(configsDir) }).toEqual(before);
-    expect(await api.countClients()).toBe(DEVICES.length + 1);
+    expect(await api.countClients()).toBe(backupCounts.clients + 1);
   }, 120_000);
 
   it('restores production after rows were destroyed: C2 serves the restored counts, every device reads every topic, the old database is kept until --finalize', async () => {
@@ -213,7 +238,7 @@ describe.skipIf(!c2BinaryAvailable() && !process.env.CI)('e4ops restore end to e
     expect(fs.existsSync(path.join(configsDir, 'changed-after-backup.txt'))).toBe(false);
     expect(fs.existsSync(path.join(report.configs!.keptAside!, 'changed-after-backup.txt'))).toBe(true);
     // C2 serves the restore plus what the inventory re-created; every device reads every linked topic.
-    expect(await api.countClients()).toBe(DEVICES.length + 1);
+    expect(await api.countClients()).toBe(backupCounts.clients + 1);
     expect(await api.countTopics()).toBe(backupCounts.topics + 1);
     await everyDeviceReadsEveryLinkedTopic();
 
