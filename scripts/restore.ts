@@ -52,7 +52,7 @@ Runbook: docs/operate/restore.md.`,
     yes: { type: 'boolean', short: 'y', help: 'go ahead without asking (required without a terminal)' },
     finalize: { type: 'boolean', help: 'after a finished restore: drop the kept <db>_before_<stamp> database and the configs kept aside' },
   },
-  exitCodes: ['sourceUnreachable', 'integrity', 'wrongIdentity', 'locked', 'checkFailed', 'refused', 'topicsFailed', 'wrongPassphrase', 'c2Unreachable', 'incomplete'],
+  exitCodes: ['sourceUnreachable', 'target', 'integrity', 'wrongIdentity', 'locked', 'checkFailed', 'refused', 'topicsFailed', 'wrongPassphrase', 'c2Unreachable', 'incomplete'],
   handlesSignals: true,
   examples: [
     'e4ops restore --plan --target /mnt/backups --identity ops.age --passphrase-file pass --database-url postgres://postgres:PW@db:5432/e4 --c2-url https://c2:8888 --c2-ca ca.pem --c2-stop-command "systemctl stop e4c2" --c2-start-command "systemctl start e4c2"',
@@ -67,7 +67,8 @@ Runbook: docs/operate/restore.md.`,
     const confirm = interactive ? async (text: string) => {
       ctx.stdout(text);
       const rl = readline.createInterface({ input: process.stdin, output: process.stdout });
-      try { return (await rl.question('Type "restore" to go ahead: ')).trim() === (flags.finalize ? 'finalize' : 'restore'); } finally { rl.close(); }
+      const word = flags.finalize ? 'finalize' : 'restore';
+      try { return (await rl.question(`Type "${word}" to go ahead: `)).trim() === word; } finally { rl.close(); }
     } : undefined;
     if (flags.finalize) {
       const r = await finalizeRestore({ stateDir: flags['state-dir'], databaseUrl, yes: flags.yes, confirm, logger: log });

@@ -6,7 +6,6 @@ import pg from 'pg';
 import { OpsError } from '../../lib/cli/exit-codes.ts';
 import { UsageError } from '../../lib/cli/flags.ts';
 import { redactUrl } from '../../lib/log.ts';
-import { C2_TABLES } from '../../lib/c2-db/c2-schema.ts';
 import type { DrillCheck } from '../drill/restored-database-checks.ts';
 
 export interface DatabaseNames { database: string; restore: string; kept: string }
@@ -121,14 +120,6 @@ export async function checkObjectOwners(client: pg.ClientBase, role: string): Pr
   return r.rows.length
     ? { name: 'owners', ok: false, detail: `${r.rows.length} object(s) are not owned by C2's role ${role}: ${r.rows.slice(0, 10).map((x) => `${x.name} (${x.owner})`).join(', ')}` }
     : { name: 'owners', ok: true, detail: `all ${tables} tables and their sequences belong to C2's role ${role}` };
-}
-
-/** Rows C2 would serve, straight from a database (for the C2 check and the report). */
-export async function countC2Rows(client: pg.ClientBase): Promise<{ clients: number; topics: number; links: number }> {
-  const r = await client.query<{ clients: number; topics: number; links: number }>(
-    `SELECT (SELECT count(*) FROM ${C2_TABLES.clients})::int AS clients, (SELECT count(*) FROM ${C2_TABLES.topics})::int AS topics,
-            (SELECT count(*) FROM ${C2_TABLES.topicLinks})::int AS links`);
-  return r.rows[0];
 }
 
 /** --finalize: drop the database kept since the swap. */

@@ -23,7 +23,7 @@ import { resyncTopicKeys } from '../resync/resync-topic-keys.ts';
 import { readJournal as readResyncJournal } from '../resync/resync-journal.ts';
 import { writeResyncReport } from '../resync/resync-report.ts';
 import type { FleetInventory } from '../resync/fleet-inventory.ts';
-import { assertCanRestoreAs, checkObjectOwners, countC2Rows, createRestoreDatabase, inspectServer, swapRestoredDatabaseIn, withDatabase, type DatabaseNames } from './production-database.ts';
+import { assertCanRestoreAs, checkObjectOwners, createRestoreDatabase, inspectServer, swapRestoredDatabaseIn, withDatabase, type DatabaseNames } from './production-database.ts';
 import { restoreDumpInto } from './logical-restore.ts';
 import { restoreConfigsDir, restoreExtraFiles } from './restore-configs.ts';
 import { checkProductionC2Serves, runLifecycleCommands, waitForC2Counts, type C2Lifecycle } from './c2-lifecycle.ts';
@@ -143,14 +143,14 @@ export async function restoreDatabase(ctx: RestoreContext): Promise<StepResult> 
 
 export async function checkDatabase(ctx: RestoreContext): Promise<StepResult> {
   const { run, v, key, expect } = verificationOf(ctx);
-  await checkRestoredDatabase(run, v, key, expect);
+  const counts = await checkRestoredDatabase(run, v, key, expect);
   const owners = await withDatabase(v.dbUrl, (c) => checkObjectOwners(c, ctx.identity.c2Role));
   // The fingerprint was checked in preflight; the drill's configs check runs after restore-configs.
   const checks = [...run.checks.filter((c) => c.name !== 'passphrase-fingerprint' && c.name !== 'configs-parse'), owners];
   if (checks.some((c) => !c.ok)) {
     throw new OpsError('checkFailed', `the restored database ${ctx.names.restore} failed its checks, so nothing was swapped (${ctx.names.database} is untouched): ${checkFailures(checks)}`, { checks });
   }
-  return { checks, counts: await withDatabase(v.dbUrl, countC2Rows) };
+  return { checks, counts };
 }
 
 export async function restoreConfigs(ctx: RestoreContext): Promise<StepResult> {

@@ -9,6 +9,8 @@ export function writeC2Service(file: string, c2Dir: string, passFile: string): v
 D='${c2Dir}'
 case "$1" in
 start)
+  # Idempotent, like systemctl start: a C2 already running is left alone.
+  if [ -f "$D/c2.pid" ] && [ -d /proc/$(cat "$D/c2.pid") ] && ! grep -q '^State:.*Z' /proc/$(cat "$D/c2.pid")/status 2>/dev/null; then exit 0; fi
   cd "$D" || exit 1
   E4C2_DB_ENCRYPTION_PASSPHRASE="$(cat '${passFile}')" setsid setpriv --reuid=65534 --regid=65534 --clear-groups "$D/bin/c2" >> "$D/c2.log" 2>&1 < /dev/null &
   echo $! > "$D/c2.pid" ;;
