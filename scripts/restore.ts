@@ -15,6 +15,7 @@ import { finalizeRestore, planRestore, runRestore, type RestoreOptions } from '.
 import { renderRestoreMarkdown } from '../backups/restore/restore-report.ts';
 
 const SOURCE = 'Source (logical backup set)';
+const PITR = 'Source (pgBackRest, point in time)';
 const DEST = 'Destination';
 const C2 = 'C2';
 export const command = defineCommand({
@@ -32,7 +33,15 @@ Runbook: docs/operate/restore.md.`,
     backup: { type: 'string', placeholder: 'latest|ID', default: 'latest', group: SOURCE, help: 'set to restore' },
     identity: { type: 'string', placeholder: 'FILE', group: SOURCE, help: 'age identity (secret key) file that decrypts the set' },
     'rclone-config': { type: 'string', placeholder: 'FILE', group: SOURCE, help: 'rclone config for remote targets' },
-    'passphrase-file': { type: 'string', placeholder: 'FILE', group: SOURCE, help: "C2's db-encryption-passphrase (escrowed apart from the backups)" },
+    'passphrase-file': { type: 'string', placeholder: 'FILE', group: SOURCE, help: "C2's db-encryption-passphrase (escrowed apart from the backups); both sources" },
+    'pgbackrest-config': { type: 'string', placeholder: 'FILE', group: PITR, help: 'pgbackrest.conf of the stanza: restore the whole cluster with pgBackRest instead of a logical set' },
+    'pgbackrest-config-include-path': { type: 'string', placeholder: 'DIR', group: PITR, help: "pgBackRest's conf.d (the repository cipher passphrase include), if not its default" },
+    stanza: { type: 'string', placeholder: 'S', group: PITR, help: 'pgBackRest stanza' },
+    'target-time': { type: 'string', placeholder: 'ISO|latest', default: 'latest', group: PITR, help: 'recover to this time (then promote), or to the end of the archived WAL' },
+    'pg-data': { type: 'string', placeholder: 'DIR', group: PITR, help: "PostgreSQL's data directory on this machine (moved to DIR.before-<stamp>)" },
+    delta: { type: 'boolean', group: PITR, help: 'restore the data directory in place (pgbackrest --delta): faster, keeps nothing' },
+    'postgres-stop-command': { type: 'string', multiple: true, placeholder: 'CMD', group: PITR, help: 'shell command stopping PostgreSQL (pgBackRest restores only a stopped cluster)' },
+    'postgres-start-command': { type: 'string', multiple: true, placeholder: 'CMD', group: PITR, help: 'shell command starting PostgreSQL (it then recovers and promotes)' },
     'database-url': { type: 'string', placeholder: 'URL', group: DEST, help: "production database C2 uses, as a superuser (also E4OPS_DATABASE_URL): postgres://postgres:PW@HOST:5432/e4" },
     'stack-file': { type: 'string', placeholder: 'FILE', group: DEST, help: "Pulumi.<stack>.yaml: C2's database name and role, and the C2 replica containers on their Docker hosts" },
     'c2-role': { type: 'string', placeholder: 'ROLE', group: DEST, help: "role that owns C2's objects (default: the production database's owner, or the stack's postgres.username)" },
@@ -52,7 +61,7 @@ Runbook: docs/operate/restore.md.`,
     yes: { type: 'boolean', short: 'y', help: 'go ahead without asking (required without a terminal)' },
     finalize: { type: 'boolean', help: 'after a finished restore: drop the kept <db>_before_<stamp> database and the configs kept aside' },
   },
-  exitCodes: ['sourceUnreachable', 'target', 'integrity', 'wrongIdentity', 'locked', 'checkFailed', 'refused', 'topicsFailed', 'wrongPassphrase', 'c2Unreachable', 'incomplete'],
+  exitCodes: ['sourceUnreachable', 'target', 'locked', 'integrity', 'wrongIdentity', 'checkFailed', 'refused', 'topicsFailed', 'timedOut', 'wrongPassphrase', 'pgbackrest', 'c2Unreachable', 'incomplete'],
   handlesSignals: true,
   examples: [
     'e4ops restore --plan --target /mnt/backups --identity ops.age --passphrase-file pass --database-url postgres://postgres:PW@db:5432/e4 --c2-url https://c2:8888 --c2-ca ca.pem --c2-stop-command "systemctl stop e4c2" --c2-start-command "systemctl start e4c2"',
@@ -101,7 +110,8 @@ function readFlagFile(flag: string, f: string | undefined): Buffer | undefined {
 
 /** Flags → library options; the stack file fills in the database owner and C2's containers. */
 export function restoreOptionsFromFlags(flags: Flags, given: Set<string>, databaseUrl: string, signal?: AbortSignal): RestoreOptions {
-  const need = (k: 'target' | 'identity' | 'passphrase-file' | 'c2-url') => {
+  const pitr = flags['pgbackrest-config'];
+  const need = (k: 'target' | 'identity' | 'passphrase-file' | 'c2-url' | 'stanza' | 'pg-data') => {
     const v = flags[k];
     if (!v) throw new UsageError(`--${k} is required to restore (see e4ops restore --help)`);
     return v;
@@ -126,8 +136,21 @@ export function restoreOptionsFromFlags(flags: Flags, given: Set<string>, databa
   }
   let inventory;
   if (flags.inventory) { try { inventory = loadInventory(flags.inventory); } catch (e) { throw new UsageError(e instanceof InventoryError ? e.message : String(e)); } }
+  let pgbackrest: RestoreOptions['pgbackrest'];
+  if (pitr) {
+    for (const f of ['target', 'identity'] as const) if (given.has(f)) throw new UsageError(`--${f} names a logical set; --pgbackrest-config restores with pgBackRest: give one source`);
+    const tt = flags['target-time'];
+    if (tt !== 'latest' && Number.isNaN(Date.parse(tt))) throw new UsageError(`--target-time must be an ISO time such as 2026-12-02T03:05:00Z, or latest (got "${tt}")`);
+    if (!flags['postgres-stop-command'].length || !flags['postgres-start-command'].length) throw new UsageError('--pgbackrest-config needs --postgres-stop-command and --postgres-start-command (pgBackRest restores only a stopped cluster)');
+    pgbackrest = {
+      configFile: pitr, stanza: need('stanza'), configIncludePath: flags['pgbackrest-config-include-path'], targetTime: tt, dataDir: need('pg-data'), delta: flags.delta,
+      postgres: { stopCommands: flags['postgres-stop-command'], startCommands: flags['postgres-start-command'] },
+    };
+  } else {
+    for (const f of ['stanza', 'pg-data', 'delta', 'target-time', 'postgres-stop-command', 'postgres-start-command'] as const) if (given.has(f)) throw new UsageError(`--${f} belongs to a pgBackRest restore: add --pgbackrest-config FILE, or drop it`);
+  }
   return {
-    target: need('target'), backup: flags.backup, identityFile: need('identity'), rcloneConfig: flags['rclone-config'],
+    target: pitr ? '' : need('target'), backup: flags.backup, identityFile: pitr ? '' : need('identity'), rcloneConfig: flags['rclone-config'], pgbackrest,
     databaseUrl, c2Role, passphraseFile: need('passphrase-file'), configsDir: flags['configs-dir'],
     c2: { url: need('c2-url'), ca: readFlagFile('c2-ca', flags['c2-ca']) },
     lifecycle, automationEnginePaused: flags['automation-engine-paused'], resync: !flags['no-resync'], inventory,

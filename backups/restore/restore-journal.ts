@@ -5,10 +5,17 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
+/** The logical-set runbook: restore beside production, check, swap by rename. */
 export const RESTORE_STEPS = [
   'preflight', 'stop-c2', 'restore-database', 'check-database', 'restore-configs', 'swap-database', 'start-c2', 'check-c2', 'resync', 'report',
 ] as const;
-export type RestoreStep = (typeof RESTORE_STEPS)[number];
+/** The pgBackRest runbook: the whole cluster comes back, the old data directory moved aside. */
+export const PGBACKREST_STEPS = [
+  'preflight', 'stop-c2', 'stop-postgres', 'restore-data-directory', 'start-postgres', 'check-database', 'start-c2', 'check-c2', 'resync', 'report',
+] as const;
+export type RestoreStep = (typeof RESTORE_STEPS)[number] | (typeof PGBACKREST_STEPS)[number];
+export type RestoreSourceKind = 'logical' | 'pgbackrest';
+export const stepsOf = (source: RestoreSourceKind | undefined): readonly RestoreStep[] => (source === 'pgbackrest' ? PGBACKREST_STEPS : RESTORE_STEPS);
 
 /** What a run fixed once and every resumed run must keep (names, set, stamp); no secrets. */
 export interface RestoreIdentity {
@@ -24,6 +31,13 @@ export interface RestoreIdentity {
   c2Role: string;
   configsDir?: string;
   disasterAt?: string;
+  /** Absent in journals of logical restores written before pgBackRest existed. */
+  source?: RestoreSourceKind;
+  /** pgBackRest: the data directory, where the old one is moved, and the recovery target. */
+  dataDir?: string;
+  keptDataDir?: string;
+  targetTime?: string;
+  delta?: boolean;
 }
 
 export type RestoreJournalEntry =

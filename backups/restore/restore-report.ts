@@ -11,7 +11,8 @@ export interface RestoreReport {
   kind: 'e4ops-restore';
   ok: boolean;
   restoreId: string;
-  source: { kind: 'logical' | 'pgbackrest'; target: string; setId: string; backupTakenAt?: string; backupFinishedAt?: string };
+  source: { kind: 'logical' | 'pgbackrest'; target: string; setId: string; backupTakenAt?: string; backupFinishedAt?: string; targetTime?: string };
+  dataDirectory?: { path: string; keptAside: string | null; delta: boolean };
   database: { name: string; restoreName: string; keptName: string | null; c2Role: string; swapped: boolean; swapBackSql: string };
   configs?: ConfigsRestoreResult;
   startedAt: string;
@@ -45,12 +46,15 @@ export function renderRestoreMarkdown(r: RestoreReport): string {
     `- restore \`${r.restoreId}\`, ${r.runs} run(s), journal \`${r.journal}\``,
     `- source: ${r.source.kind} set ${r.source.setId} on ${r.source.target}${r.source.backupFinishedAt ? `, taken ${r.source.backupFinishedAt}` : ''}`,
     `- database: ${r.database.swapped ? `${r.database.restoreName} is now ${r.database.name}` : `restored into ${r.database.restoreName}, NOT swapped in`}; owner ${r.database.c2Role}`,
-    `- kept: ${r.database.keptName ? `${r.database.keptName} (dropped by \`e4ops restore --finalize\`)` : 'none (no production database existed)'}`,
-    `- rollback (C2 stopped): \`${r.database.swapBackSql}\``,
+    ...(r.source.kind === 'logical' ? [
+      `- kept: ${r.database.keptName ? `${r.database.keptName} (dropped by \`e4ops restore --finalize\`)` : 'none (no production database existed)'}`,
+      `- rollback (C2 stopped): \`${r.database.swapBackSql}\``,
+    ] : [`- recovered to ${r.source.targetTime}`]),
     `- ${r.counts.clients} clients, ${r.counts.topics} topics, ${r.counts.links} links restored`,
     `- RTO: ${secs(r.rto.c2ServingSeconds)} to C2 serving, ${secs(r.rto.resyncDoneSeconds)} to resync done`,
     `- RPO: ${r.rpo.seconds.toFixed(0)} s (restored point ${r.rpo.restoredPointAt}, disaster ${r.rpo.disasterAt})`,
   ];
+  if (r.dataDirectory) lines.push(`- data directory: ${r.dataDirectory.path}${r.dataDirectory.keptAside ? `, the old one kept as ${r.dataDirectory.keptAside}` : r.dataDirectory.delta ? ' (restored in place, --delta)' : ''}`);
   if (r.configs?.configsDir) lines.push(`- configs: ${r.configs.restoredFiles} files in ${r.configs.configsDir}${r.configs.keptAside ? `, old ones in ${r.configs.keptAside}` : ''}`);
   if (r.error) lines.push('', `**Stopped:** ${cell(r.error)}`);
   lines.push('', '| step | status | runs | seconds | detail |', '|---|---|---|---|---|',

@@ -28,12 +28,17 @@ import { restoreDumpInto } from './logical-restore.ts';
 import { restoreConfigsDir, restoreExtraFiles } from './restore-configs.ts';
 import { checkProductionC2Serves, runLifecycleCommands, waitForC2Counts, type C2Lifecycle } from './c2-lifecycle.ts';
 import type { RestoreIdentity } from './restore-journal.ts';
+import type { PgBackRestTarget } from '../../lib/pgbackrest/pgbackrest-command.ts';
+import { assertPostgresStopped, restoreDataDirectory, waitForRecoveredPostgres, type PgBackRestBackup } from './pgbackrest-source.ts';
 
 export interface RestoreContext {
   identity: RestoreIdentity;
   names: DatabaseNames;
-  manifest: BackupManifest;
-  target: BackupTarget;
+  /** Logical source: the set's manifest and its target. */
+  manifest?: BackupManifest;
+  target?: BackupTarget;
+  /** pgBackRest source: the stanza, the backup restored from, PostgreSQL's own stop/start commands. */
+  pgbackrest?: { target: PgBackRestTarget; backup: PgBackRestBackup; postgres: C2Lifecycle };
   identityFile: string;
   passphrase: string;
   /** URL of a database on the production server (password included; never logged). */
@@ -54,20 +59,23 @@ export interface RestoreContext {
 
 interface RestoreVerification { run: DrillRun; key: DrillKey; expect: VerificationExpectations; v: RestoredDatabaseVerification }
 
-/** The drill's checks (backups/drill/restored-database-verification.ts) on the restore database, with a run of their own. */
+/** The drill's checks (backups/drill/restored-database-verification.ts) on the restored database, with a run of their own. */
 function verificationOf(ctx: RestoreContext): RestoreVerification {
   if (ctx.verification) return ctx.verification;
   const now = () => new Date();
-  // No signal handlers and nothing to tear down: the restore database is the restore's, not a scratch server.
+  // No signal handlers and nothing to tear down: the restored database is production's, not a scratch server.
   const run: DrillRun = { log: ctx.log, now, startedAt: now(), t0: Date.now(), checks: [], timings: {}, scratch: new ScratchResources(), extra: {}, rtoSeconds: 0 };
   const dbKey = ctx.dbKey();
   const key: DrillKey = { dbKey, fingerprint: dbKeyFingerprint(dbKey) };
-  const inv = ctx.manifest.c2.inventory;
+  const m = ctx.manifest;
+  const inv = m?.c2.inventory;
+  // A logical set records counts and the passphrase's fingerprint; pgBackRest records neither (every key opening proves the passphrase).
   const expect: VerificationExpectations = {
-    counts: { clients: inv.clients, topics: inv.topics, links: inv.topicLinks }, passphraseFingerprint: ctx.manifest.passphraseFingerprint?.value,
-    sourceRecordsFingerprint: !!ctx.manifest.passphraseFingerprint, sourceRecordsCounts: true,
+    counts: inv ? { clients: inv.clients, topics: inv.topics, links: inv.topicLinks } : undefined, passphraseFingerprint: m?.passphraseFingerprint?.value,
+    sourceRecordsFingerprint: !!m?.passphraseFingerprint, sourceRecordsCounts: !!inv,
   };
-  ctx.verification = { run, key, expect, v: prepareRestoredDatabaseVerification(run, ctx.urlFor(ctx.names.restore), key, expect) };
+  const url = ctx.urlFor(m ? ctx.names.restore : ctx.names.database);
+  ctx.verification = { run, key, expect, v: prepareRestoredDatabaseVerification(run, url, key, expect) };
   return ctx.verification;
 }
 
@@ -89,9 +97,9 @@ function freeBytesAt(dir: string | undefined): number | undefined {
 }
 
 export async function preflight(ctx: RestoreContext): Promise<StepResult> {
-  const m = ctx.manifest;
+  const m = ctx.manifest!;
   const checks: DrillCheck[] = [];
-  const set = await verifyBackupSet(ctx.target, m.setId);
+  const set = await verifyBackupSet(ctx.target!, m.setId);
   if (!set.ok) throw new OpsError('integrity', `set ${m.setId} is damaged: ${set.objects.filter((o) => !o.ok).map((o) => o.error).join('; ')}; restore another set (--backup ID)`);
   checks.push({ name: 'set-verified', ok: true, detail: `all ${set.objects.length} objects of ${m.setId} match their manifest size and SHA-256` });
   const mine = agePublicKeys(ctx.identityFile);
@@ -131,7 +139,7 @@ export async function restoreDatabase(ctx: RestoreContext): Promise<StepResult> 
   ctx.log.info('restore.database.created', { database: ctx.names.restore, oid });
   let last = Date.now();
   const r = await restoreDumpInto({
-    target: ctx.target, manifest: ctx.manifest, identityFile: ctx.identityFile, databaseUrl: ctx.urlFor(ctx.names.restore), role: ctx.identity.c2Role,
+    target: ctx.target!, manifest: ctx.manifest!, identityFile: ctx.identityFile, databaseUrl: ctx.urlFor(ctx.names.restore), role: ctx.identity.c2Role,
     onProgressLine: (line) => {
       // From the first index on, readers neither wait for pg_restore nor hold it up (see the drill): check keys meanwhile.
       if (READ_ONLY_CHECKS_MAY_START.test(line)) void verificationOf(ctx).v.startReadOnlyChecks();
@@ -144,20 +152,22 @@ export async function restoreDatabase(ctx: RestoreContext): Promise<StepResult> 
 export async function checkDatabase(ctx: RestoreContext): Promise<StepResult> {
   const { run, v, key, expect } = verificationOf(ctx);
   const counts = await checkRestoredDatabase(run, v, key, expect);
-  const owners = await withDatabase(v.dbUrl, (c) => checkObjectOwners(c, ctx.identity.c2Role));
+  // A pgBackRest restore brings the cluster's own roles back: C2's role is then the database's owner unless given.
+  const role = ctx.identity.c2Role || await withDatabase(v.dbUrl, async (c) => (await c.query<{ o: string }>('SELECT pg_get_userbyid(datdba) AS o FROM pg_database WHERE datname = current_database()')).rows[0].o);
+  const owners = await withDatabase(v.dbUrl, (c) => checkObjectOwners(c, role));
   // The fingerprint was checked in preflight; the drill's configs check runs after restore-configs.
-  const checks = [...run.checks.filter((c) => c.name !== 'passphrase-fingerprint' && c.name !== 'configs-parse'), owners];
+  const checks = [...run.checks.filter((c) => (c.name !== 'passphrase-fingerprint' || !ctx.manifest) && c.name !== 'configs-parse'), owners];
   if (checks.some((c) => !c.ok)) {
     throw new OpsError('checkFailed', `the restored database ${ctx.names.restore} failed its checks, so nothing was swapped (${ctx.names.database} is untouched): ${checkFailures(checks)}`, { checks });
   }
-  return { checks, counts };
+  return { checks, counts, c2Role: role };
 }
 
 export async function restoreConfigs(ctx: RestoreContext): Promise<StepResult> {
   const dir = ctx.identity.configsDir;
   if (!dir) return { configs: { restoredFiles: 0, extraFiles: [], note: 'no --configs-dir given: configs left as they are' }, checks: [] };
-  const configs = await restoreConfigsDir(ctx.target, ctx.manifest, ctx.identityFile, dir, ctx.identity.stamp);
-  configs.extraFiles = await restoreExtraFiles(ctx.target, ctx.manifest, ctx.identityFile, ctx.stateDir, ctx.identity.stamp);
+  const configs = await restoreConfigsDir(ctx.target!, ctx.manifest!, ctx.identityFile, dir, ctx.identity.stamp);
+  configs.extraFiles = await restoreExtraFiles(ctx.target!, ctx.manifest!, ctx.identityFile, ctx.stateDir, ctx.identity.stamp);
   const checks = configs.configsDir ? checkRestoredConfigs(dir).checks : [];
   if (checks.some((c) => !c.ok)) ctx.log.warn('restore.configs.check', { failures: checkFailures(checks) });
   return { configs, checks };
@@ -181,7 +191,7 @@ export async function checkC2(ctx: RestoreContext): Promise<StepResult> {
   return { checks: [check] };
 }
 
-export async function resync(ctx: RestoreContext): Promise<StepResult> {
+export async function resync(ctx: RestoreContext, restored: { counts: { clients: number; topics: number }; takenAt: string; label: string }): Promise<StepResult> {
   const journalFile = path.join(ctx.stateDir, 'resync-journal.jsonl');
   const reportFile = path.join(ctx.stateDir, 'resync-report.json');
   const summarize = (r: { topics: { rotated: number; alreadyRotated: number; failed: unknown[]; created: string[] }; clientsCreated: string[]; linksCreated: number; atRisk: unknown[] }) => ({
@@ -190,15 +200,48 @@ export async function resync(ctx: RestoreContext): Promise<StepResult> {
   });
   // Killed after the resync's own journal closed but before ours said so: its report is the result.
   if (readResyncJournal(journalFile).finished && fs.existsSync(reportFile)) return { resync: summarize(JSON.parse(fs.readFileSync(reportFile, 'utf8'))) };
-  const inv = ctx.manifest.c2.inventory;
   const report = await resyncTopicKeys({
     c2: resyncC2FromApi(ctx.api), journalFile, automationEnginePaused: true,
-    expected: { clients: inv.clients, topics: inv.topics, source: `set ${ctx.manifest.setId} (restored)` },
-    backupTakenAt: new Date(ctx.manifest.startedAt), inventory: ctx.inventory,
+    expected: { clients: restored.counts.clients, topics: restored.counts.topics, source: `${restored.label} (restored)` },
+    backupTakenAt: new Date(restored.takenAt), inventory: ctx.inventory,
     probe: createSealedTopicKeyProbe(ctx.urlFor(ctx.names.database)), signal: ctx.signal, logger: ctx.log.child({ component: 'resync' }),
   });
   writeResyncReport(report, reportFile);
   if (ctx.signal?.aborted) throw new OpsError('incomplete', `the resync was interrupted; re-run the same restore command to finish it (journal ${journalFile})`);
   if (!report.ok) throw new OpsError('topicsFailed', `the resync left ${report.topics.failed.length} topic(s) failed: ${report.topics.failed.slice(0, 5).map((f) => f.topic).join(', ')}; re-run the same restore command to retry them`);
   return { resync: summarize(report) };
+}
+
+export async function stopPostgres(ctx: RestoreContext): Promise<StepResult> {
+  const ran = await runLifecycleCommands(ctx.pgbackrest!.postgres.stopCommands, 'stop');
+  await assertPostgresStopped(ctx.maintenanceUrl);
+  return { commands: ran };
+}
+
+export async function restoreDataDir(ctx: RestoreContext): Promise<StepResult> {
+  const id = ctx.identity;
+  const r = await restoreDataDirectory(ctx.pgbackrest!.target, { dataDir: id.dataDir!, keptDataDir: id.keptDataDir!, targetTime: id.targetTime!, delta: !!id.delta });
+  return { keptDataDir: r.keptDataDir, seconds: r.seconds, backup: ctx.pgbackrest!.backup.label };
+}
+
+export async function startPostgres(ctx: RestoreContext): Promise<StepResult> {
+  const ran = await runLifecycleCommands(ctx.pgbackrest!.postgres.startCommands, 'start');
+  const r = await waitForRecoveredPostgres(ctx.maintenanceUrl, ctx.c2TimeoutMs * 2);
+  return { commands: ran, restoredPointAt: r.restoredPointAt ?? (id(ctx).targetTime !== 'latest' ? id(ctx).targetTime : ctx.pgbackrest!.backup.stoppedAt), recoveredAt: new Date().toISOString() };
+}
+
+const id = (ctx: RestoreContext) => ctx.identity;
+
+export async function preflightPgBackRest(ctx: RestoreContext): Promise<StepResult> {
+  const b = ctx.pgbackrest!.backup;
+  const id = ctx.identity;
+  const checks: DrillCheck[] = [{ name: 'pgbackrest-backup', ok: true, detail: `recovery to ${id.targetTime} starts from backup ${b.label} (${b.type}, ${b.startedAt} to ${b.stoppedAt}, ${(b.sizeBytes / 1e6).toFixed(1)} MB)` }];
+  // An unusable passphrase fails here, before anything stops; the key check after the recovery proves it right.
+  try { ctx.dbKey(); } catch (e) { throw new OpsError('usage', `--passphrase-file: ${(e as Error).message}`); }
+  const parent = path.dirname(id.dataDir!);
+  const st = fs.statfsSync(fs.existsSync(parent) ? parent : '/');
+  const free = st.bavail * st.bsize;
+  if (free < b.sizeBytes * 1.1) throw new OpsError('refused', `not enough disk next to ${id.dataDir}: ${(free / 1e9).toFixed(2)} GB free, the backup restores ${(b.sizeBytes / 1e9).toFixed(2)} GB${id.delta ? '' : ' (and the old data directory is kept)'}`);
+  checks.push({ name: 'disk-space', ok: true, detail: `${(free / 1e9).toFixed(2)} GB free next to ${id.dataDir} for ${(b.sizeBytes / 1e9).toFixed(2)} GB` });
+  return { checks };
 }
