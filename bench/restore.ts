@@ -3,7 +3,10 @@
 // with every key opened, swap by rename, C2 started and waited for) next to the bare hand path
 // (`age -d | zstd -d | pg_restore` into an empty database, start C2, wait for the same counts), on a
 // database seeded by lib/c2-db/seed-database.ts. Both alternate twice; the best of each is compared.
-// The resync is not in either time (bench:drill measures it). Last stdout line: {"bench":"restore",...}.
+// Then the pgBackRest source: `e4ops restore --pgbackrest-config ...` (old data directory moved aside, recovery to
+// the end of the archive) next to bare `pgbackrest restore` into an empty data directory + start PostgreSQL +
+// start C2, both until C2 serves the counts. The resync is in neither time (bench:drill measures it).
+// Last stdout line: {"bench":"restore",...}. BENCH_SKIP_PGBACKREST=1 runs the logical half only.
 // Sizes: BENCH_CLIENTS / BENCH_TOPICS / BENCH_LINKS (default 1,000,000 / 100,000 / 5,000,000).
 import fs from 'node:fs';
 import os from 'node:os';
@@ -22,7 +25,10 @@ import { openBackupSet } from '../backups/backup-sets.ts';
 import { runRestore } from '../backups/restore/run-restore.ts';
 import { waitForC2Counts } from '../backups/restore/c2-lifecycle.ts';
 import { withDatabase } from '../backups/restore/production-database.ts';
+import { waitForRecoveredPostgres } from '../backups/restore/pgbackrest-source.ts';
 import { writeC2Service } from '../test/restore/c2-service.ts';
+import { createThrowawayPgBackRestRepo } from '../lib/servers/pgbackrest-repo.ts';
+import { postgresBinDir } from '../lib/servers/postgres.ts';
 
 const N = { clients: Number(process.env.BENCH_CLIENTS ?? 1_000_000), topics: Number(process.env.BENCH_TOPICS ?? 100_000), links: Number(process.env.BENCH_LINKS ?? 5_000_000) };
 const PASSPHRASE = 'bench passphrase for the c2 database';
@@ -41,10 +47,24 @@ async function main() {
   if (!c2BinaryAvailable()) throw new Error(`the C2 binary is not built (${c2BinaryDir()}): run bash scripts/build-c2.sh`);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'e4ops-bench-restore-'));
   fs.chmodSync(dir, 0o755);
-  const pgs = await startThrowawayPostgres({ host: await pickLoopbackHostFor5432(), port: 5432, settings: { shared_buffers: '256MB', max_wal_size: '8GB', checkpoint_timeout: '30min', maintenance_work_mem: '512MB' } });
+  const withPgBackRest = !process.env.BENCH_SKIP_PGBACKREST;
+  const repo = withPgBackRest ? createThrowawayPgBackRestRepo({ processMax: 2 }) : undefined;
+  const pgs = await startThrowawayPostgres({ host: await pickLoopbackHostFor5432(), port: 5432, settings: { shared_buffers: '256MB', max_wal_size: '8GB', checkpoint_timeout: '30min', maintenance_work_mem: '512MB', ...(repo ? repo.postgresSettings(60) : {}) } });
+  const pgService = path.join(dir, 'pg-service.sh');
   const mq = await startThrowawayMosquitto();
   const service = path.join(dir, 'c2-service.sh');
   try {
+    if (repo) {
+      repo.attach(pgs);
+      await repo.init();
+      const pgCtl = path.join(postgresBinDir(), 'pg_ctl');
+      fs.writeFileSync(pgService, `#!/bin/sh
+case "$1" in
+start) runuser -u postgres -- '${pgCtl}' -D '${pgs.dataDir}' -l '${path.dirname(pgs.dataDir)}/pg-restored.log' -W start ;;
+stop) [ -f '${pgs.dataDir}/postmaster.pid' ] || exit 0; runuser -u postgres -- '${pgCtl}' -D '${pgs.dataDir}' -m fast -w stop ;;
+esac
+`, { mode: 0o755 });
+    }
     pgs.psql('CREATE ROLE e4c2 LOGIN');
     pgs.psql('CREATE DATABASE e4 OWNER e4c2');
     const dbKey = deriveDbKey(PASSPHRASE);
@@ -112,22 +132,78 @@ async function main() {
       ourRuns.push(await ours());
       say(`  C2 serving after ${ourRuns.at(-1)!.serving.toFixed(2)} s; steps ${JSON.stringify(ourRuns.at(-1)!.steps)}`);
     }
-    api.close();
     const baseline = Math.min(...bares.map((b) => b.serving));
     const best = ourRuns.reduce((a, b) => (b.serving < a.serving ? b : a));
+    const pitr = repo ? await benchPgBackRest({ repo, pgs, pgService, service, api, counts, passFile, baseUrl, ca: first.ca.certPem, dir }) : undefined;
+    api.close();
     process.stdout.write(JSON.stringify({
       bench: 'restore', source: 'logical', clients: N.clients, topics: N.topics, links: N.links, dumpBytes: fs.statSync(dumpFile).size,
       oursSecondsToC2Serving: +best.serving.toFixed(3), baselineSecondsToC2Serving: +baseline.toFixed(3), ratio: +(best.serving / baseline).toFixed(3),
       comparison: 'best of two alternating runs each; both end when C2 serves the restored counts', baselineRuns: bares.map((b) => +b.serving.toFixed(3)),
       oursRuns: ourRuns.map((o) => +o.serving.toFixed(3)), oursSteps: best.steps, loadAverage: os.loadavg().map((x) => +x.toFixed(2)),
-      pgbackrest: 'not measured: the pgBackRest source of e4ops restore is not built yet', targets: { ratioMax: 1.3 },
+      ...(pitr ? { pgbackrest: pitr } : {}), targets: { ratioMax: 1.3, pgbackrestRatioMax: 1.5 },
     }) + '\n');
   } finally {
     try { execFileSync('sh', [service, 'stop']); } catch { /* not running */ }
+    try { if (repo) execFileSync('sh', [pgService, 'stop']); } catch { /* not running */ }
     await mq.stop();
     await pgs.stop();
+    repo?.cleanup();
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+interface PitrBench {
+  repo: ReturnType<typeof createThrowawayPgBackRestRepo>; pgs: Awaited<ReturnType<typeof startThrowawayPostgres>>; pgService: string; service: string;
+  api: ReturnType<typeof createC2Api>; counts: { clients: number; topics: number }; passFile: string; baseUrl: string; ca: string; dir: string;
+}
+
+/** pgBackRest half: a full backup of the same database, then bare restore vs e4ops restore, alternating twice. */
+async function benchPgBackRest(b: PitrBench): Promise<Record<string, unknown>> {
+  say('pgBackRest full backup ...');
+  await b.repo.run('backup', ['--type=full']);
+  await b.repo.run('check');
+  const dataDir = b.pgs.dataDir;
+  const bare = async () => {
+    const t0 = process.hrtime.bigint();
+    await sh(`sh ${b.service} stop`);
+    await sh(`sh ${b.pgService} stop`);
+    fs.rmSync(dataDir, { recursive: true, force: true });
+    fs.mkdirSync(dataDir, { mode: 0o700 });
+    execFileSync('chown', ['postgres:', dataDir]);
+    await b.repo.run('restore', [`--pg1-path=${dataDir}`, '--type=default']);
+    await sh(`sh ${b.pgService} start`);
+    await waitForRecoveredPostgres(b.pgs.url('postgres'), 600_000); // C2 migrates its schema: not on a server still recovering
+    await sh(`sh ${b.service} start`);
+    await waitForC2Counts(b.api, b.counts, 600_000);
+    return Number(process.hrtime.bigint() - t0) / 1e9;
+  };
+  let round = 0;
+  const ours = async () => {
+    const stateDir = path.join(b.dir, `pitr-state-${++round}`);
+    const report = await runRestore({
+      target: '', backup: 'latest', identityFile: '', databaseUrl: b.pgs.url('e4'), passphraseFile: b.passFile, c2: { url: b.baseUrl, ca: Buffer.from(b.ca) },
+      pgbackrest: { configFile: b.repo.configFile, stanza: b.repo.stanza, configIncludePath: b.repo.configIncludePath, targetTime: 'latest', dataDir, postgres: { stopCommands: [`sh ${b.pgService} stop`], startCommands: [`sh ${b.pgService} start`] } },
+      lifecycle: { stopCommands: [`sh ${b.service} stop`], startCommands: [`sh ${b.service} start`] }, automationEnginePaused: true, resync: false,
+      stateDir, yes: true, c2TimeoutSeconds: 600, logger: createLogger({ component: 'restore', level: 'warn' }),
+    });
+    if (!report.ok) throw new Error(`pgBackRest restore failed: ${report.error}`);
+    fs.rmSync(report.dataDirectory!.keptAside!, { recursive: true, force: true }); // untimed: what --finalize does
+    return { serving: report.rto.c2ServingSeconds!, steps: Object.fromEntries(report.steps.map((s) => [s.step, s.seconds ?? 0])) };
+  };
+  const bares: number[] = [];
+  const ourRuns: Awaited<ReturnType<typeof ours>>[] = [];
+  for (let r = 1; r <= 2; r++) {
+    say(`pgBackRest round ${r}: bare pgbackrest restore + start PostgreSQL + start C2 ...`);
+    bares.push(await bare());
+    say(`  C2 serving after ${bares.at(-1)!.toFixed(2)} s`);
+    say(`pgBackRest round ${r}: e4ops restore --pgbackrest-config ... --no-resync ...`);
+    ourRuns.push(await ours());
+    say(`  C2 serving after ${ourRuns.at(-1)!.serving.toFixed(2)} s; steps ${JSON.stringify(ourRuns.at(-1)!.steps)}`);
+  }
+  const baseline = Math.min(...bares);
+  const best = ourRuns.reduce((x, y) => (y.serving < x.serving ? y : x));
+  return { oursSecondsToC2Serving: +best.serving.toFixed(3), baselineSecondsToC2Serving: +baseline.toFixed(3), ratio: +(best.serving / baseline).toFixed(3), baselineRuns: bares.map((x) => +x.toFixed(3)), oursRuns: ourRuns.map((o) => +o.serving.toFixed(3)), oursSteps: best.steps };
 }
 
 main().catch((e) => { process.stderr.write(`bench:restore failed: ${(e as Error).stack ?? e}\n`); process.exit(1); });
