@@ -5,6 +5,7 @@
 import YAML from 'yaml';
 import { OPS_METRICS } from '../../lib/ops-metrics.ts';
 import { SCRAPE_JOBS, type ScrapeJobKey } from './jobs.ts';
+import { ALERT_DEFAULTS } from '../../lib/settings/monitoring-defaults.ts';
 
 export type Severity = 'critical' | 'warning';
 
@@ -47,13 +48,7 @@ export interface RuleOptions {
 }
 
 export const DEFAULT_RULE_OPTIONS: Required<RuleOptions> = {
-  runbookBaseUrl: 'dashboards/runbooks',
-  backupMaxAgeHours: 26,
-  drillMaxAgeDays: 8,
-  certExpiryDays: 21,
-  replicationLagSeconds: 30,
-  grpcErrorRatio: 0.05,
-  grpcLatencyP99Ms: 2000,
+  ...ALERT_DEFAULTS,
   requiredJobs: ['c2Health', 'postgres', 'broker', 'node'],
 };
 
