@@ -61,7 +61,7 @@ async function main() {
     const bare = () => measure('sh', ['-c', 'exec pg_dump -Fc --dbname="$DBURL" > "$OUT"'], { ...process.env, DBURL: url, OUT: bareFile });
     const ours = (compression: string, target: string) => measure(process.execPath, [...NODE_FLAGS, '--import', 'tsx', path.join(repo, 'scripts/backup.ts'),
       '--database-url', url, '--target', target, '--recipient', recipient, '--compression', compression,
-      '--passphrase-file', passphraseFile, '--lock-file', path.join(dir, 'lock'), '--json'], { ...process.env, E4OPS_LOG_LEVEL: 'warn' });
+      '--passphrase-file', passphraseFile, '--lock-file', path.join(dir, 'lock'), '--create-target', '--json'], { ...process.env, E4OPS_LOG_LEVEL: 'warn' });
 
     // The machine is shared: interleave the runs and compare the fastest of each (noise only adds time).
     const mib = (n: number) => (n / 2 ** 20).toFixed(1);

@@ -14,6 +14,7 @@ import { EXIT } from '../lib/cli/exit-codes.ts';
 export const SUBCOMMANDS: Record<string, string> = {
   backup: './backup.ts',
   drill: './restore-drill.ts',
+  pitr: './pitr.ts',
   resync: './resync-topic-keys.ts',
   dashboards: './dashboards.ts',
   'check-config': './check-config.ts',

@@ -7,7 +7,6 @@ import type { Readable } from 'node:stream';
 import { OpsError } from '../../lib/cli/exit-codes.ts';
 import { openDecryptedObject } from '../backup-sets.ts';
 import { pgDumpConnection } from '../create-backup.ts';
-import { BackupError } from '../exit-codes.ts';
 import type { BackupManifest } from '../manifest.ts';
 import type { BackupTarget } from '../targets.ts';
 
@@ -21,9 +20,8 @@ export interface DumpRestoreOptions {
   onProgressLine?: (line: string) => void;
 }
 
-/** Map the backups' own errors onto the one exit-code table. */
+/** The backups' own errors are already on the one exit-code table (BackupError is an OpsError); anything else passes through. */
 export function opsErrorOf(e: unknown): OpsError | unknown {
-  if (e instanceof BackupError) return new OpsError(e.kind === 'config' ? 'usage' : e.kind, e.message, e.details);
   return e;
 }
 

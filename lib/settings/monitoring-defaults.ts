@@ -14,6 +14,12 @@ export const ALERT_DEFAULTS = {
   replicationLagSeconds: 30,
   grpcErrorRatio: 0.05,
   grpcLatencyP99Ms: 2000,
+  /** PITR: seconds without a newly archived WAL segment before the archive counts as stuck. */
+  pitrArchiveStuckSeconds: 600,
+  /** PITR: oldest acceptable full pgBackRest backup (weekly fulls plus slack). */
+  pitrFullMaxAgeDays: 8,
+  /** PITR: oldest acceptable repository check (e4ops pitr check from its timer). */
+  pitrCheckMaxAgeMinutes: 60,
 } as const;
 
 /** Index names, retention and rollover of dashboards/elasticsearch/index-templates.ts. */

@@ -97,7 +97,7 @@ export const STACK_SETTINGS_SCHEMA = {
               additionalProperties: false,
               default: {},
               properties: {
-                type: { enum: ['posix', 'sftp', 's3'], default: 'posix', description: 'posix: a mounted folder (NFS etc.); sftp needs pgBackRest >= 2.46; s3: any S3-compatible store (keys: secrets pitrS3Key, pitrS3KeySecret)' },
+                type: { enum: ['posix', 'sftp', 's3'], default: 'posix', description: 'posix: a mounted folder (NFS etc.); sftp needs pgBackRest >= 2.46; s3: any S3-compatible store (keys from PGBACKREST_REPO1_S3_KEY / PGBACKREST_REPO1_S3_KEY_SECRET in the host environment)' },
                 path: { type: 'string', pattern: '^/\\S*$', default: '/var/lib/pgbackrest' },
                 sftpHost: { type: 'string', minLength: 1 },
                 sftpPort: port,
@@ -297,7 +297,5 @@ export const SECRET_KEYS = {
   emqxCookie: { minBytes: 16, what: 'EMQX Erlang distribution cookie (HA)' },
   emqxDashboardPassword: { minBytes: 12, what: 'EMQX dashboard/API admin password (HA)' },
   pitrCipherPassphrase: { minBytes: 20, what: 'pgBackRest repository cipher passphrase (postgres.pitr; escrow it apart from the repository)' },
-  pitrS3Key: { minBytes: 1, what: 'S3 access key of the pgBackRest repository (postgres.pitr.repo.type s3)' },
-  pitrS3KeySecret: { minBytes: 1, what: 'S3 secret key of the pgBackRest repository (postgres.pitr.repo.type s3)' },
 } as const;
 export type SecretKey = keyof typeof SECRET_KEYS;

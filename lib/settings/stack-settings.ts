@@ -7,6 +7,7 @@ import addFormatsModule from 'ajv-formats';
 import YAML from 'yaml';
 import { STACK_SETTINGS_SCHEMA, SECRET_KEYS, type SecretKey } from './stack-settings-schema.ts';
 import { describeSchemaErrorWithFix } from '../json-schema.ts';
+import { cronScheduleProblem } from '../render/backup-job.ts';
 import { PROFILE_DEFAULTS, mergeUnder, type Profile } from './profile-defaults.ts';
 
 export { STACK_SETTINGS_SCHEMA, SECRET_KEYS, type SecretKey, type Profile };
@@ -93,7 +94,6 @@ export function imageMajorVersion(ref: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-const CRON_FIELD = /^(\*|\d+(-\d+)?)(\/\d+)?(,(\*|\d+(-\d+)?)(\/\d+)?)*$/;
 
 /** One settings section's rules: problems found (each names the key and the fix), none = fine. */
 export type StackRule = (s: StackSettings) => string[];
@@ -241,9 +241,10 @@ const automationEngineRules: StackRule = (s) =>
 const backupRules: StackRule = (s) => {
   const p: string[] = [];
   const b = s.backup;
-  const fields = b.schedule.trim().split(/\s+/);
-  if (fields.length !== 5 || !fields.every((f) => CRON_FIELD.test(f))) {
-    p.push(`backup.schedule: "${b.schedule}" is not a 5-field cron expression. Fix: use e.g. "17 3 * * *" (03:17 daily)`);
+  // cron-parser (lib/render/backup-job.ts, the crontab renderer's own check) also catches ranges: 99 99 * * *.
+  const cronProblem = cronScheduleProblem(b.schedule);
+  if (cronProblem) {
+    p.push(`backup.schedule: "${b.schedule}" is not a 5-field cron expression (${cronProblem.replace(/^"[^"]*" /, '')}). Fix: use e.g. "17 3 * * *" (03:17 daily)`);
   }
   if (b.enabled) {
     if (!b.targets.length) p.push('backup.targets: is empty but backup.enabled is true. Fix: add at least one target, e.g. { name: offsite, type: rclone, remote: "s3remote:e4-backups" }');

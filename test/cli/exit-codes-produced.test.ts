@@ -26,9 +26,9 @@ export const EXIT_CODE_PRODUCERS: Record<ExitKind, Producer> = {
   refused: { test: 'test/cli/resync-cli-c2.test.ts' },
   topicsFailed: { test: 'test/cli/resync-cli-c2.test.ts' },
   devicesUnserved: { reserved: 'resync follow window (issue-14)' },
-  timedOut: { reserved: 'lock wait / --timeout of backup and restore (issues 11, 13)' },
-  wrongPassphrase: { reserved: 'e4ops restore (issue-13)' },
-  pgbackrest: { reserved: 'e4ops pitr (issue-12)' },
+  timedOut: { test: 'test/backups/backup-defects.test.ts' }, // lock wait and --timeout
+  wrongPassphrase: { test: 'test/backups/backup-defects.test.ts' }, // passphrase opens no stored key
+  pgbackrest: { test: 'test/pitr/pitr-drill.test.ts' }, // missing WAL segment
   c2Unreachable: { reserved: 'e4ops restore / provision (issues 13, 16)' },
   incomplete: { reserved: 'e4ops restore / provision (issues 13, 16)' },
   interrupted: { test: 'test/cli/command.test.ts' },
