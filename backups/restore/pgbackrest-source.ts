@@ -1,30 +1,23 @@
 // The pgBackRest source: the whole PostgreSQL cluster comes back from the stanza's repository, to a
 // point in time (--target-time) or to the end of the archived WAL (latest). The old data directory
 // is moved aside (<dir>.before-<stamp>), or, with --delta only, restored in place. pgBackRest itself
-// runs through lib/pgbackrest (as the data directory's owner, its own error code and name kept).
+// runs through lib/pgbackrest (as the data directory's owner, its own error code and name kept). Unlike the
+// PITR drill's restore (backups/pitr/pitr-restore.ts, archive-mode=off for a scratch copy), production keeps
+// archiving after the recovery, so the restore arguments here leave archive_mode alone.
 import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { OpsError } from '../../lib/cli/exit-codes.ts';
 import { chownTo } from '../../lib/servers/daemon.ts';
-import { runPgBackRest, PgBackRestError, type PgBackRestTarget } from '../../lib/pgbackrest/pgbackrest-command.ts';
+import { runPgBackRest, type PgBackRestTarget } from '../../lib/pgbackrest/pgbackrest-command.ts';
+import { asPgBackRestOpsError, readStanzaInfo } from '../pitr/pitr-repository.ts';
 
 export interface PgBackRestBackup { label: string; type: string; startedAt: string; stoppedAt: string; sizeBytes: number }
 
-function asOpsError(e: unknown): unknown {
-  return e instanceof PgBackRestError ? new OpsError('pgbackrest', e.message) : e;
-}
-
-/** The stanza's backups, oldest first (`pgbackrest info --output=json`). */
+/** The stanza's backups, oldest first: backups/pitr's reading of `pgbackrest info` (errors as exit 14, with hints). */
 export async function readPgBackRestBackups(t: PgBackRestTarget): Promise<PgBackRestBackup[]> {
-  const out = await runPgBackRest(t, 'info', ['--output=json']).catch((e) => { throw asOpsError(e); });
-  const stanzas = JSON.parse(out) as { name: string; status: { code: number; message: string }; backup?: { label: string; type: string; timestamp: { start: number; stop: number }; info: { size: number } }[] }[];
-  const s = stanzas.find((x) => x.name === t.stanza);
-  if (!s || s.status.code !== 0) throw new OpsError('pgbackrest', `pgBackRest stanza ${t.stanza} (${t.configFile}) is not usable: ${s?.status.message ?? 'not in the repository'}`);
-  return (s.backup ?? []).map((b) => ({
-    label: b.label, type: b.type, sizeBytes: b.info.size,
-    startedAt: new Date(b.timestamp.start * 1000).toISOString(), stoppedAt: new Date(b.timestamp.stop * 1000).toISOString(),
-  }));
+  const info = await readStanzaInfo(t);
+  return info.sets.map((x) => ({ label: x.label, type: x.type, startedAt: x.startedAt, stoppedAt: x.stoppedAt, sizeBytes: x.databaseBytes }));
 }
 
 /** The backup pgBackRest will restore from: the newest one, or the newest that ended before the target time. */
@@ -57,7 +50,7 @@ export async function restoreDataDirectory(t: PgBackRestTarget, r: DataDirectory
     chownTo(r.dataDir, 'postgres');
   }
   const target = r.targetTime === 'latest' ? ['--type=default'] : ['--type=time', `--target=${pgBackRestTime(r.targetTime)}`, '--target-action=promote'];
-  await runPgBackRest(t, 'restore', [`--pg1-path=${r.dataDir}`, ...(r.delta ? ['--delta'] : []), ...target]).catch((e) => { throw asOpsError(e); });
+  await runPgBackRest(t, 'restore', [`--pg1-path=${r.dataDir}`, ...(r.delta ? ['--delta'] : []), ...target]).catch((e) => { throw asPgBackRestOpsError(e); });
   return { keptDataDir: kept, seconds: (Date.now() - t0) / 1000 };
 }
 
