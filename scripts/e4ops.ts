@@ -20,6 +20,7 @@ export const SUBCOMMANDS: Record<string, string> = {
   'check-config': './check-config.ts',
   'fleet-sim': './fleet-sim.ts',
   'build-appliance': './build-appliance.ts',
+  restore: './restore.ts',
 };
 
 /** The entry point's file. */

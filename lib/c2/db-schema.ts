@@ -29,9 +29,15 @@ export function c2SchemaDdl(): C2SchemaDdl {
   return { sql: readCommittedC2Schema(), source: 'captured' };
 }
 
-/** pg_dump --schema-only of `url` (no owners, no privileges), as text. */
+/** pg_dump --schema-only of `url` (no owners, no privileges), as text. A password in the URL goes by PGPASSWORD, never argv. */
 export function dumpSchema(url: string, pgDumpBinary = 'pg_dump'): string {
-  const r = spawnSync(pgDumpBinary, ['--schema-only', '--no-owner', '--no-privileges', '--dbname', url], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  let dbname = url;
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  try {
+    const u = new URL(url);
+    if (u.password) { env.PGPASSWORD = decodeURIComponent(u.password); u.password = ''; dbname = u.toString(); }
+  } catch { /* a libpq keyword string: passed as it is */ }
+  const r = spawnSync(pgDumpBinary, ['--schema-only', '--no-owner', '--no-privileges', '--dbname', dbname], { encoding: 'utf8', maxBuffer: 64 << 20, env });
   if (r.error && (r.error as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`${pgDumpBinary} not found: apt-get install postgresql-client`);
   if (r.status !== 0) throw new Error(`pg_dump --schema-only failed: ${r.stderr}`);
   return r.stdout;
