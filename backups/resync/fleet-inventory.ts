@@ -12,12 +12,26 @@ export interface InventoryClient {
   topics?: string[];
   lastSeen?: string;
   identityKeyRotatedAt?: string;
+  /** age-encrypted current identity key (e4ops provision), relative to the inventory file. */
+  escrowedKeyFile?: string;
+  provisioning?: InventoryProvisioning;
+}
+
+/** What e4ops provision recorded about a device (inventory-schema.json: clients[].provisioning). */
+export interface InventoryProvisioning {
+  method: 'prekeyed' | 'factory' | 'tofu';
+  state: 'registered' | 'waitingForFirstUse' | 'rotated';
+  rotateOnFirstUse?: boolean;
+  serial?: string;
+  provisionedAt: string;
+  topicKeysDeliveredAt?: string;
 }
 
 export interface FleetInventory {
   version: 1;
   cryptoMode: 'symkey' | 'pubkey';
   topics?: string[];
+  escrowRecipients?: string[];
   clients: InventoryClient[];
   /** Directory keyFile paths are relative to. */
   baseDir: string;
