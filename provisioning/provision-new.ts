@@ -1,0 +1,195 @@
+// `provision new` and `provision import`: register devices with C2 before they are switched on, link
+// their topics, write each device's bundle and label, escrow its key and record it in the fleet
+// inventory. Runbook order: check C2 and the input (nothing registered on any refusal) → plan against
+// the inventory and C2 (idempotent) → per device: bundle → escrow → NewClient → links → inventory.
+// The topic keys C2 pushes now are lost for an offline device (one retained command per device):
+// `provision first-use` delivers every topic key once the device is online.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { createLogger, type Logger } from '../lib/log.ts';
+import { KEY_LEN } from '../lib/e4/ids.ts';
+import { buildDeviceBundle, writeDeviceBundle } from './device-bundle.ts';
+import { ProvisionInputError, checkTopics, type FactoryKeyRow } from './provisioning-input.ts';
+import type { ProvisioningC2 } from './provisioning-c2.ts';
+import {
+  escrowIdentityKey, findClient, openProvisioningInventory, saveProvisioningInventory, settleEscrowRecipients, upsertClient,
+  type FleetInventory, type InventoryProvisioning,
+} from './provisioning-inventory.ts';
+
+/** A safety precondition is not met (exit 9): nothing was registered. */
+export class ProvisionRefusedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ProvisionRefusedError';
+  }
+}
+
+export type ProvisionMethod = InventoryProvisioning['method'];
+
+export interface DeviceToProvision {
+  name: string;
+  /** Factory-set key; absent → a fresh random key is generated here. */
+  key?: Buffer;
+  serial?: string;
+}
+
+export interface ProvisionOptions {
+  c2: ProvisioningC2;
+  devices: DeviceToProvision[];
+  method: ProvisionMethod;
+  topics: string[];
+  inventoryFile: string;
+  /** Bundles and labels go here (not for factory-keyed devices: their key is already on them). */
+  outDir?: string;
+  broker: string;
+  cryptoMode?: 'symkey' | 'pubkey';
+  escrowRecipients?: string[];
+  bundleRecipients?: string[];
+  /** Create topics C2 does not know yet (otherwise an unknown topic is refused). */
+  createTopics?: boolean;
+  /** Overwrite the key of devices already provisioned or registered (never of rotated ones). */
+  force?: boolean;
+  concurrency?: number;
+  dryRun?: boolean;
+  signal?: AbortSignal;
+  logger?: Logger;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface ProvisionReport {
+  provisioned: string[];
+  /** Already provisioned: left as they are. */
+  unchanged: string[];
+  /** Re-keyed because of --force. */
+  replaced: string[];
+  createdTopics: string[];
+  bundleDir?: string;
+  inventoryFile: string;
+  dryRun: boolean;
+  seconds: number;
+}
+
+/** C2 must serve the crypto mode asked for; the 2019 build has symkey only. */
+export async function checkCryptoMode(c2: ProvisioningC2, wanted: 'symkey' | 'pubkey'): Promise<void> {
+  const mode = await c2.cryptoMode();
+  if (wanted === 'pubkey' && mode === 'symkey-only') {
+    throw new ProvisionRefusedError(`C2 at ${c2.endpoint} has no pubkey mode (this C2 build serves no /e4/crypto-mode: it is symkey only); provision with --crypto-mode symkey, or upgrade C2 to a build with pubkey mode`);
+  }
+  if (wanted === 'pubkey') {
+    throw new ProvisionRefusedError(`C2 at ${c2.endpoint} runs in ${mode} mode; pubkey provisioning (Ed25519 key pairs) is not available in this e4ops version: no C2 build with pubkey mode could be tested`);
+  }
+  if (mode === 'pubkey') throw new ProvisionRefusedError(`C2 at ${c2.endpoint} runs in pubkey mode, not symkey: give --crypto-mode pubkey`);
+}
+
+/** Every topic must exist in C2 unless createTopics; returns the ones to create. */
+export async function checkTopicsKnown(c2: ProvisioningC2, topics: string[], createTopics: boolean): Promise<string[]> {
+  const known = new Set(await c2.topics());
+  const missing = topics.filter((t) => !known.has(t));
+  if (missing.length && !createTopics) {
+    throw new ProvisionInputError(`unknown topic${missing.length > 1 ? 's' : ''} ${missing.map((t) => `"${t}"`).join(', ')}: C2 at ${c2.endpoint} has no such topic; check the spelling, or give --create-topics to create it`);
+  }
+  return missing;
+}
+
+interface DevicePlan { create: DeviceToProvision[]; unchanged: string[]; replace: Set<string> }
+
+/** Idempotency: a device the inventory already records is left alone unless --force (refused once rotated). */
+export function planDevices(inv: FleetInventory, devices: DeviceToProvision[], inC2: Set<string>, force: boolean): DevicePlan {
+  const plan: DevicePlan = { create: [], unchanged: [], replace: new Set() };
+  const refusedRotated: string[] = [];
+  const foreign: string[] = [];
+  for (const d of devices) {
+    const known = findClient(inv, d.name);
+    if (known?.provisioning?.state === 'rotated' && force) { refusedRotated.push(d.name); continue; }
+    if (known?.provisioning && !force) { plan.unchanged.push(d.name); continue; }
+    if ((known || inC2.has(d.name)) && !force) { foreign.push(d.name); continue; }
+    if (known || inC2.has(d.name)) plan.replace.add(d.name);
+    plan.create.push(d);
+  }
+  const list = (names: string[]) => names.slice(0, 5).join(', ') + (names.length > 5 ? ` and ${names.length - 5} more` : '');
+  if (refusedRotated.length) {
+    throw new ProvisionRefusedError(`--force refused for ${list(refusedRotated)}: already rotated on first use; its key lives on the device only (escrowed), and overwriting it in C2 would cut the device off`);
+  }
+  if (foreign.length) {
+    throw new ProvisionRefusedError(`${list(foreign)}: already registered in C2 but not provisioned by this inventory; NewClient would overwrite its key. Give --force to re-key it (the device then needs its new bundle)`);
+  }
+  return plan;
+}
+
+async function forEachBounded<T>(items: readonly T[], concurrency: number, worker: (item: T) => Promise<void>, signal?: AbortSignal): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, items.length)) }, async () => {
+    while (next < items.length && !signal?.aborted) await worker(items[next++]);
+  }));
+}
+
+/** One device: its files first (a key in C2 always has its bundle and escrow), then C2, then the inventory. */
+async function provisionDevice(o: ProvisionOptions, inv: FleetInventory, escrowTo: string[], d: DeviceToProvision): Promise<void> {
+  const key = d.key ?? crypto.randomBytes(KEY_LEN);
+  if (o.outDir) await writeDeviceBundle(o.outDir, buildDeviceBundle(d.name, key, o.topics, o.broker), o.bundleRecipients ?? []);
+  // TOFU keys are not escrowed: the key that counts is the one the first-use rotation sets.
+  const escrowedKeyFile = o.method === 'tofu' ? undefined : await escrowIdentityKey(inv, d.name, key, escrowTo);
+  await o.c2.newClient(d.name, key);
+  for (const t of o.topics) await o.c2.linkClientTopic(d.name, t);
+  const rotate = o.method !== 'prekeyed';
+  upsertClient(inv, {
+    name: d.name,
+    topics: [...o.topics],
+    ...(escrowedKeyFile ? { escrowedKeyFile } : {}),
+    provisioning: {
+      method: o.method,
+      state: rotate ? 'waitingForFirstUse' : 'registered',
+      rotateOnFirstUse: rotate,
+      ...(d.serial ? { serial: d.serial } : {}),
+      provisionedAt: new Date().toISOString(),
+    },
+  });
+}
+
+export async function provisionDevices(o: ProvisionOptions): Promise<ProvisionReport> {
+  const started = Date.now();
+  const log = o.logger ?? createLogger({ component: 'provision' });
+  const topics = checkTopics(o.topics);
+  await checkCryptoMode(o.c2, o.cryptoMode ?? 'symkey');
+  const toCreate = await checkTopicsKnown(o.c2, topics, o.createTopics ?? false);
+  const inv = openProvisioningInventory(o.inventoryFile);
+  const escrowTo = settleEscrowRecipients(inv, o.escrowRecipients ?? []);
+  const plan = planDevices(inv, o.devices, new Set(await o.c2.clients()), o.force ?? false);
+  const report: ProvisionReport = {
+    provisioned: [], unchanged: plan.unchanged, replaced: [], createdTopics: toCreate,
+    ...(o.outDir ? { bundleDir: o.outDir } : {}), inventoryFile: o.inventoryFile, dryRun: !!o.dryRun, seconds: 0,
+  };
+  log.info('provision.plan', { method: o.method, devices: plan.create.length, unchanged: plan.unchanged.length, replace: plan.replace.size, createTopics: toCreate, c2: o.c2.endpoint });
+  if (o.dryRun) {
+    report.provisioned = plan.create.map((d) => d.name);
+    report.replaced = [...plan.replace];
+    return finish(report, started);
+  }
+  if (o.outDir) fs.mkdirSync(o.outDir, { recursive: true, mode: 0o700 });
+  fs.mkdirSync(path.dirname(path.resolve(o.inventoryFile)), { recursive: true });
+  for (const t of toCreate) await o.c2.newTopic(t);
+  let lastSave = Date.now();
+  try {
+    await forEachBounded(plan.create, o.concurrency ?? 4, async (d) => {
+      await provisionDevice({ ...o, topics }, inv, escrowTo, d);
+      (plan.replace.has(d.name) ? report.replaced : report.provisioned).push(d.name);
+      o.onProgress?.(report.provisioned.length + report.replaced.length, plan.create.length);
+      if (Date.now() - lastSave > 2000) { lastSave = Date.now(); saveProvisioningInventory(o.inventoryFile, inv); }
+    }, o.signal);
+  } finally {
+    saveProvisioningInventory(o.inventoryFile, inv);
+  }
+  log.info('provision.done', { provisioned: report.provisioned.length, replaced: report.replaced.length, unchanged: report.unchanged.length });
+  return finish(report, started);
+}
+
+function finish(r: ProvisionReport, started: number): ProvisionReport {
+  r.seconds = (Date.now() - started) / 1000;
+  return r;
+}
+
+/** Factory-keyed devices from the parsed CSV. */
+export function devicesFromFactoryRows(rows: FactoryKeyRow[]): DeviceToProvision[] {
+  return rows.map((r) => ({ name: r.name, key: r.key, ...(r.serial ? { serial: r.serial } : {}) }));
+}

@@ -1,0 +1,85 @@
+// The fleet inventory as provisioning keeps it: the same file and schema the resync reads
+// (backups/resync/inventory-schema.json), with each device's provisioning state and its escrowed
+// identity key (an age file next to the inventory, to the inventory's escrowRecipients).
+// The inventory module lives in backups/resync today; it belongs in lib/ now that two capabilities
+// use it (left where it is while the resync's owner is changing it).
+import fs from 'node:fs';
+import path from 'node:path';
+import { loadInventory, parseInventory, renderInventory, type FleetInventory, type InventoryClient, type InventoryProvisioning } from '../backups/resync/fleet-inventory.ts';
+import { ageDecrypt, ageEncrypt, checkAgeRecipient } from '../lib/age.ts';
+import { KEY_LEN } from '../lib/e4/ids.ts';
+import { writePrivateFile } from './device-bundle.ts';
+import { ProvisionInputError } from './provisioning-input.ts';
+
+export type { FleetInventory, InventoryClient, InventoryProvisioning };
+
+export const ESCROW_DIR = 'escrow';
+
+/** The inventory at `file`, or a new empty one when the file does not exist yet. */
+export function openProvisioningInventory(file: string): FleetInventory {
+  if (!fs.existsSync(file)) {
+    return { version: 1, cryptoMode: 'symkey', clients: [], baseDir: path.dirname(path.resolve(file)) };
+  }
+  try {
+    return loadInventory(file);
+  } catch (e) {
+    throw new ProvisionInputError(`--inventory ${file}: ${(e as Error).message}`);
+  }
+}
+
+/** Write atomically (a kill never leaves half an inventory); re-validated before it replaces the old one. */
+export function saveProvisioningInventory(file: string, inv: FleetInventory): void {
+  const text = renderInventory(inv);
+  parseInventory(text, file); // never write what the resync would refuse
+  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, text);
+  fs.renameSync(tmp, file);
+}
+
+/** Recipients for escrow: given ones must match those already recorded (one model per inventory). */
+export function settleEscrowRecipients(inv: FleetInventory, given: readonly string[]): string[] {
+  const checked = given.map((r, i) => {
+    try { return checkAgeRecipient(r, `--escrow-recipient #${i + 1}`); } catch (e) { throw new ProvisionInputError((e as Error).message); }
+  });
+  const recorded = inv.escrowRecipients ?? [];
+  if (!checked.length) {
+    if (!recorded.length) throw new ProvisionInputError('no escrow recipients: give --escrow-recipient age1... (repeatable; the public key of whoever may recover device keys, kept off this host)');
+    return recorded;
+  }
+  if (recorded.length && [...checked].sort().join() !== [...recorded].sort().join()) {
+    throw new ProvisionInputError(`--escrow-recipient differs from the inventory's escrowRecipients (${recorded.length} recorded): one inventory has one set of recipients; omit the flag to use them`);
+  }
+  inv.escrowRecipients = [...new Set(checked)];
+  return inv.escrowRecipients;
+}
+
+/** Encrypt a device's current identity key to the recipients; returns the path to record (relative to the inventory). */
+export async function escrowIdentityKey(inv: FleetInventory, name: string, key: Uint8Array, recipients: readonly string[]): Promise<string> {
+  if (key.length !== KEY_LEN) throw new Error(`identity key of ${name} must be ${KEY_LEN} bytes`);
+  const rel = path.join(ESCROW_DIR, `${name}.key.age`);
+  const abs = path.join(inv.baseDir, rel);
+  fs.mkdirSync(path.dirname(abs), { recursive: true, mode: 0o700 });
+  writePrivateFile(abs, await ageEncrypt(key, recipients));
+  return rel;
+}
+
+/** Recover an escrowed key with an age identity (recovery, tests). */
+export async function readEscrowedKey(inv: FleetInventory, client: InventoryClient, identityFile: string): Promise<Buffer> {
+  if (!client.escrowedKeyFile) throw new ProvisionInputError(`device ${client.name} has no escrowed key`);
+  const key = await ageDecrypt(fs.readFileSync(path.resolve(inv.baseDir, client.escrowedKeyFile)), identityFile);
+  if (key.length !== KEY_LEN) throw new Error(`escrowed key of ${client.name} has ${key.length} bytes, expected ${KEY_LEN}`);
+  return key;
+}
+
+export function findClient(inv: FleetInventory, name: string): InventoryClient | undefined {
+  return inv.clients.find((c) => c.name === name);
+}
+
+/** Replace or add a client entry, keeping the order devices were first recorded in. */
+export function upsertClient(inv: FleetInventory, entry: InventoryClient): void {
+  const i = inv.clients.findIndex((c) => c.name === entry.name);
+  if (i >= 0) inv.clients[i] = entry;
+  else inv.clients.push(entry);
+  for (const t of entry.topics ?? []) if (!(inv.topics ?? []).includes(t)) inv.topics = [...(inv.topics ?? []), t];
+}
