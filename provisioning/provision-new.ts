@@ -12,6 +12,7 @@ import { KEY_LEN } from '../lib/e4/ids.ts';
 import { buildDeviceBundle, writeDeviceBundle } from './device-bundle.ts';
 import { ProvisionInputError, checkTopics, type FactoryKeyRow } from './provisioning-input.ts';
 import type { ProvisioningC2 } from './provisioning-c2.ts';
+import { storeFirstUseKey } from './first-use-keys.ts';
 import {
   escrowIdentityKey, findClient, openProvisioningInventory, saveProvisioningInventory, settleEscrowRecipients, upsertClient,
   type FleetInventory, type InventoryProvisioning,
@@ -130,6 +131,8 @@ async function provisionDevice(o: ProvisionOptions, inv: FleetInventory, escrowT
   if (o.outDir) await writeDeviceBundle(o.outDir, buildDeviceBundle(d.name, key, o.topics, o.broker), o.bundleRecipients ?? []);
   // TOFU keys are not escrowed: the key that counts is the one the first-use rotation sets.
   const escrowedKeyFile = o.method === 'tofu' ? undefined : await escrowIdentityKey(inv, d.name, key, escrowTo);
+  // Factory and TOFU keys are rotated when the device first connects: the watcher needs the key it holds now.
+  if (o.method !== 'prekeyed') await storeFirstUseKey(inv, d.name, key);
   await o.c2.newClient(d.name, key);
   for (const t of o.topics) await o.c2.linkClientTopic(d.name, t);
   const rotate = o.method !== 'prekeyed';
