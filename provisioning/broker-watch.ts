@@ -10,7 +10,8 @@ export type PresenceEvent =
   | { kind: 'disconnected'; clientId: string };
 
 export interface BrokerWatch {
-  onPresence(listener: (e: PresenceEvent) => void): void;
+  /** Returns a function that stops the listener. */
+  onPresence(listener: (e: PresenceEvent) => void): () => void;
   /** Start receiving a command topic; messages go to the callback (retained ones included). */
   watchCommandTopic(topic: string, onMessage: (payload: Buffer, retained: boolean) => void): Promise<void>;
   unwatchCommandTopic(topic: string): Promise<void>;
@@ -49,7 +50,10 @@ export async function connectBrokerWatch(brokerUrl: string, opts: { clientId?: s
   });
   await client.subscribeAsync(['$SYS/broker/log/N', '$SYS/broker/log/M/subscribe'], { qos: 0 });
   return {
-    onPresence: (l) => void presence.push(l),
+    onPresence(l) {
+      presence.push(l);
+      return () => { const i = presence.indexOf(l); if (i >= 0) presence.splice(i, 1); };
+    },
     async watchCommandTopic(topic, onMessage) {
       commands.set(topic, onMessage);
       await client.subscribeAsync(topic, { qos: 1 });

@@ -128,7 +128,7 @@ export async function watchFirstUse(o: FirstUseOptions): Promise<FirstUseReport>
     ).finally(() => { busy.delete(c.name); wake(); });
     busy.set(c.name, job);
   };
-  o.broker.onPresence(onEvent);
+  const stopListening = o.broker.onPresence(onEvent);
   const deadline = started + o.followSeconds * 1000;
   while (w.byCommandTopic.size && Date.now() < deadline && !o.signal?.aborted) {
     await new Promise<void>((resolve) => {
@@ -137,6 +137,7 @@ export async function watchFirstUse(o: FirstUseOptions): Promise<FirstUseReport>
       o.signal?.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
     });
   }
+  stopListening();
   await Promise.all(busy.values());
   w.report.pending = pendingDevices(inv).map((c) => c.name).filter((n) => !w.report.failed.some((f) => f.name === n));
   w.report.seconds = (Date.now() - started) / 1000;
