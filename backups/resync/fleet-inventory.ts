@@ -8,6 +8,8 @@ import inventorySchema from './inventory-schema.json' with { type: 'json' };
 
 export interface InventoryClient {
   name: string;
+  /** The device's MQTT client id, when it is not its name (presence notices name client ids). */
+  mqttClientId?: string;
   keyFile?: string;
   topics?: string[];
   lastSeen?: string;

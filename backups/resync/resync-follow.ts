@@ -1,0 +1,121 @@
+// Step 5 of a resync (and all of `--follow-up`): devices that did not get their fresh keys while
+// connected are served again when they connect: each of their topics' current key, one command at
+// a time (the link call re-sends it), paced per device. A device counts as served once the last
+// command went out and it stayed connected for the grace window after.
+import { watchBrokerPresence, type WatchBrokerPresenceOptions } from '../../lib/broker-presence/broker-presence.ts';
+import { DeliveryLedger, DevicePacer, DEFAULT_DELIVERY_GRACE_MS, type DeliveryDeviceSpec, type PresenceView } from './device-delivery.ts';
+import { check, pushKeyToDevice, type ResyncRun } from './resync-run.ts';
+import type { FleetInventory } from './fleet-inventory.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Start watching presence (before the first push) for every inventory device. No inventory or broker: no ledger. */
+export async function startDelivery(run: ResyncRun): Promise<void> {
+  const inv = run.opts.inventory;
+  const pacing = run.opts.pacing ?? {};
+  if (!inv || run.dryRun) return;
+  let presence: PresenceView | undefined = run.opts.presence;
+  let close = async () => {};
+  if (!presence && run.opts.broker) {
+    const watch = await watchBrokerPresence(run.opts.broker);
+    presence = watch;
+    close = () => watch.close();
+  }
+  if (!presence) {
+    run.checks.push(check('device-presence-watched', false, 'no broker to watch (--broker-url): the resync cannot tell which devices got their keys while connected; devices offline during it keep stale keys unnoticed'));
+    return;
+  }
+  const ledger = new DeliveryLedger(deviceSpecs(run, inv), presence, run.opts.deliveryGraceMs ?? DEFAULT_DELIVERY_GRACE_MS);
+  run.delivery = { ledger, pacer: new DevicePacer(pacing.burst, pacing.windowMs), close: async () => { ledger.close(); await close(); } };
+}
+
+function deviceSpecs(run: ResyncRun, inv: FleetInventory): DeliveryDeviceSpec[] {
+  const hint = run.opts.reprovisionHint ?? 're-provision it with a new identity key (NewClientKey would seal the new key with the old one)';
+  return inv.clients.map((c) => ({
+    name: c.name, clientId: c.mqttClientId ?? c.name, topics: c.topics ?? [],
+    ...(run.needReprovision.includes(c.name) ? { unservableReason: `identity key changed after the backup and the inventory has no current key (keyFile): it cannot read any command sealed with the key C2 holds; ${hint}` } : {}),
+  }));
+}
+
+/** After the main pass: journal who was served, then (with --follow) serve the rest as they connect. */
+export async function followDevices(run: ResyncRun, followMs: number | undefined, followUp = false): Promise<void> {
+  const d = run.delivery;
+  if (!d) return;
+  await sleep(run.opts.deliveryGraceMs ?? DEFAULT_DELIVERY_GRACE_MS); // a disconnect notice may still be on its way
+  const served = new Set(run.journal.devicesServed);
+  const journalServed = (name: string, how: 'main-pass' | 'follow') => {
+    if (served.has(name)) return;
+    served.add(name);
+    run.writer?.append({ type: 'device-served', name, at: run.at(), how });
+  };
+  for (const name of d.ledger.names()) if (served.has(name)) d.ledger.markServed(name);
+  for (const name of d.ledger.names()) if (d.ledger.status(name) === 'served') journalServed(name, 'main-pass');
+  if (!followMs || !d.ledger.notServed().length) return;
+  const t0 = Date.now();
+  const until = new Date(t0 + followMs);
+  run.writer?.append({ type: 'follow-start', at: run.at(), until: until.toISOString(), followUp, pid: process.pid });
+  run.log.info('resync.follow.start', { until: until.toISOString(), waitingFor: d.ledger.notServed().length });
+  const perReconnect = await serveAsTheyConnect(run, until.getTime(), (name) => journalServed(name, 'follow'));
+  const notServed = d.ledger.notServed();
+  run.writer?.append({ type: 'follow-end', at: run.at(), served: perReconnect.length, notServed });
+  d.follow = { durationSeconds: (Date.now() - t0) / 1000, reconnectsServed: perReconnect.length, perReconnect };
+  run.log.info('resync.follow.end', { served: perReconnect.length, notServed: notServed.length });
+}
+
+/** The follow loop: a queue of connected, unserved devices, served `concurrency` at a time until all are served or the deadline. */
+async function serveAsTheyConnect(run: ResyncRun, deadlineMs: number, onServed: (name: string) => void): Promise<{ name: string; pushes: number; ms: number }[]> {
+  const { ledger } = run.delivery!;
+  const servable = (n: string) => ledger.status(n) !== 'served' && !ledger.spec(n)!.unservableReason;
+  const waiting = new Set(ledger.names().filter(servable));
+  const queue: string[] = [];
+  const busy = new Set<string>();
+  const connectedAt = new Map<string, number>();
+  const perReconnect: { name: string; pushes: number; ms: number }[] = [];
+  let wake = () => {};
+  const enqueue = (n: string) => {
+    if (waiting.has(n) && !busy.has(n) && !queue.includes(n) && ledger.presenceOf(n) === 'connected') { queue.push(n); wake(); }
+  };
+  const off = ledger.onChange((name, e) => {
+    if (e.kind === 'connected') { connectedAt.set(name, Date.now()); enqueue(name); }
+    // an 'unknown' device whose first notice is a disconnect was connected all along: served by the main pass
+    if (waiting.has(name) && ledger.status(name) === 'served') { waiting.delete(name); onServed(name); }
+    wake();
+  });
+  for (const n of waiting) enqueue(n); // back already (reconnected during the main pass)
+  while (waiting.size && Date.now() < deadlineMs && !run.opts.signal?.aborted) {
+    while (queue.length && busy.size < run.concurrency) {
+      const name = queue.shift()!;
+      busy.add(name);
+      void serveOne(run, name, connectedAt.get(name)).then((r) => {
+        if (r) { waiting.delete(name); perReconnect.push(r); onServed(name); }
+      }).finally(() => { busy.delete(name); enqueue(name); wake(); });
+    }
+    await new Promise<void>((r) => { wake = r; setTimeout(r, Math.max(1, Math.min(1000, deadlineMs - Date.now()))); });
+  }
+  while (busy.size) await sleep(50);
+  off();
+  return perReconnect;
+}
+
+/** Re-send every current key of one connected device; served if it stayed connected throughout and the grace window after. */
+async function serveOne(run: ResyncRun, name: string, connectedAtMs?: number): Promise<{ name: string; pushes: number; ms: number } | undefined> {
+  const { ledger } = run.delivery!;
+  const epoch = ledger.disconnectCount(name);
+  const topics = ledger.spec(name)!.topics;
+  const t0 = connectedAtMs ?? Date.now();
+  try {
+    for (const topic of topics) {
+      if (ledger.disconnectCount(name) !== epoch) return undefined;
+      await pushKeyToDevice(run, name, topic);
+    }
+  } catch (e) {
+    run.log.warn('resync.follow.push-failed', { device: name, error: (e as Error).message });
+    return undefined;
+  }
+  const ms = Date.now() - t0;
+  await sleep(run.opts.deliveryGraceMs ?? DEFAULT_DELIVERY_GRACE_MS);
+  if (ledger.disconnectCount(name) !== epoch || ledger.presenceOf(name) !== 'connected') return undefined;
+  ledger.markServed(name);
+  run.log.info('resync.follow.served', { device: name, pushes: topics.length });
+  return { name, pushes: topics.length, ms };
+}
