@@ -8,6 +8,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { createLogger, type Logger } from '../lib/log.ts';
+import { forEachBounded } from '../lib/retry-with-backoff.ts';
 import { KEY_LEN } from '../lib/e4/ids.ts';
 import { buildDeviceBundle, writeDeviceBundle } from './device-bundle.ts';
 import { ProvisionInputError, checkTopics, type FactoryKeyRow } from './provisioning-input.ts';
@@ -116,13 +117,6 @@ export function planDevices(inv: FleetInventory, devices: DeviceToProvision[], i
     throw new ProvisionRefusedError(`${list(foreign)}: already registered in C2 but not provisioned by this inventory; NewClient would overwrite its key. Give --force to re-key it (the device then needs its new bundle)`);
   }
   return plan;
-}
-
-async function forEachBounded<T>(items: readonly T[], concurrency: number, worker: (item: T) => Promise<void>, signal?: AbortSignal): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, items.length)) }, async () => {
-    while (next < items.length && !signal?.aborted) await worker(items[next++]);
-  }));
 }
 
 /** One device: its files first (a key in C2 always has its bundle and escrow), then C2, then the inventory. */

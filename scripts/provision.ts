@@ -14,6 +14,7 @@ import { ProvisionRefusedError, devicesFromFactoryRows, provisionDevices, type P
 import { watchFirstUse } from '../provisioning/first-use.ts';
 import { connectBrokerWatch } from '../provisioning/broker-watch.ts';
 import { loadProvisionedDevices, renderDeviceTable } from '../provisioning/provision-list.ts';
+import { createProgressLine } from '../lib/progress-line.ts';
 
 const C2 = 'C2 connection';
 const c2Flags = {
@@ -118,7 +119,13 @@ only the rotated key is escrowed. Re-running with the same names changes nothing
 });
 
 function commonOptions(flags: { topics: string; broker: string; inventory: string; 'escrow-recipient': string[]; 'create-topics': boolean; force: boolean; concurrency: number; 'dry-run': boolean }, c2: ProvisionOptions['c2'], signal: AbortSignal) {
+  let progress: ReturnType<typeof createProgressLine> | undefined;
   return {
+    onProgress: (done: number, total: number) => {
+      progress ??= createProgressLine('provision', total);
+      progress.tick(done, 0);
+      if (done === total) progress.end();
+    },
     c2, topics: checkTopics(flags.topics.split(',')), broker: flags.broker, inventoryFile: flags.inventory,
     escrowRecipients: flags['escrow-recipient'], createTopics: flags['create-topics'], force: flags.force,
     concurrency: flags.concurrency, dryRun: flags['dry-run'], signal, logger: createLogger({ component: 'provision' }),

@@ -5,7 +5,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import jsQR from 'jsqr';
+import jsQRModule from 'jsqr';
 import { PNG } from 'pngjs';
 import { buildDeviceBundle, writeDeviceBundle, readDeviceBundle } from '../../provisioning/device-bundle.ts';
 import { parseFactoryKeysCsv, namesFromFile, namesFromCount, checkTopics, ProvisionInputError } from '../../provisioning/provisioning-input.ts';
@@ -25,6 +25,8 @@ beforeAll(() => {
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
+// jsqr ships CommonJS typed as an ES default export: the default import is the function at run time.
+const jsQR = jsQRModule as unknown as (data: Uint8ClampedArray, width: number, height: number) => { data: string } | null;
 const decodeQrPng = (file: string) => {
   const png = PNG.sync.read(fs.readFileSync(file));
   return jsQR(new Uint8ClampedArray(png.data), png.width, png.height)?.data;

@@ -1,8 +1,10 @@
-// PostgreSQL + Mosquitto + the real C2 for provisioning tests, with Mosquitto publishing its connect and
-// subscribe notices on $SYS/broker/log (what `provision first-use` watches).
+// PostgreSQL + Mosquitto + the real C2 for provisioning tests. Mosquitto runs the rendered mosquitto.conf
+// (lib/render/mosquitto-conf.ts), whose $SYS/broker/log notices (connects, subscriptions) are what
+// `provision first-use` watches: the test shows the deployed broker config is enough.
 import { startC2, pickLoopbackHostFor5432, type RunningC2 } from '../../lib/servers/c2.ts';
 import { startThrowawayPostgres, type ThrowawayPostgres } from '../../lib/servers/postgres.ts';
-import { startThrowawayMosquitto, defaultTestMosquittoConf, type ThrowawayMosquitto } from '../../lib/servers/mosquitto.ts';
+import { startThrowawayMosquitto, type ThrowawayMosquitto } from '../../lib/servers/mosquitto.ts';
+import { renderMosquittoConf } from '../../lib/render/mosquitto-conf.ts';
 
 export interface ProvisioningStack {
   postgres: ThrowawayPostgres;
@@ -12,22 +14,12 @@ export interface ProvisioningStack {
   stop(): Promise<void>;
 }
 
-export const PRESENCE_LOG_CONF = [
-  'log_dest topic',
-  'log_type error',
-  'log_type warning',
-  'log_type notice',
-  'log_type information',
-  'log_type subscribe',
-  '',
-].join('\n');
-
 export async function startProvisioningStack(): Promise<ProvisioningStack> {
   const postgres = await startThrowawayPostgres({ host: await pickLoopbackHostFor5432(), port: 5432 });
   let mosquitto: ThrowawayMosquitto | undefined;
   try {
     await postgres.createDatabase('e4c2');
-    mosquitto = await startThrowawayMosquitto({ confText: defaultTestMosquittoConf() + PRESENCE_LOG_CONF });
+    mosquitto = await startThrowawayMosquitto({ confText: renderMosquittoConf({ listeners: [{ port: '{{PORT}}', address: '{{HOST}}' }], persistenceDir: '{{DIR}}', allowAnonymous: true }) });
     const c2 = await startC2({ db: { host: postgres.host, database: 'e4c2', username: 'postgres' }, passphrase: 'e4ops-provisioning-test-passphrase', mqttBroker: mosquitto.url, logLevel: 'info' });
     const mq = mosquitto;
     return {
