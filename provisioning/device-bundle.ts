@@ -3,6 +3,7 @@
 // code of the device's name and id, never its key: labels are seen by everyone who handles the device).
 import fs from 'node:fs';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import QRCode from 'qrcode';
 import { ageEncrypt } from '../lib/age.ts';
 import { clientIdFromName, commandTopicForClient } from '../lib/e4/ids.ts';
@@ -57,14 +58,51 @@ export async function writeDeviceBundle(dir: string, bundle: DeviceBundle, recip
   const paths = bundlePaths(dir, bundle.name, recipients.length > 0);
   const json = JSON.stringify(bundle, null, 2) + '\n';
   writePrivateFile(paths.bundle, recipients.length ? await ageEncrypt(Buffer.from(json), recipients) : json);
-  const text = labelText(bundle);
-  const [png, svg] = await Promise.all([
-    QRCode.toBuffer(text, { type: 'png', errorCorrectionLevel: 'M', margin: 2, scale: 4 }),
-    QRCode.toString(text, { type: 'svg', errorCorrectionLevel: 'M', margin: 2 }),
-  ]);
+  const label = renderLabel(labelText(bundle));
+  const [png, svg] = [label.png, label.svg];
   fs.writeFileSync(paths.labelPng, png);
   fs.writeFileSync(paths.labelSvg, svg);
   return paths;
+}
+
+const LABEL_SCALE = 4;
+const LABEL_MARGIN = 2;
+
+function pngChunk(type: string, data: Buffer): Buffer {
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(data.length);
+  const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(zlib.crc32(body));
+  return Buffer.concat([len, body, crc]);
+}
+
+/**
+ * The QR code (qrcode computes the modules, error correction M) drawn as a 1-bit PNG and an SVG path:
+ * both from the one matrix, a few hundred bytes each, cheap enough for thousands of devices a run.
+ */
+export function renderLabel(text: string): { png: Buffer; svg: string } {
+  const { size, data } = QRCode.create(text, { errorCorrectionLevel: 'M' }).modules;
+  const dark = (x: number, y: number) => x >= 0 && y >= 0 && x < size && y < size && data[y * size + x] === 1;
+  const px = (size + 2 * LABEL_MARGIN) * LABEL_SCALE;
+  const rowBytes = Math.ceil(px / 8);
+  const raw = Buffer.alloc((rowBytes + 1) * px, 0xff);
+  for (let y = 0; y < px; y++) {
+    raw[y * (rowBytes + 1)] = 0; // filter: none
+    for (let x = 0; x < px; x++) {
+      if (dark(Math.floor(x / LABEL_SCALE) - LABEL_MARGIN, Math.floor(y / LABEL_SCALE) - LABEL_MARGIN)) raw[y * (rowBytes + 1) + 1 + (x >> 3)] &= ~(0x80 >> (x & 7));
+    }
+  }
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(px, 0);
+  ihdr.writeUInt32BE(px, 4);
+  ihdr.set([1, 0, 0, 0, 0], 8); // bit depth 1, greyscale, deflate, no filter, no interlace
+  const png = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), pngChunk('IHDR', ihdr), pngChunk('IDAT', zlib.deflateSync(raw)), pngChunk('IEND', Buffer.alloc(0))]);
+  let d = '';
+  for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) if (dark(x, y)) d += `M${x + LABEL_MARGIN} ${y + LABEL_MARGIN}h1v1h-1z`;
+  const n = size + 2 * LABEL_MARGIN;
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${n} ${n}" shape-rendering="crispEdges"><rect width="${n}" height="${n}" fill="#fff"/><path fill="#000" d="${d}"/></svg>\n`;
+  return { png, svg };
 }
 
 /** Read a plain bundle back (tests and the provisioning station). */

@@ -167,12 +167,19 @@ export async function provisionDevices(o: ProvisionOptions): Promise<ProvisionRe
   fs.mkdirSync(path.dirname(path.resolve(o.inventoryFile)), { recursive: true });
   for (const t of toCreate) await o.c2.newTopic(t);
   let lastSave = Date.now();
+  let saveMs = 0;
   try {
     await forEachBounded(plan.create, o.concurrency ?? 4, async (d) => {
       await provisionDevice({ ...o, topics }, inv, escrowTo, d);
       (plan.replace.has(d.name) ? report.replaced : report.provisioned).push(d.name);
       o.onProgress?.(report.provisioned.length + report.replaced.length, plan.create.length);
-      if (Date.now() - lastSave > 2000) { lastSave = Date.now(); saveProvisioningInventory(o.inventoryFile, inv); }
+      // Saved every 2 s, or less often when the inventory is large: never more than ~10% of the run.
+      if (Date.now() - lastSave > Math.max(2000, 10 * saveMs)) {
+        const t = Date.now();
+        saveProvisioningInventory(o.inventoryFile, inv);
+        saveMs = Date.now() - t;
+        lastSave = Date.now();
+      }
     }, o.signal);
   } finally {
     saveProvisioningInventory(o.inventoryFile, inv);

@@ -9,7 +9,7 @@ import jsQRModule from 'jsqr';
 import { PNG } from 'pngjs';
 import { buildDeviceBundle, writeDeviceBundle, readDeviceBundle } from '../../provisioning/device-bundle.ts';
 import { parseFactoryKeysCsv, namesFromFile, namesFromCount, checkTopics, ProvisionInputError } from '../../provisioning/provisioning-input.ts';
-import { ageDecrypt } from '../../lib/age.ts';
+import { ageDecrypt, ageEncrypt, decodeAgeRecipient } from '../../lib/age.ts';
 import { clientIdFromName } from '../../lib/e4/ids.ts';
 import { runCommand } from '../../lib/cli/command.ts';
 import { command } from '../../scripts/provision.ts';
@@ -70,6 +70,23 @@ describe('device bundles and labels', () => {
     expect(fs.statSync(paths.bundle).mode & 0o777).toBe(0o600);
     const opened = JSON.parse((await ageDecrypt(raw, identity)).toString());
     expect(opened.idKey).toBe(key.toString('hex'));
+  });
+});
+
+describe('age in process (escrow and bundles)', () => {
+  it('what e4ops encrypts, the real age CLI decrypts, for one or two recipients and any size; a mistyped recipient is refused', async () => {
+    const other = path.join(dir, 'other.key');
+    execFileSync('age-keygen', ['-o', other], { stdio: 'ignore' });
+    const otherRecipient = /public key: (age1\S+)/.exec(fs.readFileSync(other, 'utf8'))![1];
+    for (const size of [0, 32, 65536, 100_000]) {
+      const data = crypto.randomBytes(size);
+      const sealed = await ageEncrypt(data, [recipient, otherRecipient]);
+      expect((await ageDecrypt(sealed, identity)).equals(data)).toBe(true);
+      expect((await ageDecrypt(sealed, other)).equals(data)).toBe(true);
+    }
+    const typo = recipient.slice(0, 10) + (recipient[10] === 'q' ? 'p' : 'q') + recipient.slice(11);
+    expect(() => decodeAgeRecipient(typo)).toThrow(/bad checksum/);
+    await expect(ageEncrypt(Buffer.from('x'), [typo])).rejects.toThrow(/bad checksum/);
   });
 });
 
