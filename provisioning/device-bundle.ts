@@ -45,23 +45,22 @@ export function bundlePaths(dir: string, name: string, encrypted: boolean) {
   };
 }
 
-/** Write a file readable by its owner only, replacing any earlier one atomically. */
-export function writePrivateFile(file: string, data: string | Uint8Array): void {
+/** Write a file readable by its owner only, replacing any earlier one atomically (async: off the event loop). */
+export async function writePrivateFile(file: string, data: string | Uint8Array): Promise<void> {
   const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, data, { mode: 0o600 });
-  fs.chmodSync(tmp, 0o600); // a umask cannot widen it, but an existing tmp could have other bits
-  fs.renameSync(tmp, file);
+  await fs.promises.writeFile(tmp, data, { mode: 0o600 });
+  await fs.promises.chmod(tmp, 0o600); // a umask cannot widen it, but an existing tmp could have other bits
+  await fs.promises.rename(tmp, file);
 }
 
 /** Bundle (plain 0600 JSON, or age-encrypted to `recipients`) and the two label files. */
 export async function writeDeviceBundle(dir: string, bundle: DeviceBundle, recipients: readonly string[] = []): Promise<ReturnType<typeof bundlePaths>> {
   const paths = bundlePaths(dir, bundle.name, recipients.length > 0);
   const json = JSON.stringify(bundle, null, 2) + '\n';
-  writePrivateFile(paths.bundle, recipients.length ? await ageEncrypt(Buffer.from(json), recipients) : json);
+  const sealed = recipients.length ? await ageEncrypt(Buffer.from(json), recipients) : json;
   const label = renderLabel(labelText(bundle));
   const [png, svg] = [label.png, label.svg];
-  fs.writeFileSync(paths.labelPng, png);
-  fs.writeFileSync(paths.labelSvg, svg);
+  await Promise.all([writePrivateFile(paths.bundle, sealed), fs.promises.writeFile(paths.labelPng, png), fs.promises.writeFile(paths.labelSvg, svg)]);
   return paths;
 }
 

@@ -39,7 +39,7 @@ const keyFile = (inv: FleetInventory, name: string) => path.join(dirOf(inv), `${
 
 export async function storeFirstUseKey(inv: FleetInventory, name: string, key: Uint8Array): Promise<void> {
   const { publicKey } = ensureFirstUseKeyPair(inv);
-  writePrivateFile(keyFile(inv, name), await ageEncrypt(key, [publicKey]));
+  await writePrivateFile(keyFile(inv, name), await ageEncrypt(key, [publicKey]));
 }
 
 export function hasFirstUseKey(inv: FleetInventory, name: string): boolean {

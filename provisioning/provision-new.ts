@@ -8,7 +8,6 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { createLogger, type Logger } from '../lib/log.ts';
-import { forEachBounded } from '../lib/retry-with-backoff.ts';
 import { KEY_LEN } from '../lib/e4/ids.ts';
 import { buildDeviceBundle, writeDeviceBundle } from './device-bundle.ts';
 import { ProvisionInputError, checkTopics, type FactoryKeyRow } from './provisioning-input.ts';
@@ -119,29 +118,56 @@ export function planDevices(inv: FleetInventory, devices: DeviceToProvision[], i
   return plan;
 }
 
-/** One device: its files first (a key in C2 always has its bundle and escrow), then C2, then the inventory. */
-async function provisionDevice(o: ProvisionOptions, inv: FleetInventory, escrowTo: string[], d: DeviceToProvision): Promise<void> {
+interface PreparedDevice { d: DeviceToProvision; key: Buffer; escrowedKeyFile?: string }
+
+/** A device's files, before C2 hears of it: a key in C2 always has its bundle and its escrow. */
+async function prepareDevice(o: ProvisionOptions, inv: FleetInventory, escrowTo: string[], d: DeviceToProvision): Promise<PreparedDevice> {
   const key = d.key ?? crypto.randomBytes(KEY_LEN);
   if (o.outDir) await writeDeviceBundle(o.outDir, buildDeviceBundle(d.name, key, o.topics, o.broker), o.bundleRecipients ?? []);
   // TOFU keys are not escrowed: the key that counts is the one the first-use rotation sets.
   const escrowedKeyFile = o.method === 'tofu' ? undefined : await escrowIdentityKey(inv, d.name, key, escrowTo);
   // Factory and TOFU keys are rotated when the device first connects: the watcher needs the key it holds now.
   if (o.method !== 'prekeyed') await storeFirstUseKey(inv, d.name, key);
-  await o.c2.newClient(d.name, key);
-  for (const t of o.topics) await o.c2.linkClientTopic(d.name, t);
+  return { d, key, ...(escrowedKeyFile ? { escrowedKeyFile } : {}) };
+}
+
+/** NewClient, then one link per topic (each pushes the topic key), then the inventory entry. */
+async function registerDevice(o: ProvisionOptions, inv: FleetInventory, p: PreparedDevice): Promise<void> {
+  await o.c2.newClient(p.d.name, p.key);
+  for (const t of o.topics) await o.c2.linkClientTopic(p.d.name, t);
   const rotate = o.method !== 'prekeyed';
   upsertClient(inv, {
-    name: d.name,
+    name: p.d.name,
     topics: [...o.topics],
-    ...(escrowedKeyFile ? { escrowedKeyFile } : {}),
+    ...(p.escrowedKeyFile ? { escrowedKeyFile: p.escrowedKeyFile } : {}),
     provisioning: {
       method: o.method,
       state: rotate ? 'waitingForFirstUse' : 'registered',
       rotateOnFirstUse: rotate,
-      ...(d.serial ? { serial: d.serial } : {}),
+      ...(p.d.serial ? { serial: p.d.serial } : {}),
       provisionedAt: new Date().toISOString(),
     },
   });
+}
+
+/**
+ * `concurrency` lanes; each prepares its next device's files while its current device's API calls are in
+ * flight, so C2 always has `concurrency` requests to work on (file work never idles a lane).
+ */
+async function runLanes(items: readonly DeviceToProvision[], concurrency: number, prepare: (d: DeviceToProvision) => Promise<PreparedDevice>,
+  register: (p: PreparedDevice) => Promise<void>, signal?: AbortSignal): Promise<void> {
+  let next = 0;
+  const take = () => (next < items.length && !signal?.aborted ? items[next++] : undefined);
+  const later = (d: DeviceToProvision | undefined) => (d ? new Promise<void>((r) => setImmediate(r)).then(() => prepare(d)) : undefined);
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, items.length)) }, async () => {
+    let prepared = later(take());
+    while (prepared) {
+      const registering = register(await prepared);
+      prepared = later(take());
+      prepared?.catch(() => undefined); // reported when awaited
+      await registering;
+    }
+  }));
 }
 
 export async function provisionDevices(o: ProvisionOptions): Promise<ProvisionReport> {
@@ -169,14 +195,14 @@ export async function provisionDevices(o: ProvisionOptions): Promise<ProvisionRe
   let lastSave = Date.now();
   let saveMs = 0;
   try {
-    await forEachBounded(plan.create, o.concurrency ?? 4, async (d) => {
-      await provisionDevice({ ...o, topics }, inv, escrowTo, d);
-      (plan.replace.has(d.name) ? report.replaced : report.provisioned).push(d.name);
+    await runLanes(plan.create, o.concurrency ?? 4, (d) => prepareDevice({ ...o, topics }, inv, escrowTo, d), async (p) => {
+      await registerDevice({ ...o, topics }, inv, p);
+      (plan.replace.has(p.d.name) ? report.replaced : report.provisioned).push(p.d.name);
       o.onProgress?.(report.provisioned.length + report.replaced.length, plan.create.length);
-      // Saved every 2 s, or less often when the inventory is large: never more than ~10% of the run.
-      if (Date.now() - lastSave > Math.max(2000, 10 * saveMs)) {
+      // A checkpoint every 2 s, or less often when the inventory is large: never more than ~5% of the run.
+      if (Date.now() - lastSave > Math.max(2000, 20 * saveMs)) {
         const t = Date.now();
-        saveProvisioningInventory(o.inventoryFile, inv);
+        saveProvisioningInventory(o.inventoryFile, inv, { checkpoint: true });
         saveMs = Date.now() - t;
         lastSave = Date.now();
       }

@@ -14,6 +14,7 @@ import { ProvisionInputError } from './provisioning-input.ts';
 export type { FleetInventory, InventoryClient, InventoryProvisioning };
 
 export const ESCROW_DIR = 'escrow';
+const escrowDirsMade = new Set<string>();
 
 /** The inventory at `file`, or a new empty one when the file does not exist yet. */
 export function openProvisioningInventory(file: string): FleetInventory {
@@ -27,10 +28,13 @@ export function openProvisioningInventory(file: string): FleetInventory {
   }
 }
 
-/** Write atomically (a kill never leaves half an inventory); re-validated before it replaces the old one. */
-export function saveProvisioningInventory(file: string, inv: FleetInventory): void {
+/**
+ * Write atomically (a kill never leaves half an inventory). The final save re-validates against the schema
+ * (never write what the resync would refuse); checkpoints during a long run skip that second parse.
+ */
+export function saveProvisioningInventory(file: string, inv: FleetInventory, opts: { checkpoint?: boolean } = {}): void {
   const text = renderInventory(inv);
-  parseInventory(text, file); // never write what the resync would refuse
+  if (!opts.checkpoint) parseInventory(text, file);
   fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
   const tmp = `${file}.tmp-${process.pid}`;
   fs.writeFileSync(tmp, text);
@@ -59,8 +63,11 @@ export async function escrowIdentityKey(inv: FleetInventory, name: string, key: 
   if (key.length !== KEY_LEN) throw new Error(`identity key of ${name} must be ${KEY_LEN} bytes`);
   const rel = path.join(ESCROW_DIR, `${name}.key.age`);
   const abs = path.join(inv.baseDir, rel);
-  fs.mkdirSync(path.dirname(abs), { recursive: true, mode: 0o700 });
-  writePrivateFile(abs, await ageEncrypt(key, recipients));
+  if (!escrowDirsMade.has(path.dirname(abs))) {
+    fs.mkdirSync(path.dirname(abs), { recursive: true, mode: 0o700 });
+    escrowDirsMade.add(path.dirname(abs));
+  }
+  await writePrivateFile(abs, await ageEncrypt(key, recipients));
   return rel;
 }
 
