@@ -1,6 +1,7 @@
 // Provisioning's view of C2 on the shared API client (lib/c2/c2-api.ts): what it asks C2 and the one
 // question it must settle first, which crypto mode this C2 build serves.
-import { C2Api, C2ApiError, C2RouteMissingError, type C2ApiOptions } from '../lib/c2/c2-api.ts';
+import { C2Api, C2ApiError, C2RouteMissingError, C2_MAX_PAGE, type C2ApiOptions } from '../lib/c2/c2-api.ts';
+import { forEachBounded } from '../lib/retry-with-backoff.ts';
 
 export interface ProvisioningC2 {
   endpoint: string;
@@ -36,7 +37,14 @@ export function provisioningC2FromApi(api: C2Api): ProvisioningC2 {
       }
     }),
     topics: wrap(() => api.allTopics()),
-    clients: wrap(() => api.allClients()),
+    // Pages fetched 4 at a time from the count (a fleet of 10,000 is 100 pages): the plan step stays short.
+    clients: wrap(async () => {
+      const total = await api.countClients();
+      const offsets = Array.from({ length: Math.ceil(total / C2_MAX_PAGE) + 1 }, (_, i) => i * C2_MAX_PAGE);
+      const pages: string[][] = [];
+      await forEachBounded(offsets, 4, async (offset, i) => { pages[i] = await api.listClients({ offset, count: C2_MAX_PAGE }); });
+      return pages.flat();
+    }),
     newTopic: wrap((topic: string) => api.newTopic(topic)),
     newClient: wrap((name: string, key: Uint8Array) => api.newClient(name, key)),
     linkClientTopic: wrap((name: string, topic: string) => api.linkClientTopic(name, topic)),
