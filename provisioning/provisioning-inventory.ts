@@ -5,7 +5,7 @@
 // use it (left where it is while the resync's owner is changing it).
 import fs from 'node:fs';
 import path from 'node:path';
-import { loadInventory, parseInventory, renderInventory, type FleetInventory, type InventoryClient, type InventoryProvisioning } from '../backups/resync/fleet-inventory.ts';
+import { loadInventory, parseInventory, type FleetInventory, type InventoryClient, type InventoryProvisioning } from '../backups/resync/fleet-inventory.ts';
 import { ageDecrypt, ageEncrypt, checkAgeRecipient } from '../lib/age.ts';
 import { KEY_LEN } from '../lib/e4/ids.ts';
 import { writePrivateFile } from './device-bundle.ts';
@@ -33,12 +33,21 @@ export function openProvisioningInventory(file: string): FleetInventory {
  * (never write what the resync would refuse); checkpoints during a long run skip that second parse.
  */
 export function saveProvisioningInventory(file: string, inv: FleetInventory, opts: { checkpoint?: boolean } = {}): void {
-  const text = renderInventory(inv);
+  const text = renderProvisioningInventory(inv);
   if (!opts.checkpoint) parseInventory(text, file);
   fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
   const tmp = `${file}.tmp-${process.pid}`;
   fs.writeFileSync(tmp, text);
   fs.renameSync(tmp, file);
+}
+
+/**
+ * The inventory in YAML's JSON form (a YAML file every YAML reader, the resync's included, reads): the
+ * yaml package needs seconds per save at 10,000 devices, JSON.stringify milliseconds.
+ */
+export function renderProvisioningInventory(inv: FleetInventory): string {
+  const { baseDir: _b, ...doc } = inv;
+  return `${JSON.stringify(doc, null, 2)}\n`;
 }
 
 /** Recipients for escrow: given ones must match those already recorded (one model per inventory). */
@@ -79,14 +88,27 @@ export async function readEscrowedKey(inv: FleetInventory, client: InventoryClie
   return key;
 }
 
+// name → position in inv.clients, so 10,000 look-ups stay linear.
+const positions = new WeakMap<FleetInventory, Map<string, number>>();
+function positionsOf(inv: FleetInventory): Map<string, number> {
+  let m = positions.get(inv);
+  if (!m || m.size !== inv.clients.length) {
+    m = new Map(inv.clients.map((c, i) => [c.name, i]));
+    positions.set(inv, m);
+  }
+  return m;
+}
+
 export function findClient(inv: FleetInventory, name: string): InventoryClient | undefined {
-  return inv.clients.find((c) => c.name === name);
+  const i = positionsOf(inv).get(name);
+  return i === undefined ? undefined : inv.clients[i];
 }
 
 /** Replace or add a client entry, keeping the order devices were first recorded in. */
 export function upsertClient(inv: FleetInventory, entry: InventoryClient): void {
-  const i = inv.clients.findIndex((c) => c.name === entry.name);
-  if (i >= 0) inv.clients[i] = entry;
-  else inv.clients.push(entry);
+  const pos = positionsOf(inv);
+  const i = pos.get(entry.name);
+  if (i !== undefined) inv.clients[i] = entry;
+  else { pos.set(entry.name, inv.clients.length); inv.clients.push(entry); }
   for (const t of entry.topics ?? []) if (!(inv.topics ?? []).includes(t)) inv.topics = [...(inv.topics ?? []), t];
 }
