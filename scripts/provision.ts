@@ -172,7 +172,7 @@ device is pending, or after --follow. Start it before switching devices on.`,
     follow: { type: 'duration', default: '10m', min: 1, help: 'how long to watch for devices (e.g. 24h)' },
     json: { type: 'boolean', help: 'print the result as JSON' },
   },
-  exitCodes: ['timedOut', 'incomplete', 'c2Unreachable'],
+  exitCodes: ['sourceUnreachable', 'timedOut', 'incomplete', 'c2Unreachable'],
   handlesSignals: true,
   async run({ flags }, ctx) {
     return classified(async () => {

@@ -15,6 +15,7 @@ import { unprotectSymKey } from '../../lib/e4/protect.ts';
 import { decodeCommand } from '../../lib/e4/commands.ts';
 import { runCommand } from '../../lib/cli/command.ts';
 import { command } from '../../scripts/provision.ts';
+import { createMemoryLogger } from '../../lib/log.ts';
 import { provisionDevices, devicesFromFactoryRows, ProvisionRefusedError } from '../../provisioning/provision-new.ts';
 import { provisioningC2FromApi, type ProvisioningC2 } from '../../provisioning/provisioning-c2.ts';
 import { parseFactoryKeysCsv, ProvisionInputError } from '../../provisioning/provisioning-input.ts';
@@ -24,6 +25,7 @@ import { watchFirstUse, type FirstUseReport } from '../../provisioning/first-use
 import { openProvisioningInventory, readEscrowedKey, findClient } from '../../provisioning/provisioning-inventory.ts';
 import { hasFirstUseKey } from '../../provisioning/first-use-keys.ts';
 import { listProvisionedDevices } from '../../provisioning/provision-list.ts';
+import { loadInventory } from '../../backups/resync/fleet-inventory.ts';
 import { startE4goDevices, type E4goDevices } from '../e4go-devices/e4go-devices.ts';
 import { startProvisioningStack, type ProvisioningStack } from './provisioning-stack.ts';
 import { skipWithoutC2 } from '../c2/c2-stack.ts';
@@ -49,8 +51,9 @@ describe.skipIf(skipWithoutC2)('provisioning with the real C2, Mosquitto and e4g
   };
   const c2Flags = () => ['--c2-url', stack.c2.baseUrl, '--c2-ca', path.join(dir, 'ca.pem')];
   /** Watch for first use while `switchOn` brings devices online. */
+  const firstUseLog = createMemoryLogger('provision-first-use');
   const firstUse = async (switchOn: () => Promise<void>, followSeconds = 60): Promise<FirstUseReport> => {
-    const watching = watchFirstUse({ c2, broker, inventoryFile, followSeconds });
+    const watching = watchFirstUse({ c2, broker, inventoryFile, followSeconds, logger: firstUseLog });
     await new Promise((r) => setTimeout(r, 200));
     await switchOn();
     return watching;
@@ -196,6 +199,10 @@ describe.skipIf(skipWithoutC2)('provisioning with the real C2, Mosquitto and e4g
     const current = await readEscrowedKey(inv, entry, escrowIdentity);
     expect(current.equals(factoryKeys['SN-7001'])).toBe(false);
 
+    // Neither the factory key nor the new one appears in the log.
+    const logged = JSON.stringify(firstUseLog.lines);
+    expect(logged).toContain('first_use.rotated');
+    for (const k of [factoryKeys['SN-7001'], current]) expect(logged).not.toContain(k.toString('hex'));
     const sealed = await nextCommand('SN-7001', () => api.linkClientTopic('SN-7001', TOPICS[0]));
     expect(() => unprotectSymKey(sealed, factoryKeys['SN-7001'])).toThrow();
     expect(decodeCommand(unprotectSymKey(sealed, current)).type).toBe('SetTopicKey');
@@ -250,6 +257,13 @@ describe.skipIf(skipWithoutC2)('provisioning with the real C2, Mosquitto and e4g
     expect(byName['pk-0001']).toMatchObject({ method: 'prekeyed', state: 'registered', topicKeysDelivered: true });
     expect(byName['SN-7001']).toMatchObject({ method: 'factory', state: 'rotated', firstUseKeyHeld: false });
     expect(byName['tofu-0001'].escrowedKey).toMatch(/escrow\/tofu-0001\.key\.age$/);
+    // The resync reads the same file: every device with its topics, escrow and rotation time.
+    const forResync = loadInventory(inventoryFile);
+    expect(forResync.escrowRecipients).toEqual([escrowRecipient]);
+    const sn = forResync.clients.find((c) => c.name === 'SN-7001')!;
+    expect(sn.topics).toEqual(TOPICS);
+    expect(sn.escrowedKeyFile).toBe('escrow/SN-7001.key.age');
+    expect(sn.identityKeyRotatedAt).toBeDefined();
     const table = await cli(['list', '--inventory', inventoryFile]);
     expect(table.out).toMatch(/SN-7002\s+factory\s+rotated/);
   });
