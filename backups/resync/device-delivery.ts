@@ -72,6 +72,12 @@ export class DeliveryLedger {
     }
   }
 
+  /** No push can help this device (e.g. its identity key is unknown to C2): report it, never wait for it. */
+  markUnservable(name: string, reason: string): void {
+    const rec = this.devices.get(name);
+    if (rec) rec.spec = { ...rec.spec, unservableReason: reason };
+  }
+
   names(): string[] { return [...this.devices.keys()]; }
   has(name: string): boolean { return this.devices.has(name); }
   spec(name: string): DeliveryDeviceSpec | undefined { return this.devices.get(name)?.spec; }
@@ -88,7 +94,7 @@ export class DeliveryLedger {
     rec.pushes.set(topic, { atMs, state: st === 'connected' ? 'confirmed' : st === 'disconnected' ? 'missed' : 'presence-unknown' });
   }
 
-  /** Disconnect notices seen for this device so far (a follow re-push checks it did not change). */
+  /** Disconnect (and message-dropping) notices seen for this device so far (a follow re-push checks it did not change). */
   disconnectCount(name: string): number { return this.devices.get(name)?.disconnects ?? 0; }
 
   markServed(name: string, atMs = Date.now()): void {
@@ -106,6 +112,14 @@ export class DeliveryLedger {
     const rec = this.byClientId.get(e.clientId);
     if (!rec) return;
     const cutoff = e.atMs - this.graceMs;
+    if (e.kind === 'dropping') {
+      // the broker is dropping messages to it: any recent command may be lost; serve it again
+      for (const p of rec.pushes.values()) if (p.state === 'confirmed') p.state = 'missed';
+      rec.disconnects++;
+      rec.servedAtMs = undefined;
+      for (const l of this.changeListeners) l(rec.spec.name, e);
+      return;
+    }
     for (const p of rec.pushes.values()) {
       if (e.kind === 'disconnected') {
         // first notice a disconnect: it was connected all along, so pushes well before it arrived
@@ -141,7 +155,7 @@ export class DeliveryLedger {
     const st = this.status(name);
     if (st === 'unknown') return 'no connect or disconnect notice from the broker since the presence watch began: connected throughout (then it has every key) or offline throughout (then it missed them)';
     const missed = rec.spec.topics.filter((t) => rec.pushes.get(t)?.state !== 'confirmed').length;
-    return `${missed} of its ${rec.spec.topics.length} topic keys went out while it was not connected (a clean session keeps only the last retained command; a persistent one only for 10 minutes)`;
+    return `${missed} of its ${rec.spec.topics.length} topic keys went out while it was not connected, or while the broker dropped its messages (a clean session keeps only the last retained command; a persistent one only for 10 minutes, within max_queued_messages)`;
   }
 
   notServed(): string[] { return this.names().filter((n) => this.status(n) !== 'served'); }

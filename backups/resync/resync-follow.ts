@@ -3,7 +3,7 @@
 // a time (the link call re-sends it), paced per device. A device counts as served once the last
 // command went out and it stayed connected for the grace window after.
 import { watchBrokerPresence, type WatchBrokerPresenceOptions } from '../../lib/broker-presence/broker-presence.ts';
-import { DeliveryLedger, DevicePacer, DEFAULT_DELIVERY_GRACE_MS, type DeliveryDeviceSpec, type PresenceView } from './device-delivery.ts';
+import { DeliveryLedger, DEFAULT_DELIVERY_GRACE_MS, type DeliveryDeviceSpec, type PresenceView } from './device-delivery.ts';
 import { check, pushKeyToDevice, type ResyncRun } from './resync-run.ts';
 import type { FleetInventory } from './fleet-inventory.ts';
 
@@ -12,7 +12,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Start watching presence (before the first push) for every inventory device. No inventory or broker: no ledger. */
 export async function startDelivery(run: ResyncRun): Promise<void> {
   const inv = run.opts.inventory;
-  const pacing = run.opts.pacing ?? {};
   if (!inv || run.dryRun) return;
   let presence: PresenceView | undefined = run.opts.presence;
   let close = async () => {};
@@ -26,15 +25,11 @@ export async function startDelivery(run: ResyncRun): Promise<void> {
     return;
   }
   const ledger = new DeliveryLedger(deviceSpecs(run, inv), presence, run.opts.deliveryGraceMs ?? DEFAULT_DELIVERY_GRACE_MS);
-  run.delivery = { ledger, pacer: new DevicePacer(pacing.burst, pacing.windowMs), close: async () => { ledger.close(); await close(); } };
+  run.delivery = { ledger, close: async () => { ledger.close(); await close(); } };
 }
 
-function deviceSpecs(run: ResyncRun, inv: FleetInventory): DeliveryDeviceSpec[] {
-  const hint = run.opts.reprovisionHint ?? 're-provision it with a new identity key (NewClientKey would seal the new key with the old one)';
-  return inv.clients.map((c) => ({
-    name: c.name, clientId: c.mqttClientId ?? c.name, topics: c.topics ?? [],
-    ...(run.needReprovision.includes(c.name) ? { unservableReason: `identity key changed after the backup and the inventory has no current key (keyFile): it cannot read any command sealed with the key C2 holds; ${hint}` } : {}),
-  }));
+function deviceSpecs(_run: ResyncRun, inv: FleetInventory): DeliveryDeviceSpec[] {
+  return inv.clients.map((c) => ({ name: c.name, clientId: c.mqttClientId ?? c.name, topics: c.topics ?? [] }));
 }
 
 /** After the main pass: journal who was served, then (with --follow) serve the rest as they connect. */
@@ -77,6 +72,7 @@ async function serveAsTheyConnect(run: ResyncRun, deadlineMs: number, onServed: 
   };
   const off = ledger.onChange((name, e) => {
     if (e.kind === 'connected') { connectedAt.set(name, Date.now()); enqueue(name); }
+    if (e.kind === 'dropping' && servable(name)) { waiting.add(name); enqueue(name); }
     // an 'unknown' device whose first notice is a disconnect was connected all along: served by the main pass
     if (waiting.has(name) && ledger.status(name) === 'served') { waiting.delete(name); onServed(name); }
     wake();

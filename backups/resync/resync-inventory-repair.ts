@@ -21,6 +21,10 @@ export async function repairInventory(run: ResyncRun): Promise<void> {
     check('inventory-clients-present', missingClients.length === 0, missingClients.length ? `${missingClients.length} client(s) in the inventory were missing from the restored database: ${list(missingClients.map((c) => c.name))}` : 'every inventory client exists in the restored database'),
   );
   run.needReprovision = inv.cryptoMode === 'symkey' ? devicesNeedingReprovision(run, inv) : [];
+  const hint = run.opts.reprovisionHint ?? 're-provision it with a new identity key (NewClientKey would seal the new key with the old one)';
+  for (const name of run.needReprovision) {
+    run.delivery?.ledger.markUnservable(name, `identity key changed after the backup and the inventory has no current key (keyFile): it cannot read any command sealed with the key C2 holds; ${hint}`);
+  }
   if (run.dryRun) {
     run.createdTopics.push(...missingTopics);
     return;
@@ -112,7 +116,7 @@ async function planLinks(run: ResyncRun, inv: FleetInventory, existingClients: S
 /** Link calls (each also sends the topic's current key to the device). */
 export async function createLinks(run: ResyncRun, jobs: { name: string; topic: string }[]): Promise<void> {
   await forEachBounded(jobs, run.concurrency, async (j) => {
-    await run.delivery?.pacer.acquire(j.name);
+    await run.pacer.acquire(j.name);
     await run.call(`link ${j.name} ${j.topic}`, () => run.c2.linkClientTopic(j.name, j.topic));
     run.delivery?.ledger.recordPush(j.name, j.topic);
     run.writer!.append({ type: 'link-created', name: j.name, topic: j.topic, at: run.at() });

@@ -8,7 +8,7 @@ import { withRetries } from '../../lib/retry-with-backoff.ts';
 import { JournalWriter, readJournal, type JournalState } from './resync-journal.ts';
 import type { ReportCheck } from './resync-report.ts';
 import type { ResyncOptions, ResyncC2 } from './resync-topic-keys.ts';
-import type { DeliveryLedger, DevicePacer } from './device-delivery.ts';
+import { DevicePacer, type DeliveryLedger } from './device-delivery.ts';
 
 export class ResyncRefusedError extends Error {}
 
@@ -49,7 +49,9 @@ export interface ResyncRun {
   /** Inventory devices whose identity key changed after the backup with no current key to re-register. */
   needReprovision: string[];
   rotation: { rotated: number; alreadyRotated: number; failed: { topic: string; error: string }[]; inDoubtRotatedAgain: string[]; pushes: number; wouldRotate?: string[]; interrupted: boolean };
-  delivery?: { ledger: DeliveryLedger; pacer: DevicePacer; close: () => Promise<void>; follow?: FollowSummary };
+  /** Paces the commands to each device within the broker's inflight window (every push goes through it). */
+  pacer: DevicePacer;
+  delivery?: { ledger: DeliveryLedger; close: () => Promise<void>; follow?: FollowSummary };
 }
 
 export interface FollowSummary {
@@ -82,6 +84,7 @@ export async function identifyRestoredC2(opts: ResyncOptions, mode: 'run' | 'fol
   const run: ResyncRun = {
     opts, log, c2: opts.c2, now, started, at: () => now().toISOString(), journal, resyncId, resumed, dryRun,
     counts: { clients, topics }, checks, concurrency: opts.concurrency ?? DEFAULT_RESYNC_CONCURRENCY, pushKeys: false,
+    pacer: new DevicePacer(opts.pacing?.burst, opts.pacing?.windowMs),
     call: retryingCall(opts, log),
     existingTopics: [], createdTopics: [...journal.created], clientsCreated: [...journal.clientsCreated],
     recreatedClients: new Set(journal.clientsCreated), linksCreated: journal.linksCreated, deferredLinks: [],
@@ -134,7 +137,7 @@ function retryingCall(opts: ResyncOptions, log: Logger): ResyncRun['call'] {
 
 /** Send `topic`'s current key to one device (the link call), paced per device and recorded for delivery. */
 export async function pushKeyToDevice(run: ResyncRun, name: string, topic: string): Promise<void> {
-  await run.delivery?.pacer.acquire(name);
+  await run.pacer.acquire(name);
   await run.call(`push ${topic} to ${name}`, () => run.c2.linkClientTopic(name, topic));
   run.delivery?.ledger.recordPush(name, topic);
 }

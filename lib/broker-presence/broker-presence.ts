@@ -2,12 +2,14 @@
 //
 //   const presence = await watchBrokerPresence({ url: 'mqtt://broker:1883', flavor: 'mosquitto' });
 //   presence.state('dev-1')        // 'connected' | 'disconnected' | 'unknown'
-//   presence.onEvent((e) => ...)   // { kind: 'connected' | 'disconnected', clientId, atMs, detail }
+//   presence.onEvent((e) => ...)   // { kind: 'connected' | 'disconnected' | 'dropping', clientId, atMs, detail }
 //   presence.lastSeen('dev-1')     // ms of the last notice naming it (connect or disconnect)
 //   presence.onSubscribe((s) => ...) // { clientId, topic, atMs }: with `subscriptions: true` (Mosquitto)
 //   await presence.close()
 //
 // Pure parsers (no broker needed): parseMosquittoLogNotice(payload), parseEmqxPresence(topic, payload).
+// 'dropping' (Mosquitto only) means the broker started dropping messages to that client (its queue,
+// max_queued_messages, is full): it changes no state, but what was sent to it lately may be lost.
 //
 // Sources:
 // - Mosquitto: `log_dest topic` + `log_type notice` (+ error for take-overs) makes the broker publish
@@ -20,10 +22,11 @@ import mqtt, { type MqttClient } from 'mqtt';
 
 export type PresenceKind = 'connected' | 'disconnected';
 export type PresenceState = PresenceKind | 'unknown';
+export type PresenceEventKind = PresenceKind | 'dropping';
 export type BrokerFlavor = 'mosquitto' | 'emqx';
 
 export interface PresenceEvent {
-  kind: PresenceKind;
+  kind: PresenceEventKind;
   clientId: string;
   /** When the broker saw it (its timestamp when it sends one in ms, else the time we received it). */
   atMs: number;
@@ -49,6 +52,7 @@ const TIMESTAMP_PREFIX = /^(?:(\d{9,12})|[0-9T:.\- ]+): /;
 const CONNECTED = /^New client connected from \S+ as (.+) \(p\d+, c\d+, k\d+(?:, u'.*')?\)\.$/;
 const DISCONNECTED = /^Client (.+?) (closed its connection|disconnected(?:[ ,:].*)?|has exceeded timeout, disconnecting|been disconnected.*)\.$/;
 const SOCKET_ERROR = /^Socket error on client (.+), disconnecting\.$/;
+const DROPPING = /^Outgoing messages are being dropped for client (.+)\.$/;
 
 /** One Mosquitto log line (a $SYS/broker/log/# payload) → a presence event, or undefined. */
 export function parseMosquittoLogNotice(payload: string, receivedAtMs = Date.now()): PresenceEvent | undefined {
@@ -58,6 +62,8 @@ export function parseMosquittoLogNotice(payload: string, receivedAtMs = Date.now
   const line = ts ? text.slice(ts[0].length) : text;
   let m = CONNECTED.exec(line);
   if (m) return { kind: 'connected', clientId: m[1], atMs };
+  m = DROPPING.exec(line);
+  if (m) return { kind: 'dropping', clientId: m[1], atMs, detail: 'queue full (max_queued_messages)' };
   m = DISCONNECTED.exec(line) ?? SOCKET_ERROR.exec(line);
   if (m && m[1] !== '<unknown>' && !line.includes('already connected')) {
     return { kind: 'disconnected', clientId: m[1], atMs, detail: m[2] ?? 'socket error' };
@@ -99,10 +105,14 @@ export class PresenceBook {
   private readonly listeners = new Set<(e: PresenceEvent) => void>();
 
   apply(e: PresenceEvent): void {
+    if (e.kind === 'dropping') {
+      for (const l of this.listeners) l(e);
+      return;
+    }
     const prev = this.current.get(e.clientId);
     // a late notice must not undo a newer one (EMQX nodes publish independently)
     if (prev && e.atMs < prev.sinceMs) return;
-    this.current.set(e.clientId, { state: e.kind, sinceMs: e.atMs, lastSeenMs: Math.max(e.atMs, prev?.lastSeenMs ?? 0) });
+    this.current.set(e.clientId, { state: e.kind as PresenceKind, sinceMs: e.atMs, lastSeenMs: Math.max(e.atMs, prev?.lastSeenMs ?? 0) });
     for (const l of this.listeners) l(e);
   }
   state(clientId: string): PresenceState { return this.current.get(clientId)?.state ?? 'unknown'; }
