@@ -7,7 +7,9 @@ import { watchBrokerPresence } from '../lib/broker-presence/broker-presence.ts';
 export type PresenceEvent =
   | { kind: 'subscribed'; clientId: string; topic: string }
   | { kind: 'connected'; clientId: string }
-  | { kind: 'disconnected'; clientId: string };
+  | { kind: 'disconnected'; clientId: string }
+  /** The broker is dropping messages to this client (queue full): what was just sent may be lost. */
+  | { kind: 'dropping'; clientId: string };
 
 export interface BrokerWatch {
   /** Returns a function that stops the listener. */

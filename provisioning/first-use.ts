@@ -109,7 +109,8 @@ export async function watchFirstUse(o: FirstUseOptions): Promise<FirstUseReport>
   const busy = new Map<string, Promise<void>>();
   let wake: () => void = () => undefined;
   const onEvent = (e: PresenceEvent) => {
-    if (e.kind === 'disconnected') {
+    // Gone, or losing messages: the keys pushed meanwhile may not have arrived; serve it at its next subscription.
+    if (e.kind === 'disconnected' || e.kind === 'dropping') {
       const name = clientOf.get(e.clientId);
       if (name) w.disconnectedDuring.add(name);
       return;
