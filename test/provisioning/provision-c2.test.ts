@@ -268,6 +268,18 @@ describe.skipIf(skipWithoutC2)('provisioning with the real C2, Mosquitto and e4g
     expect(table.out).toMatch(/SN-7002\s+factory\s+rotated/);
   });
 
+  it('NewClientKey on this C2 build sends SetIDKey sealed with the old key, then seals with the new one', async () => {
+    const old = crypto.randomBytes(32);
+    await api.newClient('nck-probe', old);
+    const sealed = await nextCommand('nck-probe', () => api.newClientKey('nck-probe'));
+    const cmd = decodeCommand(unprotectSymKey(sealed, old));
+    if (cmd.type !== 'SetIdKey') throw new Error(`expected SetIdKey, got ${cmd.type}`);
+    expect(cmd.key.equals(old)).toBe(false);
+    const next = await nextCommand('nck-probe', () => api.resetClient('nck-probe'));
+    expect(() => unprotectSymKey(next, old)).toThrow();
+    expect(decodeCommand(unprotectSymKey(next, cmd.key)).type).toBe('ResetTopics');
+  });
+
   it('a factory device that never connects is reported pending when the follow window ends', async () => {
     const rows = parseFactoryKeysCsv(`name,key\nlate-1,${crypto.randomBytes(32).toString('hex')}\n`, 'late.csv');
     await provisionDevices({ c2, devices: devicesFromFactoryRows(rows), method: 'factory', topics: TOPICS, inventoryFile, broker: stack.mosquitto.url });
