@@ -12,7 +12,7 @@ import type { ProvisioningC2 } from './provisioning-c2.ts';
 import type { BrokerWatch, PresenceEvent } from './broker-watch.ts';
 import { dropFirstUseKey, readFirstUseKey } from './first-use-keys.ts';
 import {
-  escrowIdentityKey, openProvisioningInventory, saveProvisioningInventory, settleEscrowRecipients,
+  escrowIdentityKey, openProvisioningInventory, settleEscrowRecipients, updateInventoryFile, upsertClient,
   type FleetInventory, type InventoryClient,
 } from './provisioning-inventory.ts';
 
@@ -69,6 +69,27 @@ export async function rotateIdentityKey(c2: ProvisioningC2, broker: BrokerWatch,
 
 interface Watch { inv: FleetInventory; escrowTo: string[]; byCommandTopic: Map<string, InventoryClient>; disconnectedDuring: Set<string>; report: FirstUseReport }
 
+/** This device's entry into the inventory file as it is now (`provision new` may have added devices since). */
+function recordDevice(o: FirstUseOptions, c: InventoryClient): Promise<unknown> {
+  return updateInventoryFile(o.inventoryFile, (fresh) => upsertClient(fresh, c));
+}
+
+/** Devices provisioned while the watch runs join it (the inventory is re-read every few seconds). */
+function addNewlyPending(o: FirstUseOptions, w: Watch, served: Set<string>): string[] {
+  let fresh: FleetInventory;
+  try { fresh = openProvisioningInventory(o.inventoryFile); } catch { return []; } // mid-write elsewhere: next time
+  const added: string[] = [];
+  for (const c of pendingDevices(fresh)) {
+    const topic = commandTopicForClient(clientIdFromName(c.name));
+    if (w.byCommandTopic.has(topic) || served.has(c.name)) continue;
+    w.byCommandTopic.set(topic, c);
+    upsertClient(w.inv, c);
+    if (!w.escrowTo.length) w.escrowTo = settleEscrowRecipients(fresh, []);
+    added.push(topic);
+  }
+  return added;
+}
+
 /** One device that just subscribed: rotate if due, then deliver every topic key while it stays connected. */
 async function serveDevice(o: FirstUseOptions, w: Watch, c: InventoryClient, log: Logger): Promise<void> {
   const p = c.provisioning!;
@@ -78,8 +99,8 @@ async function serveDevice(o: FirstUseOptions, w: Watch, c: InventoryClient, log
     c.escrowedKeyFile = await escrowIdentityKey(w.inv, c.name, newKey, w.escrowTo);
     c.identityKeyRotatedAt = new Date().toISOString();
     p.state = 'rotated';
+    await recordDevice(o, c);
     dropFirstUseKey(w.inv, c.name);
-    saveProvisioningInventory(o.inventoryFile, w.inv);
     w.report.rotated.push(c.name);
     log.info('first_use.rotated', { device: c.name, method: p.method, escrowedKeyFile: c.escrowedKeyFile });
   }
@@ -89,7 +110,7 @@ async function serveDevice(o: FirstUseOptions, w: Watch, c: InventoryClient, log
   for (const t of c.topics ?? []) await o.c2.linkClientTopic(c.name, t);
   if (w.disconnectedDuring.has(c.name)) return;
   p.topicKeysDeliveredAt = new Date().toISOString();
-  saveProvisioningInventory(o.inventoryFile, w.inv);
+  await recordDevice(o, c);
   w.report.delivered.push(c.name);
   log.info('first_use.topic_keys_delivered', { device: c.name, topics: (c.topics ?? []).length });
 }
@@ -107,31 +128,46 @@ export async function watchFirstUse(o: FirstUseOptions): Promise<FirstUseReport>
   log.info('first_use.watch', { pending: pending.length, followSeconds: o.followSeconds });
   const clientOf = new Map<string, string>(); // MQTT client id → device name
   const busy = new Map<string, Promise<void>>();
+  const served = new Set<string>(); // done or failed in this run: not picked up again by the refresh
   let wake: () => void = () => undefined;
-  const onEvent = (e: PresenceEvent) => {
-    // Gone, or losing messages: the keys pushed meanwhile may not have arrived; serve it at its next subscription.
-    if (e.kind === 'disconnected' || e.kind === 'dropping') {
-      const name = clientOf.get(e.clientId);
-      if (name) w.disconnectedDuring.add(name);
-      return;
-    }
-    if (e.kind !== 'subscribed') return;
-    const c = w.byCommandTopic.get(e.topic);
+  // Command-topic subscriptions still connected, so a device provisioned after it subscribed is served too.
+  const subscribedNow = new Map<string, string>(); // command topic → MQTT client id
+  const serve = (topic: string, clientId: string) => {
+    const c = w.byCommandTopic.get(topic);
     if (!c || busy.has(c.name)) return;
-    clientOf.set(e.clientId, c.name);
+    clientOf.set(clientId, c.name);
     const job = serveDevice(o, w, c, log).then(
-      () => { if (!pendingDevices(inv).includes(c)) w.byCommandTopic.delete(e.topic); },
+      () => { if (!pendingDevices(inv).includes(c)) { w.byCommandTopic.delete(topic); served.add(c.name); } },
       (err) => {
         w.report.failed.push({ name: c.name, error: (err as Error).message });
-        w.byCommandTopic.delete(e.topic);
+        w.byCommandTopic.delete(topic);
+        served.add(c.name);
         log.error('first_use.failed', { device: c.name, error: (err as Error).message });
       },
     ).finally(() => { busy.delete(c.name); wake(); });
     busy.set(c.name, job);
   };
+  const onEvent = (e: PresenceEvent) => {
+    // Gone, or losing messages: the keys pushed meanwhile may not have arrived; serve it at its next subscription.
+    if (e.kind === 'disconnected' || e.kind === 'dropping') {
+      const name = clientOf.get(e.clientId);
+      if (name) w.disconnectedDuring.add(name);
+      if (e.kind === 'disconnected') for (const [t, id] of subscribedNow) if (id === e.clientId) subscribedNow.delete(t);
+      return;
+    }
+    if (e.kind !== 'subscribed' || !/^e4\/[0-9a-f]{32}$/.test(e.topic)) return;
+    subscribedNow.set(e.topic, e.clientId);
+    serve(e.topic, e.clientId);
+  };
   const stopListening = o.broker.onPresence(onEvent);
   const deadline = started + o.followSeconds * 1000;
-  while (w.byCommandTopic.size && Date.now() < deadline && !o.signal?.aborted) {
+  let lastRefresh = Date.now();
+  while (Date.now() < deadline && !o.signal?.aborted) {
+    if (Date.now() - lastRefresh > 3000) {
+      lastRefresh = Date.now();
+      for (const topic of addNewlyPending(o, w, served)) { const id = subscribedNow.get(topic); if (id) serve(topic, id); }
+    }
+    if (!w.byCommandTopic.size && !busy.size) break;
     await new Promise<void>((resolve) => {
       wake = resolve;
       const t = setTimeout(resolve, Math.min(1000, Math.max(0, deadline - Date.now())));

@@ -14,7 +14,7 @@ import { ProvisionInputError, checkTopics, type FactoryKeyRow } from './provisio
 import type { ProvisioningC2 } from './provisioning-c2.ts';
 import { storeFirstUseKey } from './first-use-keys.ts';
 import {
-  escrowIdentityKey, findClient, openProvisioningInventory, saveProvisioningInventory, settleEscrowRecipients, upsertClient,
+  escrowIdentityKey, findClient, openProvisioningInventory, settleEscrowRecipients, updateInventoryFile, upsertClient,
   type FleetInventory, type InventoryProvisioning,
 } from './provisioning-inventory.ts';
 
@@ -194,21 +194,35 @@ export async function provisionDevices(o: ProvisionOptions): Promise<ProvisionRe
   for (const t of toCreate) await o.c2.newTopic(t);
   let lastSave = Date.now();
   let saveMs = 0;
+  let unsaved: string[] = [];
+  // Only this run's devices go into the file as it is now (a first-use watcher may have written since).
+  let saving: Promise<unknown> = Promise.resolve();
+  const save = (checkpoint: boolean) => {
+    const names = unsaved;
+    unsaved = [];
+    saving = saving.catch(() => undefined).then(() => updateInventoryFile(o.inventoryFile, (fresh) => {
+      fresh.escrowRecipients ??= inv.escrowRecipients;
+      for (const n of names) upsertClient(fresh, findClient(inv, n)!);
+    }, { checkpoint }));
+    return saving;
+  };
   try {
     await runLanes(plan.create, o.concurrency ?? 4, (d) => prepareDevice({ ...o, topics }, inv, escrowTo, d), async (p) => {
       await registerDevice({ ...o, topics }, inv, p);
+      unsaved.push(p.d.name);
       (plan.replace.has(p.d.name) ? report.replaced : report.provisioned).push(p.d.name);
       o.onProgress?.(report.provisioned.length + report.replaced.length, plan.create.length);
       // A checkpoint every 2 s, or less often when the inventory is large: never more than ~5% of the run.
       if (Date.now() - lastSave > Math.max(2000, 20 * saveMs)) {
+        lastSave = Date.now();
         const t = Date.now();
-        saveProvisioningInventory(o.inventoryFile, inv, { checkpoint: true });
+        await save(true);
         saveMs = Date.now() - t;
         lastSave = Date.now();
       }
     }, o.signal);
   } finally {
-    saveProvisioningInventory(o.inventoryFile, inv);
+    await save(false);
   }
   log.info('provision.done', { provisioned: report.provisioned.length, replaced: report.replaced.length, unchanged: report.unchanged.length });
   return finish(report, started);

@@ -50,6 +50,39 @@ export function renderProvisioningInventory(inv: FleetInventory): string {
   return `${JSON.stringify(doc, null, 2)}\n`;
 }
 
+/**
+ * Read-modify-write under `<file>.lock`: `provision new` and a long-running `provision first-use` share
+ * one inventory, and each must add its own changes to what is on disk now, never write back a stale copy.
+ * A lock left by a process that no longer runs is taken over.
+ */
+export async function updateInventoryFile(file: string, change: (fresh: FleetInventory) => void, opts: { checkpoint?: boolean; waitMs?: number } = {}): Promise<FleetInventory> {
+  const lock = `${file}.lock`;
+  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  const deadline = Date.now() + (opts.waitMs ?? 60_000);
+  for (;;) {
+    try {
+      fs.writeFileSync(lock, String(process.pid), { flag: 'wx' });
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const owner = Number(fs.readFileSync(lock, 'utf8').trim() || 0);
+      let alive = owner > 0;
+      try { if (alive) process.kill(owner, 0); } catch { alive = false; }
+      if (!alive) { fs.rmSync(lock, { force: true }); continue; }
+      if (Date.now() > deadline) throw new ProvisionInputError(`${lock} is held by pid ${owner} for over ${Math.round((opts.waitMs ?? 60_000) / 1000)} s: is another e4ops provision stuck?`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+  try {
+    const fresh = openProvisioningInventory(file);
+    change(fresh);
+    saveProvisioningInventory(file, fresh, opts);
+    return fresh;
+  } finally {
+    fs.rmSync(lock, { force: true });
+  }
+}
+
 /** Recipients for escrow: given ones must match those already recorded (one model per inventory). */
 export function settleEscrowRecipients(inv: FleetInventory, given: readonly string[]): string[] {
   const checked = given.map((r, i) => {

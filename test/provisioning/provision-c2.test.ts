@@ -31,6 +31,7 @@ import { startProvisioningStack, type ProvisioningStack } from './provisioning-s
 import { skipWithoutC2 } from '../c2/c2-stack.ts';
 
 const TOPICS = ['plant/temperature', 'plant/alarms', 'plant/firmware'];
+const lateKey = crypto.randomBytes(32);
 
 describe.skipIf(skipWithoutC2)('provisioning with the real C2, Mosquitto and e4go v1.1.0 devices', () => {
   let stack: ProvisioningStack;
@@ -281,11 +282,32 @@ describe.skipIf(skipWithoutC2)('provisioning with the real C2, Mosquitto and e4g
   });
 
   it('a factory device that never connects is reported pending when the follow window ends', async () => {
-    const rows = parseFactoryKeysCsv(`name,key\nlate-1,${crypto.randomBytes(32).toString('hex')}\n`, 'late.csv');
+    const rows = parseFactoryKeysCsv(`name,key\nlate-1,${lateKey.toString('hex')}\n`, 'late.csv');
     await provisionDevices({ c2, devices: devicesFromFactoryRows(rows), method: 'factory', topics: TOPICS, inventoryFile, broker: stack.mosquitto.url });
     const report = await watchFirstUse({ c2, broker, inventoryFile, followSeconds: 1 });
     expect(report.pending).toEqual(['late-1']);
     expect(report.rotated).toEqual([]);
     expect(() => { throw new ProvisionInputError('x'); }).toThrow(ProvisionInputError);
+  });
+
+  it('devices provisioned while first-use runs join the watch, and both runs end up in the one inventory', async () => {
+    const watching = watchFirstUse({ c2, broker, inventoryFile, followSeconds: 60, logger: firstUseLog });
+    await new Promise((r) => setTimeout(r, 300));
+    const out = path.join(dir, 'concurrent');
+    await provisionDevices({ c2, devices: [{ name: 'conc-1' }], method: 'prekeyed', topics: TOPICS, inventoryFile, outDir: out, broker: stack.mosquitto.url });
+    const b = readDeviceBundle(path.join(out, 'conc-1.json'));
+    // Switched on at once: it subscribes before the watch re-reads the inventory, and is served all the same.
+    await devices.add({ name: b.name, identityKey: Buffer.from(b.idKey, 'hex'), topics: b.topics });
+    await devices.waitFor('conc-1', (x) => Object.keys(x.topicKeys).length === TOPICS.length, 20_000);
+    await devices.add({ name: 'late-1', identityKey: lateKey, topics: TOPICS }); // the last pending device: the watch ends
+    const r = await watching;
+    expect(r).toMatchObject({ pending: [], failed: [] });
+    expect(r.delivered.sort()).toEqual(['conc-1', 'late-1']);
+    expect(r.rotated).toEqual(['late-1']);
+    const inv = loadInventory(inventoryFile);
+    expect(inv.clients.map((c) => c.name)).toEqual(expect.arrayContaining(['pk-0001', 'SN-7001', 'tofu-0001', 'late-1', 'conc-1']));
+    expect(inv.clients.find((c) => c.name === 'conc-1')!.provisioning!.topicKeysDeliveredAt).toBeDefined();
+    expect(inv.clients.find((c) => c.name === 'late-1')!.provisioning!.state).toBe('rotated');
+    expect(fs.existsSync(`${inventoryFile}.lock`)).toBe(false);
   });
 });
