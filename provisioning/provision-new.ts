@@ -43,7 +43,8 @@ export interface ProvisionOptions {
   inventoryFile: string;
   /** Bundles and labels go here (not for factory-keyed devices: their key is already on them). */
   outDir?: string;
-  broker: string;
+  /** Broker address written into bundles (required with outDir). */
+  broker?: string;
   cryptoMode?: 'symkey' | 'pubkey';
   escrowRecipients?: string[];
   bundleRecipients?: string[];
@@ -123,7 +124,7 @@ interface PreparedDevice { d: DeviceToProvision; key: Buffer; escrowedKeyFile?: 
 /** A device's files, before C2 hears of it: a key in C2 always has its bundle and its escrow. */
 async function prepareDevice(o: ProvisionOptions, inv: FleetInventory, escrowTo: string[], d: DeviceToProvision): Promise<PreparedDevice> {
   const key = d.key ?? crypto.randomBytes(KEY_LEN);
-  if (o.outDir) await writeDeviceBundle(o.outDir, buildDeviceBundle(d.name, key, o.topics, o.broker), o.bundleRecipients ?? []);
+  if (o.outDir) await writeDeviceBundle(o.outDir, buildDeviceBundle(d.name, key, o.topics, o.broker ?? ''), o.bundleRecipients ?? []);
   // TOFU keys are not escrowed: the key that counts is the one the first-use rotation sets.
   const escrowedKeyFile = o.method === 'tofu' ? undefined : await escrowIdentityKey(inv, d.name, key, escrowTo);
   // Factory and TOFU keys are rotated when the device first connects: the watcher needs the key it holds now.
@@ -174,6 +175,7 @@ export async function provisionDevices(o: ProvisionOptions): Promise<ProvisionRe
   const started = Date.now();
   const log = o.logger ?? createLogger({ component: 'provision' });
   const topics = checkTopics(o.topics);
+  if (o.outDir && !o.broker) throw new ProvisionInputError('bundles need the broker address devices connect to: give --broker URL');
   await checkCryptoMode(o.c2, o.cryptoMode ?? 'symkey');
   const toCreate = await checkTopicsKnown(o.c2, topics, o.createTopics ?? false);
   const inv = openProvisioningInventory(o.inventoryFile);

@@ -30,7 +30,6 @@ const registerFlags = {
   ...c2Flags,
   ...inventoryFlag,
   topics: { type: 'string', required: true, placeholder: 'T1,T2', help: 'topics every device is linked to (must exist in C2 unless --create-topics)' },
-  broker: { type: 'string', required: true, placeholder: 'URL', help: 'MQTT broker the devices connect to (written into each bundle), e.g. tcp://broker.example:1883' },
   'escrow-recipient': { type: 'string', multiple: true, placeholder: 'AGE_PUBKEY', help: 'age public key escrowed identity keys are encrypted to (repeatable; recorded in the inventory, needed the first time)' },
   'create-topics': { type: 'boolean', help: 'create topics C2 does not have yet' },
   force: { type: 'boolean', help: 're-key devices already provisioned or registered in C2 (refused for devices already rotated)' },
@@ -90,6 +89,7 @@ only the rotated key is escrowed. Re-running with the same names changes nothing
     'names-file': { type: 'string', placeholder: 'FILE', help: 'one device name per line (instead of --count/--name-prefix)' },
     out: { type: 'string', required: true, placeholder: 'DIR', help: 'folder for bundles and labels (created 0700)' },
     'bundle-recipient': { type: 'string', multiple: true, placeholder: 'AGE_PUBKEY', help: 'age-encrypt each bundle to this public key (repeatable), e.g. the provisioning station\'s' },
+    broker: { type: 'string', required: true, placeholder: 'URL', help: 'MQTT broker the devices connect to (written into each bundle), e.g. tcp://broker.example:1883' },
     tofu: { type: 'boolean', help: 'trust on first use: rotate the key when the device first connects; escrow only the rotated key (least safe)' },
     'crypto-mode': { type: 'string', choices: ['symkey', 'pubkey'], default: 'symkey', help: 'identity keys: symkey (32 random bytes) or pubkey (Ed25519; refused on a C2 without pubkey mode)' },
     ...registerFlags,
@@ -118,7 +118,7 @@ only the rotated key is escrowed. Re-running with the same names changes nothing
   },
 });
 
-function commonOptions(flags: { topics: string; broker: string; inventory: string; 'escrow-recipient': string[]; 'create-topics': boolean; force: boolean; concurrency: number; 'dry-run': boolean }, c2: ProvisionOptions['c2'], signal: AbortSignal) {
+function commonOptions(flags: { topics: string; broker?: string; inventory: string; 'escrow-recipient': string[]; 'create-topics': boolean; force: boolean; concurrency: number; 'dry-run': boolean }, c2: ProvisionOptions['c2'], signal: AbortSignal) {
   let progress: ReturnType<typeof createProgressLine> | undefined;
   return {
     onProgress: (done: number, total: number) => {
@@ -126,7 +126,7 @@ function commonOptions(flags: { topics: string; broker: string; inventory: strin
       progress.tick(done, 0);
       if (done === total) progress.end();
     },
-    c2, topics: checkTopics(flags.topics.split(',')), broker: flags.broker, inventoryFile: flags.inventory,
+    c2, topics: checkTopics(flags.topics.split(',')), ...(flags.broker ? { broker: flags.broker } : {}), inventoryFile: flags.inventory,
     escrowRecipients: flags['escrow-recipient'], createTopics: flags['create-topics'], force: flags.force,
     concurrency: flags.concurrency, dryRun: flags['dry-run'], signal, logger: createLogger({ component: 'provision' }),
   };

@@ -136,7 +136,7 @@ describe('e4ops provision command line', () => {
     expect(both.err).toMatch(/either --count N with --name-prefix P, or --names-file FILE/);
     const csv = path.join(dir, 'bad.csv');
     fs.writeFileSync(csv, `name,key\ndev-1,abc\n`);
-    const imp = await run(['import', '--factory-keys', csv, '--topics', 't', '--broker', 'tcp://b:1', '--inventory', path.join(dir, 'i.yaml'), '--c2-url', 'https://127.0.0.1:1']);
+    const imp = await run(['import', '--factory-keys', csv, '--topics', 't', '--inventory', path.join(dir, 'i.yaml'), '--c2-url', 'https://127.0.0.1:1']);
     expect(imp.code).toBe(2);
     expect(imp.err).toContain(`${csv} line 2: key of "dev-1"`);
     const list = await run(['list', '--inventory', path.join(dir, 'missing.yaml')]);

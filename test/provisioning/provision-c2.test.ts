@@ -114,8 +114,9 @@ describe.skipIf(skipWithoutC2)('provisioning with the real C2, Mosquitto and e4g
     const before = await api.countClients();
     const names = path.join(dir, 'names.txt');
     fs.writeFileSync(names, 'cam-1\ncam-2\ncam-1\n');
-    const common = ['--topics', TOPICS.join(','), '--broker', stack.mosquitto.url, '--inventory', inventoryFile, '--escrow-recipient', escrowRecipient, ...c2Flags()];
-    const dup = await cli(['new', '--names-file', names, '--out', path.join(dir, 'b0'), '--create-topics', ...common]);
+    const common = ['--topics', TOPICS.join(','), '--inventory', inventoryFile, '--escrow-recipient', escrowRecipient, ...c2Flags()];
+    const bundleFlags = ['--broker', stack.mosquitto.url, '--out', path.join(dir, 'b0')];
+    const dup = await cli(['new', '--names-file', names, ...bundleFlags, '--create-topics', ...common]);
     expect(dup.code).toBe(2);
     expect(dup.err).toContain(`${names} line 3: device name "cam-1" is listed twice`);
     const csv = path.join(dir, 'factory-bad.csv');
@@ -127,10 +128,10 @@ describe.skipIf(skipWithoutC2)('provisioning with the real C2, Mosquitto and e4g
     const malformed = await cli(['import', '--factory-keys', csv, '--create-topics', ...common]);
     expect(malformed.code).toBe(2);
     expect(malformed.err).toContain(`${csv} line 2: 3 column(s)`);
-    const unknown = await cli(['new', '--count', '2', '--name-prefix', 'cam-', '--out', path.join(dir, 'b0'), ...common.map((a) => (a === TOPICS.join(',') ? 'plant/temprature' : a))]);
+    const unknown = await cli(['new', '--count', '2', '--name-prefix', 'cam-', ...bundleFlags, ...common.map((a) => (a === TOPICS.join(',') ? 'plant/temprature' : a))]);
     expect(unknown.code).toBe(2);
     expect(unknown.err).toMatch(/unknown topic "plant\/temprature": C2 at .* has no such topic/);
-    const pubkey = await cli(['new', '--count', '2', '--name-prefix', 'cam-', '--out', path.join(dir, 'b0'), '--crypto-mode', 'pubkey', '--create-topics', ...common]);
+    const pubkey = await cli(['new', '--count', '2', '--name-prefix', 'cam-', ...bundleFlags, '--crypto-mode', 'pubkey', '--create-topics', ...common]);
     expect(pubkey.code).toBe(9);
     expect(pubkey.err).toMatch(/has no pubkey mode .*symkey only/);
     expect(await api.countClients()).toBe(before);
@@ -178,7 +179,7 @@ describe.skipIf(skipWithoutC2)('provisioning with the real C2, Mosquitto and e4g
     const factoryKeys = { 'SN-7001': crypto.randomBytes(32), 'SN-7002': crypto.randomBytes(32) };
     const csv = path.join(dir, 'factory.csv');
     fs.writeFileSync(csv, `serial,key\n${Object.entries(factoryKeys).map(([s, k]) => `${s},${k.toString('hex')}`).join('\n')}\n`);
-    const r = await cli(['import', '--factory-keys', csv, '--topics', TOPICS.join(','), '--broker', stack.mosquitto.url, '--inventory', inventoryFile, ...c2Flags()]);
+    const r = await cli(['import', '--factory-keys', csv, '--topics', TOPICS.join(','), '--inventory', inventoryFile, ...c2Flags()]);
     expect(r.code, r.err).toBe(0);
     let inv = openProvisioningInventory(inventoryFile);
     expect(findClient(inv, 'SN-7001')!.provisioning).toMatchObject({ method: 'factory', state: 'waitingForFirstUse', rotateOnFirstUse: true, serial: 'SN-7001' });
