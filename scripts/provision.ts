@@ -7,14 +7,20 @@ import { createLogger } from '../lib/log.ts';
 import { defineCommand, runIfMain } from '../lib/cli/command.ts';
 import { EXIT, OpsError } from '../lib/cli/exit-codes.ts';
 import { UsageError, type FlagSpecs } from '../lib/cli/flags.ts';
-import { AgeError, checkAgeRecipient } from '../lib/age.ts';
-import { createProvisioningC2, C2UnreachableError } from '../provisioning/provisioning-c2.ts';
-import { ProvisionInputError, checkTopics, loadFactoryKeysCsv, namesFromCount, namesFromFile } from '../provisioning/provisioning-input.ts';
-import { ProvisionRefusedError, devicesFromFactoryRows, provisionDevices, type ProvisionOptions, type ProvisionReport } from '../provisioning/provision-new.ts';
-import { watchFirstUse } from '../provisioning/first-use.ts';
-import { connectBrokerWatch } from '../provisioning/broker-watch.ts';
-import { loadProvisionedDevices, renderDeviceTable } from '../provisioning/provision-list.ts';
-import { createProgressLine } from '../lib/progress-line.ts';
+// The libraries load when a subcommand runs, not when flags are checked: --help and usage errors stay quick.
+const load = async () => ({
+  ...(await import('../lib/age.ts')),
+  ...(await import('../provisioning/provisioning-c2.ts')),
+  ...(await import('../provisioning/provisioning-input.ts')),
+  ...(await import('../provisioning/provision-new.ts')),
+  ...(await import('../provisioning/first-use.ts')),
+  ...(await import('../provisioning/broker-watch.ts')),
+  ...(await import('../provisioning/provision-list.ts')),
+  ...(await import('../lib/progress-line.ts')),
+});
+type Lib = Awaited<ReturnType<typeof load>>;
+type ProvisionReport = import('../provisioning/provision-new.ts').ProvisionReport;
+type ProvisionC2 = import('../provisioning/provisioning-c2.ts').ProvisioningC2;
 
 const C2 = 'C2 connection';
 const c2Flags = {
@@ -43,9 +49,9 @@ function readFlagFile(flag: string, f: string | undefined): Buffer | undefined {
   try { return fs.readFileSync(f); } catch (e) { throw new UsageError(`--${flag} ${f}: ${(e as Error).message}`); }
 }
 
-function connectC2(flags: { 'c2-url': string; 'c2-ca'?: string; 'c2-cert'?: string; 'c2-key'?: string }) {
+function connectC2(lib: Lib, flags: { 'c2-url': string; 'c2-ca'?: string; 'c2-cert'?: string; 'c2-key'?: string }) {
   try {
-    return createProvisioningC2({
+    return lib.createProvisioningC2({
       baseUrl: flags['c2-url'], ca: readFlagFile('c2-ca', flags['c2-ca']), cert: readFlagFile('c2-cert', flags['c2-cert']),
       key: readFlagFile('c2-key', flags['c2-key']), logger: createLogger({ component: 'c2-api' }),
     });
@@ -56,11 +62,12 @@ function connectC2(flags: { 'c2-url': string; 'c2-ca'?: string; 'c2-cert'?: stri
 }
 
 /** Library errors → the one exit-code table. */
-async function classified<T>(f: () => Promise<T>): Promise<T> {
-  try { return await f(); } catch (e) {
-    if (e instanceof ProvisionInputError || e instanceof AgeError) throw new UsageError((e as Error).message);
-    if (e instanceof ProvisionRefusedError) throw new OpsError('refused', e.message);
-    if (e instanceof C2UnreachableError) throw new OpsError('c2Unreachable', e.message);
+async function classified<T>(f: (lib: Lib) => Promise<T>): Promise<T> {
+  const lib = await load();
+  try { return await f(lib); } catch (e) {
+    if (e instanceof lib.ProvisionInputError || e instanceof lib.AgeError) throw new UsageError((e as Error).message);
+    if (e instanceof lib.ProvisionRefusedError) throw new OpsError('refused', e.message);
+    if (e instanceof lib.C2UnreachableError) throw new OpsError('c2Unreachable', e.message);
     throw e;
   }
 }
@@ -101,13 +108,13 @@ only the rotated key is escrowed. Re-running with the same names changes nothing
     const byCount = flags.count !== undefined || flags['name-prefix'] !== undefined;
     if (byCount === !!flags['names-file']) throw new UsageError('give either --count N with --name-prefix P, or --names-file FILE');
     if (byCount && (flags.count === undefined || flags['name-prefix'] === undefined)) throw new UsageError('--count and --name-prefix go together: give both');
-    return classified(async () => {
-      const names = flags['names-file'] ? namesFromFile(flags['names-file']) : namesFromCount(flags.count!, flags['name-prefix']!);
-      const bundleRecipients = flags['bundle-recipient'].map((r, i) => checkAgeRecipient(r, `--bundle-recipient #${i + 1}`));
-      const c2 = connectC2(flags);
+    return classified(async (lib) => {
+      const names = flags['names-file'] ? lib.namesFromFile(flags['names-file']) : lib.namesFromCount(flags.count!, flags['name-prefix']!);
+      const bundleRecipients = flags['bundle-recipient'].map((r, i) => lib.checkAgeRecipient(r, `--bundle-recipient #${i + 1}`));
+      const c2 = connectC2(lib, flags);
       try {
-        const report = await provisionDevices({
-          ...commonOptions(flags, c2, ctx.signal),
+        const report = await lib.provisionDevices({
+          ...commonOptions(lib, flags, c2, ctx.signal),
           devices: names.map((name) => ({ name })), method: flags.tofu ? 'tofu' : 'prekeyed',
           outDir: flags.out, bundleRecipients, cryptoMode: flags['crypto-mode'] as 'symkey' | 'pubkey',
         });
@@ -118,15 +125,15 @@ only the rotated key is escrowed. Re-running with the same names changes nothing
   },
 });
 
-function commonOptions(flags: { topics: string; broker?: string; inventory: string; 'escrow-recipient': string[]; 'create-topics': boolean; force: boolean; concurrency: number; 'dry-run': boolean }, c2: ProvisionOptions['c2'], signal: AbortSignal) {
-  let progress: ReturnType<typeof createProgressLine> | undefined;
+function commonOptions(lib: Lib, flags: { topics: string; broker?: string; inventory: string; 'escrow-recipient': string[]; 'create-topics': boolean; force: boolean; concurrency: number; 'dry-run': boolean }, c2: ProvisionC2, signal: AbortSignal) {
+  let progress: ReturnType<Lib['createProgressLine']> | undefined;
   return {
     onProgress: (done: number, total: number) => {
-      progress ??= createProgressLine('provision', total);
+      progress ??= lib.createProgressLine('provision', total);
       progress.tick(done, 0);
       if (done === total) progress.end();
     },
-    c2, topics: checkTopics(flags.topics.split(',')), ...(flags.broker ? { broker: flags.broker } : {}), inventoryFile: flags.inventory,
+    c2, topics: lib.checkTopics(flags.topics.split(',')), ...(flags.broker ? { broker: flags.broker } : {}), inventoryFile: flags.inventory,
     escrowRecipients: flags['escrow-recipient'], createTopics: flags['create-topics'], force: flags.force,
     concurrency: flags.concurrency, dryRun: flags['dry-run'], signal, logger: createLogger({ component: 'provision' }),
   };
@@ -145,11 +152,11 @@ marks it rotateOnFirstUse: provision first-use replaces the factory key when the
   exitCodes: ['refused', 'c2Unreachable'],
   handlesSignals: true,
   async run({ flags }, ctx) {
-    return classified(async () => {
-      const rows = loadFactoryKeysCsv(flags['factory-keys']);
-      const c2 = connectC2(flags);
+    return classified(async (lib) => {
+      const rows = lib.loadFactoryKeysCsv(flags['factory-keys']);
+      const c2 = connectC2(lib, flags);
       try {
-        const report = await provisionDevices({ ...commonOptions(flags, c2, ctx.signal), devices: devicesFromFactoryRows(rows), method: 'factory' });
+        const report = await lib.provisionDevices({ ...commonOptions(lib, flags, c2, ctx.signal), devices: lib.devicesFromFactoryRows(rows), method: 'factory' });
         printReport(report, flags.json, ctx.stdout);
         return ctx.signal.aborted ? EXIT.interrupted : EXIT.ok;
       } finally { c2.close(); }
@@ -175,11 +182,11 @@ device is pending, or after --follow. Start it before switching devices on.`,
   exitCodes: ['sourceUnreachable', 'timedOut', 'incomplete', 'c2Unreachable'],
   handlesSignals: true,
   async run({ flags }, ctx) {
-    return classified(async () => {
-      const c2 = connectC2(flags);
-      const broker = await connectBrokerWatch(flags['broker-url']).catch((e) => { throw new OpsError('sourceUnreachable', `--broker-url ${flags['broker-url']}: ${(e as Error).message}`); });
+    return classified(async (lib) => {
+      const c2 = connectC2(lib, flags);
+      const broker = await lib.connectBrokerWatch(flags['broker-url']).catch((e) => { throw new OpsError('sourceUnreachable', `--broker-url ${flags['broker-url']}: ${(e as Error).message}`); });
       try {
-        const r = await watchFirstUse({ c2, broker, inventoryFile: flags.inventory, followSeconds: flags.follow, signal: ctx.signal, logger: createLogger({ component: 'provision-first-use' }) });
+        const r = await lib.watchFirstUse({ c2, broker, inventoryFile: flags.inventory, followSeconds: flags.follow, signal: ctx.signal, logger: createLogger({ component: 'provision-first-use' }) });
         if (flags.json) ctx.stdout(JSON.stringify(r) + '\n');
         else ctx.stdout(`rotated ${r.rotated.length}, topic keys delivered to ${r.delivered.length}, still pending ${r.pending.length}${r.pending.length ? ` (${r.pending.slice(0, 10).join(', ')}${r.pending.length > 10 ? ', ...' : ''})` : ''}, failed ${r.failed.length}\n${r.failed.map((f) => `  ${f.name}: ${f.error}\n`).join('')}`);
         if (r.failed.length) return EXIT.incomplete;
@@ -196,9 +203,9 @@ const listCommand = defineCommand({
   flags: { ...inventoryFlag, json: { type: 'boolean', help: 'print JSON' } },
   async run({ flags }, ctx) {
     if (!fs.existsSync(flags.inventory)) throw new UsageError(`--inventory ${flags.inventory}: no such file`);
-    return classified(async () => {
-      const rows = loadProvisionedDevices(flags.inventory);
-      ctx.stdout(flags.json ? JSON.stringify(rows) + '\n' : renderDeviceTable(rows));
+    return classified(async (lib) => {
+      const rows = lib.loadProvisionedDevices(flags.inventory);
+      ctx.stdout(flags.json ? JSON.stringify(rows) + '\n' : lib.renderDeviceTable(rows));
       return EXIT.ok;
     });
   },
