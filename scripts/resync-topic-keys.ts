@@ -14,7 +14,6 @@ import { resyncTopicKeys, followUpResync, expectedCountsFromDocument, ResyncRefu
 import { renderFollowUpUnit } from '../backups/resync/follow-up-unit.ts';
 import type { WatchBrokerPresenceOptions } from '../lib/broker-presence/broker-presence.ts';
 import path from 'node:path';
-import { SUBCOMMANDS } from './e4ops.ts';
 import { writeResyncReport, renderResyncMarkdown } from '../backups/resync/resync-report.ts';
 import { JournalError } from '../backups/resync/resync-journal.ts';
 
@@ -88,7 +87,7 @@ serves the others as they connect; --follow-up JOURNAL --follow 24h does that la
         concurrency: flags.concurrency, attempts: flags.attempts,
         probe: flags['database-url'] ? createSealedTopicKeyProbe(flags['database-url']) : undefined,
         signal: ctx.signal, logger: log, broker,
-        reprovisionHint: 'provision' in SUBCOMMANDS ? 're-provision it: e4ops provision (see e4ops provision --help)' : undefined,
+        reprovisionHint: provisioningCommandExists() ? 're-provision it: e4ops provision (see e4ops provision --help)' : undefined,
       };
       const report = flags['follow-up']
         ? await followUpResync({ ...common, journalFile: journal, followMs: flags.follow! * 1000 })
@@ -112,6 +111,18 @@ serves the others as they connect; --follow-up JOURNAL --follow 24h does that la
 });
 
 type Flags = Parameters<NonNullable<typeof command.run>>[0]['flags'];
+
+/**
+ * Whether the dispatcher registers a `provision` command (read from its source: importing it here
+ * would be an import cycle with its top-level await).
+ */
+function provisioningCommandExists(): boolean {
+  try {
+    return /^\s*['"]?provision['"]?\s*:/m.test(fs.readFileSync(new URL('./e4ops.ts', import.meta.url), 'utf8'));
+  } catch {
+    return false;
+  }
+}
 
 function expectedFromFlags(flags: Flags): { expected?: ExpectedCounts; backupTakenAt?: Date } {
   if (flags['expected-counts']) {

@@ -57,15 +57,21 @@ export async function followDevices(run: ResyncRun, followMs: number | undefined
   run.log.info('resync.follow.end', { served: perReconnect.length, notServed: notServed.length });
 }
 
-/** The follow loop: a queue of connected, unserved devices, served `concurrency` at a time until all are served or the deadline. */
+/**
+ * The follow loop: a queue of connected, unserved devices, `concurrency` of them being sent their keys
+ * at a time, until all are served or the deadline. The grace window after a device's last command
+ * holds no lane: a timer confirms the device while the lanes serve the next ones.
+ */
 async function serveAsTheyConnect(run: ResyncRun, deadlineMs: number, onServed: (name: string) => void): Promise<{ name: string; pushes: number; ms: number }[]> {
   const { ledger } = run.delivery!;
+  const graceMs = run.opts.deliveryGraceMs ?? DEFAULT_DELIVERY_GRACE_MS;
   const servable = (n: string) => ledger.status(n) !== 'served' && !ledger.spec(n)!.unservableReason;
   const waiting = new Set(ledger.names().filter(servable));
   const queue: string[] = [];
-  const busy = new Set<string>();
+  const busy = new Set<string>(); // being sent keys, or in their grace window
   const connectedAt = new Map<string, number>();
   const perReconnect: { name: string; pushes: number; ms: number }[] = [];
+  let lanes = 0;
   let wake = () => {};
   const enqueue = (n: string) => {
     if (waiting.has(n) && !busy.has(n) && !queue.includes(n) && ledger.presenceOf(n) === 'connected') { queue.push(n); wake(); }
@@ -77,41 +83,59 @@ async function serveAsTheyConnect(run: ResyncRun, deadlineMs: number, onServed: 
     if (waiting.has(name) && ledger.status(name) === 'served') { waiting.delete(name); onServed(name); }
     wake();
   });
+  let over = false;
+  const confirm = (name: string, sent: SentKeys) => {
+    if (over) return; // the window closed during its grace period: it stays unserved
+    busy.delete(name);
+    if (ledger.disconnectCount(name) === sent.epoch && ledger.presenceOf(name) === 'connected') {
+      ledger.markServed(name);
+      waiting.delete(name);
+      perReconnect.push({ name, pushes: sent.pushes, ms: sent.ms });
+      onServed(name);
+      run.log.info('resync.follow.served', { device: name, pushes: sent.pushes });
+    } else enqueue(name);
+    wake();
+  };
   for (const n of waiting) enqueue(n); // back already (reconnected during the main pass)
-  while (waiting.size && Date.now() < deadlineMs && !run.opts.signal?.aborted) {
-    while (queue.length && busy.size < run.concurrency) {
-      const name = queue.shift()!;
+  // Unserved and never heard of (a resumed run, a follow-up with a fresh watch): send the keys blind;
+  // the device's first notice then settles it (a disconnect: it had them; a connect: served again).
+  const blind = [...waiting].filter((n) => ledger.presenceOf(n) === 'unknown' && ledger.status(n) === 'unserved');
+  while ((waiting.size || busy.size) && Date.now() < deadlineMs && !run.opts.signal?.aborted) {
+    while ((queue.length || blind.length) && lanes < run.concurrency) {
+      const isBlind = !queue.length;
+      const name = isBlind ? blind.shift()! : queue.shift()!;
+      if (busy.has(name)) continue;
       busy.add(name);
-      void serveOne(run, name, connectedAt.get(name)).then((r) => {
-        if (r) { waiting.delete(name); perReconnect.push(r); onServed(name); }
-      }).finally(() => { busy.delete(name); enqueue(name); wake(); });
+      lanes++;
+      void sendKeys(run, name, connectedAt.get(name), isBlind).then((sent) => {
+        if (sent && !isBlind) setTimeout(() => confirm(name, sent), graceMs);
+        else { busy.delete(name); enqueue(name); }
+      }).finally(() => { lanes--; wake(); });
     }
     await new Promise<void>((r) => { wake = r; setTimeout(r, Math.max(1, Math.min(1000, deadlineMs - Date.now()))); });
   }
-  while (busy.size) await sleep(50);
+  while (lanes) await sleep(50);
+  over = true;
   off();
   return perReconnect;
 }
 
-/** Re-send every current key of one connected device; served if it stayed connected throughout and the grace window after. */
-async function serveOne(run: ResyncRun, name: string, connectedAtMs?: number): Promise<{ name: string; pushes: number; ms: number } | undefined> {
+interface SentKeys { epoch: number; pushes: number; ms: number }
+
+/** Re-send every current key of one device; undefined when it dropped off (or a push failed) on the way. */
+async function sendKeys(run: ResyncRun, name: string, connectedAtMs?: number, blind = false): Promise<SentKeys | undefined> {
   const { ledger } = run.delivery!;
   const epoch = ledger.disconnectCount(name);
   const topics = ledger.spec(name)!.topics;
   const t0 = connectedAtMs ?? Date.now();
   try {
     for (const topic of topics) {
-      if (ledger.disconnectCount(name) !== epoch) return undefined;
+      if (!blind && ledger.disconnectCount(name) !== epoch) return undefined;
       await pushKeyToDevice(run, name, topic);
     }
   } catch (e) {
     run.log.warn('resync.follow.push-failed', { device: name, error: (e as Error).message });
     return undefined;
   }
-  const ms = Date.now() - t0;
-  await sleep(run.opts.deliveryGraceMs ?? DEFAULT_DELIVERY_GRACE_MS);
-  if (ledger.disconnectCount(name) !== epoch || ledger.presenceOf(name) !== 'connected') return undefined;
-  ledger.markServed(name);
-  run.log.info('resync.follow.served', { device: name, pushes: topics.length });
-  return { name, pushes: topics.length, ms };
+  return { epoch, pushes: topics.length, ms: Date.now() - t0 };
 }

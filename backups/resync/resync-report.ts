@@ -71,7 +71,8 @@ export function buildResyncReport(run: ResyncRun): ResyncReport {
   for (const d of devices?.notServed ?? []) {
     if (!atRisk.some((a) => a.name === d.name)) atRisk.push({ name: d.name, reason: d.reason, action: `keep e4ops resync --follow-up ${run.opts.journalFile} --follow 24h running (it serves the device when it connects), or re-send its topic keys by hand once it is online` });
   }
-  const soft = new Set(['inventory-topics-present', 'inventory-clients-present', 'devices-served']);
+  // facts for the operator, not failures of the resync (devices-served has its own exit code, 11)
+  const soft = new Set(['inventory-topics-present', 'inventory-clients-present', 'devices-served', 'device-presence-watched']);
   const report: ResyncReport = {
     kind: 'topic-key-resync', ok: checks.every((c) => c.ok || soft.has(c.name)),
     resyncId: run.resyncId, dryRun: run.dryRun, resumed: run.resumed, journal: run.opts.journalFile,
