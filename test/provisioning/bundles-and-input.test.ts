@@ -13,6 +13,7 @@ import { ageDecrypt, ageEncrypt, decodeAgeRecipient } from '../../lib/age.ts';
 import { clientIdFromName } from '../../lib/e4/ids.ts';
 import { runCommand } from '../../lib/cli/command.ts';
 import { command } from '../../scripts/provision.ts';
+import { freeLoopbackPort } from '../../lib/ports.ts';
 
 let dir: string;
 let identity: string;
@@ -142,4 +143,15 @@ describe('e4ops provision command line', () => {
     const list = await run(['list', '--inventory', path.join(dir, 'missing.yaml')]);
     expect(list.code).toBe(2);
   });
+
+  it('a C2 that does not answer exits 15 naming it, with nothing written', async () => {
+    const port = await freeLoopbackPort('127.0.0.1');
+    const out = path.join(dir, 'unreachable-bundles');
+    const inventory = path.join(dir, 'unreachable', 'fleet.yaml');
+    const r = await run(['new', '--count', '1', '--name-prefix', 'x-', '--out', out, '--topics', 't', '--broker', 'tcp://b:1', '--inventory', inventory, '--escrow-recipient', recipient, '--c2-url', `https://127.0.0.1:${port}`]);
+    expect(r.code).toBe(15);
+    expect(r.err).toContain(`is C2 running at https://127.0.0.1:${port}?`);
+    expect(fs.existsSync(out)).toBe(false);
+    expect(fs.existsSync(inventory)).toBe(false);
+  }, 30_000);
 });

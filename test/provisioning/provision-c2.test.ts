@@ -311,4 +311,16 @@ describe.skipIf(skipWithoutC2)('provisioning with the real C2, Mosquitto and e4g
     expect(inv.clients.find((c) => c.name === 'late-1')!.provisioning!.state).toBe('rotated');
     expect(fs.existsSync(`${inventoryFile}.lock`)).toBe(false);
   });
+
+  it('first-use exits 16 when it cannot serve a device (its first-use key is gone), and says which', async () => {
+    const key = crypto.randomBytes(32);
+    await provisionDevices({ c2, devices: [{ name: 'lost-1', key }], method: 'factory', topics: TOPICS, inventoryFile, broker: stack.mosquitto.url });
+    fs.rmSync(path.join(path.dirname(inventoryFile), 'first-use', 'lost-1.key.age'));
+    const running = cli(['first-use', '--inventory', inventoryFile, '--broker-url', stack.mosquitto.url, '--follow', '30s', ...c2Flags()]);
+    await new Promise((r) => setTimeout(r, 1500));
+    await devices.add({ name: 'lost-1', identityKey: key, topics: TOPICS });
+    const r = await running;
+    expect(r.code).toBe(16);
+    expect(r.out).toMatch(/lost-1: no first-use key for lost-1/);
+  });
 });
