@@ -20,7 +20,7 @@ describe('stack rules per section', () => {
     s.publish.httpPort = s.publish.grpcPort;
     s.postgres.parameters.port = 5433;
     expect(reporting(s)).toEqual(['postgres', 'publish', 'backup']);
-    expect(STACK_RULES.backup(s)).toEqual(['backup.schedule: "17 3 * *" is not a 5-field cron expression. Fix: use e.g. "17 3 * * *" (03:17 daily)']);
+    expect(STACK_RULES.backup(s)).toEqual(['backup.schedule: "17 3 * *" is not a 5-field cron expression (needs 5 cron fields (minute hour day-of-month month day-of-week), got 4). Fix: use e.g. "17 3 * * *" (03:17 daily)']);
     expect(checkStackRules(s)).toEqual([...STACK_RULES.postgres(s), ...STACK_RULES.publish(s), ...STACK_RULES.backup(s)]);
   });
 
