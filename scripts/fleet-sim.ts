@@ -6,6 +6,7 @@ import { createLogger } from '../lib/log.ts';
 import { defineCommand, runIfMain } from '../lib/cli/command.ts';
 import { EXIT } from '../lib/cli/exit-codes.ts';
 import { UsageError } from '../lib/cli/flags.ts';
+import { readFlagFile } from '../lib/cli/shared-flags.ts';
 import { createFleet, type Fleet, type FleetSnapshot } from '../lib/fleet/fleet.ts';
 import type { DeviceSpec } from '../lib/fleet/simulated-device.ts';
 import { createC2Api } from '../lib/c2/c2-api.ts';
@@ -14,9 +15,6 @@ import { registerDevicesWithC2 } from '../lib/fleet/register-with-c2.ts';
 const C2 = 'Register with C2';
 const TRAFFIC = 'Traffic';
 
-function readFlagFile(flag: string, file: string): Buffer {
-  try { return fs.readFileSync(file); } catch (e) { throw new UsageError(`--${flag} ${file}: ${(e as Error).message}`); }
-}
 
 function devicesFromSnapshot(file: string): { devices: DeviceSpec[]; snapshot: FleetSnapshot } {
   let snapshot: FleetSnapshot;

@@ -7,6 +7,7 @@ import { createLogger } from '../lib/log.ts';
 import { defineCommand, runIfMain } from '../lib/cli/command.ts';
 import { EXIT, OpsError } from '../lib/cli/exit-codes.ts';
 import { UsageError, type FlagSpecs } from '../lib/cli/flags.ts';
+import { readFlagFile, C2_CONNECTION_FLAGS } from '../lib/cli/shared-flags.ts';
 // The libraries load when a subcommand runs, not when flags are checked: --help and usage errors stay quick.
 const load = async () => ({
   ...(await import('../lib/age.ts')),
@@ -24,10 +25,7 @@ type ProvisionC2 = import('../provisioning/provisioning-c2.ts').ProvisioningC2;
 
 const C2 = 'C2 connection';
 const c2Flags = {
-  'c2-url': { type: 'string', required: true, placeholder: 'URL', group: C2, help: "C2's HTTPS API, e.g. https://10.0.0.5:8888" },
-  'c2-ca': { type: 'string', placeholder: 'FILE', group: C2, help: "CA certificate that signed C2's http-cert (PEM)" },
-  'c2-cert': { type: 'string', placeholder: 'FILE', group: C2, help: 'client certificate, if a proxy in front of C2 wants one' },
-  'c2-key': { type: 'string', placeholder: 'FILE', group: C2, help: 'key of --c2-cert' },
+  ...C2_CONNECTION_FLAGS,
 } as const satisfies FlagSpecs;
 const inventoryFlag = {
   inventory: { type: 'string', required: true, placeholder: 'FILE', help: 'fleet inventory (YAML) to write: the one the resync reads; created if missing' },
@@ -44,10 +42,6 @@ const registerFlags = {
   json: { type: 'boolean', help: 'print the result as JSON' },
 } as const satisfies FlagSpecs;
 
-function readFlagFile(flag: string, f: string | undefined): Buffer | undefined {
-  if (!f) return undefined;
-  try { return fs.readFileSync(f); } catch (e) { throw new UsageError(`--${flag} ${f}: ${(e as Error).message}`); }
-}
 
 function connectC2(lib: Lib, flags: { 'c2-url': string; 'c2-ca'?: string; 'c2-cert'?: string; 'c2-key'?: string }) {
   try {

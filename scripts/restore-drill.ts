@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import { createLogger } from '../lib/log.ts';
 import { defineCommand, runIfMain } from '../lib/cli/command.ts';
+import { BACKUP_SET_FLAGS } from '../lib/cli/shared-flags.ts';
 import { EXIT } from '../lib/cli/exit-codes.ts';
 import { UsageError } from '../lib/cli/flags.ts';
 import { runRestoreDrillAndRecord } from '../backups/drill/restore-drill.ts';
@@ -32,11 +33,8 @@ passphrase (and its fingerprint matching the manifest), orphan links, restored c
 certificates not expired. Scratch servers are always torn down. A passing drill marks the set as
 drill-verified on the target, so retention never deletes the newest such set.`,
   flags: {
-    target: { type: 'string', placeholder: 'T', group: SOURCE, help: 'directory or rclone remote (remote:path) holding the sets (required)' },
-    backup: { type: 'string', placeholder: 'latest|ID', default: 'latest', group: SOURCE, help: 'set to restore' },
-    identity: { type: 'string', placeholder: 'FILE', group: SOURCE, help: 'age identity (secret key) file (required)' },
+    ...BACKUP_SET_FLAGS,
     'passphrase-file': { type: 'string', placeholder: 'FILE', group: SOURCE, help: "C2's db-encryption-passphrase, escrowed apart from the backups (required)" },
-    'rclone-config': { type: 'string', placeholder: 'FILE', group: SOURCE, help: 'rclone config for remote targets' },
     'pgbackrest-config': { type: 'string', placeholder: 'FILE', group: PITR, help: 'drill a pgBackRest point-in-time restore instead of a backup set: its pgbackrest.conf (rendered by e4ops or your own)' },
     stanza: { type: 'string', placeholder: 'NAME', group: PITR, help: 'pgBackRest stanza (default c2)' },
     'target-time': { type: 'string', placeholder: 'ISO|latest', group: PITR, help: 'point in time to restore to, with its zone (2026-12-02T20:15:00Z); default latest (the end of the archive)' },

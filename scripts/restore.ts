@@ -8,6 +8,7 @@ import { createLogger } from '../lib/log.ts';
 import { defineCommand, runIfMain } from '../lib/cli/command.ts';
 import { EXIT, OpsError } from '../lib/cli/exit-codes.ts';
 import { UsageError } from '../lib/cli/flags.ts';
+import { readFlagFile, BACKUP_SET_FLAGS } from '../lib/cli/shared-flags.ts';
 import { checkStackFile, StackSettingsError } from '../lib/settings/stack-settings.ts';
 import { loadInventory, InventoryError } from '../backups/resync/fleet-inventory.ts';
 import { c2LifecycleFromStack, type C2Lifecycle } from '../backups/restore/c2-lifecycle.ts';
@@ -29,10 +30,7 @@ checks it serves the restored counts, then resyncs the topic keys. Each step is 
 every step and what it touches and changes nothing; --finalize drops what the restore kept.
 Runbook: docs/operate/restore.md.`,
   flags: {
-    target: { type: 'string', placeholder: 'T', group: SOURCE, help: 'directory or rclone remote (remote:path) holding the sets' },
-    backup: { type: 'string', placeholder: 'latest|ID', default: 'latest', group: SOURCE, help: 'set to restore' },
-    identity: { type: 'string', placeholder: 'FILE', group: SOURCE, help: 'age identity (secret key) file that decrypts the set' },
-    'rclone-config': { type: 'string', placeholder: 'FILE', group: SOURCE, help: 'rclone config for remote targets' },
+    ...BACKUP_SET_FLAGS,
     'passphrase-file': { type: 'string', placeholder: 'FILE', group: SOURCE, help: "C2's db-encryption-passphrase (escrowed apart from the backups); both sources" },
     'pgbackrest-config': { type: 'string', placeholder: 'FILE', group: PITR, help: 'pgbackrest.conf of the stanza: restore the whole cluster with pgBackRest instead of a logical set' },
     'pgbackrest-config-include-path': { type: 'string', placeholder: 'DIR', group: PITR, help: "pgBackRest's conf.d (the repository cipher passphrase include), if not its default" },
@@ -103,10 +101,6 @@ Runbook: docs/operate/restore.md.`,
 
 type Flags = Parameters<NonNullable<typeof command.run>>[0]['flags'];
 
-function readFlagFile(flag: string, f: string | undefined): Buffer | undefined {
-  if (!f) return undefined;
-  try { return fs.readFileSync(f); } catch (e) { throw new UsageError(`--${flag} ${f}: ${(e as Error).message}`); }
-}
 
 /** Flags → library options; the stack file fills in the database owner and C2's containers. */
 export function restoreOptionsFromFlags(flags: Flags, given: Set<string>, databaseUrl: string, signal?: AbortSignal): RestoreOptions {

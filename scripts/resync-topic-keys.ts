@@ -7,6 +7,7 @@ import { createLogger } from '../lib/log.ts';
 import { defineCommand, runIfMain } from '../lib/cli/command.ts';
 import { EXIT, OpsError } from '../lib/cli/exit-codes.ts';
 import { UsageError } from '../lib/cli/flags.ts';
+import { C2_CONNECTION_FLAGS, readFlagFile } from '../lib/cli/shared-flags.ts';
 import { createResyncC2 } from '../backups/resync/c2-resync-adapter.ts';
 import { createSealedTopicKeyProbe } from '../backups/resync/sealed-topic-key-probe.ts';
 import { loadInventory, InventoryError } from '../backups/resync/fleet-inventory.ts';
@@ -33,10 +34,7 @@ command topic: a device offline during the resync sees only the last one). --fol
 serves the others as they connect; --follow-up JOURNAL --follow 24h does that later, rotating nothing
 (--print-follow-up-unit prints a systemd unit for it). Exit 11 when devices remain unserved.`,
   flags: {
-    'c2-url': { type: 'string', required: true, placeholder: 'URL', group: C2, help: "C2's HTTPS API (the restored C2, e.g. https://10.0.0.5:8888)" },
-    'c2-ca': { type: 'string', placeholder: 'FILE', group: C2, help: "CA certificate that signed C2's http-cert (PEM)" },
-    'c2-cert': { type: 'string', placeholder: 'FILE', group: C2, help: 'client certificate, if a proxy in front of C2 wants one' },
-    'c2-key': { type: 'string', placeholder: 'FILE', group: C2, help: 'key of --c2-cert' },
+    ...C2_CONNECTION_FLAGS,
     'automation-engine-paused': { type: 'boolean', help: 'confirm the automation engine is paused (required: it rotates keys on its own)' },
     'expected-counts': { type: 'string', placeholder: 'FILE', help: 'backup manifest (manifest.json) or drill report of the restored set: C2 must show its client and topic counts before anything changes' },
     'expect-clients': { type: 'integer', min: 0, placeholder: 'N', help: 'the expected client count, by hand (with --expect-topics)' },
@@ -61,19 +59,16 @@ serves the others as they connect; --follow-up JOURNAL --follow 24h does that la
   handlesSignals: true,
   async run({ flags }, ctx) {
     const log = createLogger({ component: 'resync' });
-    const readFile = (flag: string, f: string) => {
-      try { return fs.readFileSync(f); } catch (e) { throw new UsageError(`--${flag} ${f}: ${(e as Error).message}`); }
-    };
     try {
       const { c2, api } = createResyncC2({
         baseUrl: flags['c2-url'],
-        ca: flags['c2-ca'] ? readFile('c2-ca', flags['c2-ca']) : undefined,
-        cert: flags['c2-cert'] ? readFile('c2-cert', flags['c2-cert']) : undefined,
-        key: flags['c2-key'] ? readFile('c2-key', flags['c2-key']) : undefined,
+        ca: readFlagFile('c2-ca', flags['c2-ca']),
+        cert: readFlagFile('c2-cert', flags['c2-cert']),
+        key: readFlagFile('c2-key', flags['c2-key']),
         logger: log.child({ component: 'c2-api' }),
       });
       const { expected, backupTakenAt } = expectedFromFlags(flags);
-      const broker = brokerOptions(flags, readFile);
+      const broker = brokerOptions(flags);
       const journal = journalFromFlags(flags, !!broker);
       if (flags['print-follow-up-unit']) {
         if (!flags.follow) throw new UsageError('--print-follow-up-unit needs --follow DURATION for the unit (e.g. --follow 24h)');
@@ -148,7 +143,7 @@ function journalFromFlags(flags: Flags, hasBroker: boolean): string {
   return journal;
 }
 
-function brokerOptions(flags: Flags, readFile: (flag: string, f: string) => Buffer): WatchBrokerPresenceOptions | undefined {
+function brokerOptions(flags: Flags): WatchBrokerPresenceOptions | undefined {
   const url = flags['broker-url'];
   if (!url) {
     for (const f of ['broker-username', 'broker-password-file'] as const) if (flags[f]) throw new UsageError(`--${f} needs --broker-url`);
@@ -158,7 +153,7 @@ function brokerOptions(flags: Flags, readFile: (flag: string, f: string) => Buff
   try { u = new URL(url); } catch { throw new UsageError(`--broker-url ${url}: not a URL; give mqtt://host:port`); }
   if (u.protocol !== 'mqtt:' && u.protocol !== 'tcp:') throw new UsageError(`--broker-url ${url}: give mqtt://host:port (the presence watch speaks plain MQTT)`);
   if (u.username || u.password) throw new UsageError('--broker-url must not hold credentials (they would show in ps and in printed units): use --broker-username and --broker-password-file');
-  const password = flags['broker-password-file'] ? readFile('broker-password-file', flags['broker-password-file']).toString('utf8').trim() : undefined;
+  const password = flags['broker-password-file'] ? readFlagFile('broker-password-file', flags['broker-password-file']).toString('utf8').trim() : undefined;
   return { url: `mqtt://${u.host}`, flavor: flags['broker-flavor'] as 'mosquitto' | 'emqx', username: flags['broker-username'], password };
 }
 
