@@ -116,9 +116,9 @@ export function patchBiosBoot(mbr: Buffer, bootImg: Buffer, coreImg: Buffer, cor
   return { mbr: out, core };
 }
 
-export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string; pkg?: string } = {}): Promise<string> {
+export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string; pkg?: string; cwd?: string } = {}): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { env: opts.env ?? process.env, cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.on('data', (b) => (out += b));

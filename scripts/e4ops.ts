@@ -16,6 +16,7 @@ export const SUBCOMMANDS: Record<string, string> = {
   'check-config': './check-config.ts',
   'fleet-sim': './fleet-sim.ts',
   'build-appliance': './build-appliance.ts',
+  appliance: './appliance.ts',
 };
 
 export async function loadCommand(name: string): Promise<CommandSpec<any>> {
