@@ -277,13 +277,17 @@ export function stagePlanFiles(plan: AppliancePlan, dir: string): void {
 export async function stageToolkit(repoRoot: string, dest: string, env: NodeJS.ProcessEnv): Promise<void> {
   const ls = spawnSync('git', ['-C', repoRoot, 'ls-files', '--cached', '--others', '--exclude-standard', '-z'], { encoding: 'utf8' });
   if (ls.status !== 0) throw new Error(`git ls-files in ${repoRoot} failed: ${ls.stderr}`);
-  const skip = /^(test|bench|\.scratch|\.cache|node_modules)\//;
+  // node_modules is often a symlink to a shared tree (git lists a symlink as an untracked file):
+  // copying the link would let npm ci below empty the shared tree. Only regular files are copied.
+  const skip = /^(test|bench|\.scratch|\.cache|node_modules)(\/|$)/;
   for (const rel of ls.stdout.split('\0').filter((f) => f && !skip.test(f))) {
     const src = path.join(repoRoot, rel);
-    if (!fs.existsSync(src)) continue; // deleted in the work tree
+    if (!fs.existsSync(src) || !fs.lstatSync(src).isFile()) continue; // deleted in the work tree, or a link
     fs.mkdirSync(path.dirname(path.join(dest, rel)), { recursive: true });
     fs.cpSync(src, path.join(dest, rel), { verbatimSymlinks: true });
   }
+  const nm = path.join(dest, 'node_modules');
+  if (fs.existsSync(nm) && fs.lstatSync(nm).isSymbolicLink()) throw new Error(`${nm} is a symlink; refusing to run npm ci into it (it would empty the tree it points to)`);
   await run('npm', ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error'], { env: { ...env, npm_config_cache: env.npm_config_cache ?? process.env.npm_config_cache }, cwd: dest, pkg: 'npm' });
 }
 
