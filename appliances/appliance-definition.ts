@@ -41,8 +41,6 @@ export function checkApplianceRules(s: StackSettings, suite = 'trixie', extraPac
   if (s.automationEngine.enabled) p.push('settings.automationEngine.enabled: the automation engine is not in the appliance yet. Fix: set it to false');
   if (s.backup.enabled) {
     if (suite === 'bookworm') p.push('settings.backup.enabled: the backup timer runs the toolkit, which needs Node.js 20; Debian 12 (bookworm) has 18. Fix: build with suite trixie, or set it to false');
-    if (!s.backup.targets.length) p.push('settings.backup.targets: empty; a backup needs somewhere to go. Fix: add e.g. {name: local, type: local, path: /var/backups/e4ops} (better: an rclone remote off the VM)');
-    if (!s.backup.ageRecipients.length) p.push('settings.backup.ageRecipients: empty; backups are encrypted to age public keys only. Fix: add the age1... recipient whose identity you keep off the VM');
     for (const [i, t] of s.backup.targets.entries()) {
       if (t.type === 'local' && !t.path?.startsWith('/')) p.push(`settings.backup.targets[${i}].path: a local target on the appliance needs an absolute directory. Fix: e.g. /var/backups/e4ops`);
       if (t.type === 'rclone' && !extraPackages.includes('rclone')) p.push(`settings.backup.targets[${i}]: an rclone target needs rclone in the image. Fix: add rclone to extraPackages (and rebuild)`);
