@@ -421,7 +421,7 @@ export async function buildApplianceImage(plan: AppliancePlan, opts: BuildOption
     const file = path.join(outDir, `${d.name}.${format}`);
     fs.rmSync(file, { force: true });
     await step(format, `[${n++}/${total}] ${format} -> ${file}`, async () => {
-      if (format === 'qcow2') await run('nice', ['-n', '10', 'qemu-img', 'convert', '-c', '-f', 'raw', '-O', 'qcow2', raw, file], { env, pkg: 'qemu-utils' });
+      if (format === 'qcow2') await run('nice', ['-n', '10', 'qemu-img', 'convert', '-c', '-W', '-f', 'raw', '-O', 'qcow2', raw, file], { env, pkg: 'qemu-utils' });
       else if (format === 'ova') writeOva({ rawDisk: raw, ova: file, workDir: work, ovf: { name: d.name, description: d.description ?? `e4ops appliance ${d.name}`, cpus: d.image.cpus, memoryMb: d.image.memoryMb, vmwareOsType: 'debian12_64Guest' } });
       else if (opts.keepRaw) fs.copyFileSync(raw, file); // sparse copy; the work copy stays for keepRaw
       else fs.renameSync(raw, file);

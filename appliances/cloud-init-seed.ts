@@ -23,7 +23,7 @@ export function renderUserData(s: SeedSettings): string {
   if (s.settings) {
     doc.write_files = [{ path: APPLIANCE_PATHS.settingsFile, owner: 'root:root', permissions: '0640', content: YAML.stringify(s.settings) }];
   }
-  return `#cloud-config\n# Rendered by e4ops (appliances/cloud-init-seed.ts)\n${YAML.stringify(doc)}`;
+  return `#cloud-config\n# Rendered by e4ops (appliances/cloud-init-seed.ts)\n${YAML.stringify(doc, { lineWidth: 0 })}`;
 }
 
 export function renderMetaData(s: SeedSettings): string {

@@ -88,7 +88,7 @@ export function writeStreamOptimizedVmdk(rawFile: string, vmdkFile: string, opts
       const data = n === GRAIN_BYTES ? grain : grain.subarray(0, n);
       if (data.every((x) => x === 0)) continue;
       populated += n;
-      const z = zlib.deflateSync(data, { level: opts.level ?? 6 });
+      const z = zlib.deflateSync(data, { level: opts.level ?? 1 }); // level 1: 3x faster than 6 on the 2-core builders, ~10% larger
       const rec = Buffer.alloc(Math.ceil((12 + z.length) / SECTOR) * SECTOR);
       rec.writeBigUInt64LE(BigInt(g * GRAIN_SECTORS), 0);
       rec.writeUInt32LE(z.length, 8);
