@@ -31,6 +31,9 @@ export const APPLIANCE_PATHS = {
   c2ConfigFile: '/opt/e4/configs/config.yaml',
   toolkitDir: '/opt/e4ops',
   e4opsCommand: '/usr/local/bin/e4ops',
+  /** tsx's transform cache (os.tmpdir()/tsx-0), warmed at build time: /tmp is a tmpfs, and under
+   * software emulation transpiling the toolkit at every first-boot step costs minutes. */
+  tsxCacheDir: '/var/cache/e4ops',
   definitionFile: '/etc/e4ops/appliance.yaml',
   settingsFile: '/etc/e4ops/settings.yaml',
   imageRelease: '/etc/e4ops/image-release.json',
@@ -142,7 +145,7 @@ export function renderSettingsFiles(appliance: ValidatedAppliance): PlannedFile[
         content: renderSystemdUnit({
           Unit: { After: [FIRST_BOOT_SERVICE], Requires: [FIRST_BOOT_SERVICE] },
           // The DB password first boot generated, as PGPASSWORD (never on the command line).
-          Service: { EnvironmentFile: P.backupEnvFile },
+          Service: { EnvironmentFile: P.backupEnvFile, Environment: `TMPDIR=${P.tsxCacheDir}` },
         }),
       },
     );
@@ -207,6 +210,10 @@ export function planAppliance(appliance: ValidatedAppliance, c2BinarySource: str
     ...renderSettingsFiles(appliance),
     { path: P.definitionFile, content: `# The definition this image was built from (settings merged with ${P.settingsFile} at first boot).\n${YAML.stringify(d)}`, mode: 0o644, renderedBy: 'appliances/build-appliance.ts' },
     { path: P.firstBootScript, content: firstBoot, mode: 0o755, renderedBy: 'appliances/first-boot.ts' },
+    {
+      path: e4ops, mode: 0o755, renderedBy: 'appliances/build-appliance.ts',
+      content: `#!/bin/sh\n# e4ops on the appliance: one Node process with tsx's loader; its transform cache is ${P.tsxCacheDir}\n# (warmed when the image was built).\nexport TMPDIR=${P.tsxCacheDir}\nexec /usr/bin/node --import file://${P.toolkitDir}/node_modules/tsx/dist/loader.mjs ${P.toolkitDir}/scripts/e4ops.ts "$@"\n`,
+    },
     { path: unitPath(FIRST_BOOT_SERVICE), content: firstBootUnit, mode: 0o644, renderedBy: 'lib/render/systemd-units.ts' },
     { path: unitPath(C2_SERVICE), content: c2Unit, mode: 0o644, renderedBy: 'lib/render/systemd-units.ts' },
     {
@@ -306,7 +313,9 @@ export function mmdebstrapArgs(plan: AppliancePlan, overlayDir: string, rootDir:
     '--customize-hook=for v in $(ls "$1/usr/lib/postgresql"); do chroot "$1" pg_dropcluster "$v" main 2>/dev/null || true; done',
     `--customize-hook=chroot "$1" useradd --system --home-dir /opt/e4 --no-create-home --shell /usr/sbin/nologin ${C2_USER}`,
     `--customize-hook=cp -a ${q(overlayDir)}/. "$1/"`,
-    `--customize-hook=chroot "$1" chown root:${C2_USER} ${q(P.c2ConfigFile)} && chroot "$1" install -d -m 0755 /var/lib/e4ops && ln -sf ${q(`${P.toolkitDir}/bin/e4ops`)} "$1${P.e4opsCommand}"`,
+    `--customize-hook=chroot "$1" chown root:${C2_USER} ${q(P.c2ConfigFile)} && chroot "$1" install -d -m 0755 /var/lib/e4ops ${q(P.tsxCacheDir)}`,
+    // Transpile the toolkit once here, at native speed, into the cache the VM's commands read.
+    `--customize-hook=chroot "$1" ${q(P.e4opsCommand)} appliance upgrade-check --root /nonexistent >/dev/null 2>&1; cd "$1${P.toolkitDir}" && chroot "$1" env TMPDIR=${q(P.tsxCacheDir)} sh -c 'cd ${P.toolkitDir} && node --import tsx scripts/backup.ts --help' >/dev/null; ls "$1${P.tsxCacheDir}" >/dev/null`,
     `--customize-hook=chroot "$1" systemctl enable ${plan.enableUnits.join(' ')}`,
     // Serial console for the operator (and the boot log the tests read).
     '--customize-hook=chroot "$1" systemctl enable serial-getty@ttyS0.service',

@@ -66,6 +66,8 @@ export function renderC2ServiceUnit(s: C2ServiceSettings): string {
       // '+': the check runs as root (it reads the PostgreSQL data directory), C2 itself as its user.
       ExecStartPre: s.execStartPre?.map((c) => `+${c}`),
       ExecStart: s.binary,
+      // The checks run Node; on a slow (emulated) VM they take longer than the default 90 s.
+      TimeoutStartSec: s.execStartPre?.length ? 600 : undefined,
       Restart: 'always',
       RestartSec: 3,
       NoNewPrivileges: true,

@@ -132,7 +132,7 @@ describe('appliance build plan', () => {
       '/etc/mosquitto/mosquitto.conf', '/etc/ssh/sshd_config.d/50-e4ops.conf', '/etc/systemd/network/80-e4ops-dhcp.network',
       `/etc/systemd/system/${C2_SERVICE}`, `/etc/systemd/system/${FIRST_BOOT_SERVICE}`,
       '/etc/systemd/system/mosquitto.service.d/e4ops.conf', '/etc/systemd/system/ssh.service.d/e4ops-host-keys.conf',
-      '/opt/e4/configs/config.yaml', '/usr/local/sbin/e4ops-firstboot',
+      '/opt/e4/configs/config.yaml', '/usr/local/bin/e4ops', '/usr/local/sbin/e4ops-firstboot',
     ]);
     expect(file(APPLIANCE_PATHS.grubConfig)).toMatch(/linux \/vmlinuz root=LABEL=e4root ro console=tty0 console=ttyS0/);
     expect(file('/etc/cloud/cloud.cfg.d/99-e4ops.cfg')).toContain('datasource_list: [NoCloud, ConfigDrive, None]');
