@@ -1,135 +1,145 @@
 #!/usr/bin/env -S npx tsx
-// Dashboards and alerting: install Elasticsearch templates/ILM and Kibana saved objects
-// (idempotent, --dry-run), and render the Prometheus rules / Kibana NDJSON / template bodies.
+// `e4ops dashboards`: install Elasticsearch templates/ILM and Kibana saved objects (idempotent,
+// --dry-run), and render the Prometheus rules / Kibana NDJSON / template bodies.
 // Library: dashboards/install.ts, dashboards/prometheus/alert-rules.ts, dashboards/kibana/saved-objects.ts.
 import fs from 'node:fs';
-import { parseArgv } from 'zx';
 import { Client } from '@elastic/elasticsearch';
 import { createLogger, redactUrl } from '../lib/log.ts';
+import { defineCommand, runIfMain, type CommandContext } from '../lib/cli/command.ts';
+import { EXIT } from '../lib/cli/exit-codes.ts';
+import { UsageError, type FlagSpecs } from '../lib/cli/flags.ts';
 import { installDashboards } from '../dashboards/install.ts';
 import { buildElasticsearchAssets, type ElasticsearchAssetOptions } from '../dashboards/elasticsearch/index-templates.ts';
 import { buildSavedObjects, parseSavedObjectsNdjson, renderSavedObjectsNdjson } from '../dashboards/kibana/saved-objects.ts';
 import { renderPrometheusRules, type RuleOptions } from '../dashboards/prometheus/alert-rules.ts';
 
-const HELP = `Usage: npx tsx scripts/dashboards.ts COMMAND [flags]
+const INDICES = 'Indices and retention';
+const INDEX_FLAGS = {
+  'message-index': { type: 'string', placeholder: 'NAME', group: INDICES, help: "C2's es-message-logging-index (default messages)" },
+  'c2-logs-index-prefix': { type: 'string', placeholder: 'PREFIX', group: INDICES, help: 'prefix of the C2 log indices' },
+  'ops-logs-alias': { type: 'string', placeholder: 'ALIAS', group: INDICES, help: 'rollover alias of the e4ops operation logs' },
+  'messages-retention-days': { type: 'integer', min: 1, placeholder: 'N', group: INDICES, help: 'ILM: delete message indices after N days (>= 3)' },
+  'logs-retention-days': { type: 'integer', min: 1, placeholder: 'N', group: INDICES, help: 'ILM: delete C2 log indices after N days (>= 3)' },
+  'ops-logs-retention-days': { type: 'integer', min: 1, placeholder: 'N', group: INDICES, help: 'ILM: delete operation-log indices after N days (>= 3)' },
+  'rollover-max-size': { type: 'string', placeholder: 'SIZE', group: INDICES, help: 'ILM rollover size, e.g. 10gb' },
+  'rollover-max-age': { type: 'string', placeholder: 'AGE', group: INDICES, help: 'ILM rollover age, e.g. 30d' },
+} as const satisfies FlagSpecs;
+const OUT_FLAG = { out: { type: 'string', placeholder: 'FILE', help: 'write to FILE instead of stdout' } } as const satisfies FlagSpecs;
 
-Commands
-  install                 put index templates + ILM policies into Elasticsearch and import the Kibana
-                          saved objects; reads first and writes only what differs (a re-run changes nothing)
-    --es-url URL          Elasticsearch 7.17 (env E4OPS_ES_URL); credentials may be in the URL
-    --es-ca FILE          CA certificate (PEM) for an https Elasticsearch
-    --kibana-url URL      Kibana 7.17 (env E4OPS_KIBANA_URL); credentials in the URL go into a Basic header
-                          (for https with a private CA set NODE_EXTRA_CA_CERTS=FILE)
-    --kibana-space ID     Kibana space (default space when absent)
-    --saved-objects FILE  import this NDJSON instead of the built-in objects
-    --dry-run             report what would change; write nothing
-  render-rules            print the Prometheus rules file (what dashboards/prometheus/e4-rules.yml holds)
-    --runbook-base-url U  base of runbook_url (env E4OPS_RUNBOOK_BASE_URL; default dashboards/runbooks)
-    --backup-max-age-hours N  --drill-max-age-days N  --cert-expiry-days N
-  render-saved-objects    print the Kibana NDJSON
-  render-templates        print the Elasticsearch request bodies (JSON)
+type IndexFlags = { [K in keyof typeof INDEX_FLAGS]?: string | number };
 
-Index/retention flags (install, render-saved-objects, render-templates):
-  --message-index NAME (C2's es-message-logging-index, default messages)  --c2-logs-index-prefix P
-  --ops-logs-alias A  --messages-retention-days N  --logs-retention-days N  --ops-logs-retention-days N
-  --rollover-max-size 10gb  --rollover-max-age 30d
-  --out FILE              (render-*) write to FILE instead of stdout
+const defined = <T extends object>(o: T): T => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+const env = (name: string) => process.env[name] || undefined;
 
-Exit codes: 0 ok, 1 failure (Elasticsearch/Kibana error), 2 bad command or flags.`;
-
-class UsageError extends Error {}
-
-function num(argv: Record<string, unknown>, flag: string): number | undefined {
-  const v = argv[flag];
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`--${flag} ${String(v)}: not a positive number`);
-  return n;
-}
-
-function str(argv: Record<string, unknown>, flag: string, env?: string): string | undefined {
-  const v = argv[flag] ?? (env ? process.env[env] : undefined);
-  return v === undefined || v === '' ? undefined : String(v);
-}
-
-function assetOptions(argv: Record<string, unknown>): ElasticsearchAssetOptions {
-  const o: ElasticsearchAssetOptions = {
-    messageIndex: str(argv, 'message-index'),
-    c2LogsIndexPrefix: str(argv, 'c2-logs-index-prefix'),
-    opsLogsAlias: str(argv, 'ops-logs-alias'),
-    messagesRetentionDays: num(argv, 'messages-retention-days'),
-    logsRetentionDays: num(argv, 'logs-retention-days'),
-    opsLogsRetentionDays: num(argv, 'ops-logs-retention-days'),
-    rolloverMaxSize: str(argv, 'rollover-max-size'),
-    rolloverMaxAge: str(argv, 'rollover-max-age'),
-  };
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
-}
-
-function output(argv: Record<string, unknown>, text: string): void {
-  const out = str(argv, 'out');
-  if (out) fs.writeFileSync(out, text);
-  else process.stdout.write(text);
-}
-
-async function main(): Promise<number> {
-  const argv = parseArgv(process.argv.slice(2), {
-    boolean: ['help', 'dry-run'],
-    string: ['es-url', 'es-ca', 'kibana-url', 'kibana-space', 'saved-objects', 'out', 'runbook-base-url', 'message-index',
-      'c2-logs-index-prefix', 'ops-logs-alias', 'rollover-max-size', 'rollover-max-age'],
-  });
-  const command = argv._[0];
-  if (argv.help || !command) { process.stdout.write(HELP + '\n'); return argv.help ? 0 : 2; }
-  const log = createLogger({ component: 'dashboards' });
-
-  switch (command) {
-    case 'render-rules': {
-      const o: RuleOptions = {
-        runbookBaseUrl: str(argv, 'runbook-base-url', 'E4OPS_RUNBOOK_BASE_URL'),
-        backupMaxAgeHours: num(argv, 'backup-max-age-hours'),
-        drillMaxAgeDays: num(argv, 'drill-max-age-days'),
-        certExpiryDays: num(argv, 'cert-expiry-days'),
-      };
-      output(argv, renderPrometheusRules(Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined))));
-      return 0;
-    }
-    case 'render-saved-objects':
-      output(argv, renderSavedObjectsNdjson(assetOptions(argv)));
-      return 0;
-    case 'render-templates':
-      output(argv, JSON.stringify(buildElasticsearchAssets(assetOptions(argv)), null, 2) + '\n');
-      return 0;
-    case 'install': {
-      const esUrl = str(argv, 'es-url', 'E4OPS_ES_URL');
-      const kibanaUrl = str(argv, 'kibana-url', 'E4OPS_KIBANA_URL');
-      if (!esUrl && !kibanaUrl) throw new UsageError('install: give --es-url and/or --kibana-url (or E4OPS_ES_URL / E4OPS_KIBANA_URL)');
-      const options = assetOptions(argv);
-      let savedObjects = buildSavedObjects(options);
-      const soFile = str(argv, 'saved-objects');
-      if (soFile) {
-        let text: string;
-        try { text = fs.readFileSync(soFile, 'utf8'); } catch (e) { throw new UsageError(`--saved-objects ${soFile}: ${(e as Error).message}`); }
-        savedObjects = parseSavedObjectsNdjson(text, soFile);
-      }
-      const esCa = str(argv, 'es-ca');
-      const es = esUrl ? new Client({ node: esUrl, ...(esCa ? { ssl: { ca: fs.readFileSync(esCa) } } : {}) }) : undefined;
-      log.info('install_start', { es: esUrl ? redactUrl(esUrl) : undefined, kibana: kibanaUrl ? redactUrl(kibanaUrl) : undefined, dryRun: !!argv['dry-run'] });
-      try {
-        const report = await installDashboards({ es, kibanaUrl, kibanaSpace: str(argv, 'kibana-space'), savedObjects, assetOptions: options, dryRun: !!argv['dry-run'], logger: log });
-        const changed = report.changes.filter((c) => c.action !== 'unchanged').length;
-        process.stdout.write(JSON.stringify({ ...report, changed, unchanged: report.changes.length - changed }) + '\n');
-      } finally {
-        await es?.close();
-      }
-      return 0;
-    }
-    default:
-      throw new UsageError(`unknown command "${command}"; one of install, render-rules, render-saved-objects, render-templates (see --help)`);
+/** The library checks index names and retention; its complaints are about the flags given, so exit 2. */
+function withFlagErrorsAsUsage<T>(build: () => T): T {
+  try { return build(); } catch (e) {
+    if (/^elasticsearch \w+:|line \d+: not a saved object/.test((e as Error).message)) throw new UsageError((e as Error).message);
+    throw e;
   }
 }
 
-main().then((code) => { process.exitCode = code; }, (e: Error) => {
-  const usage = e instanceof UsageError || /^elasticsearch \w+:|line \d+: not a saved object/.test(e.message);
-  process.stderr.write(`dashboards: ${redactUrl(e.message)}\n`);
-  process.exitCode = usage ? 2 : 1;
+function assetOptions(f: IndexFlags): ElasticsearchAssetOptions {
+  const o = defined({
+    messageIndex: f['message-index'], c2LogsIndexPrefix: f['c2-logs-index-prefix'], opsLogsAlias: f['ops-logs-alias'],
+    messagesRetentionDays: f['messages-retention-days'], logsRetentionDays: f['logs-retention-days'], opsLogsRetentionDays: f['ops-logs-retention-days'],
+    rolloverMaxSize: f['rollover-max-size'], rolloverMaxAge: f['rollover-max-age'],
+  }) as ElasticsearchAssetOptions;
+  withFlagErrorsAsUsage(() => buildElasticsearchAssets(o));
+  return o;
+}
+
+function output(out: string | undefined, text: string, ctx: CommandContext): number {
+  if (out) fs.writeFileSync(out, text);
+  else ctx.stdout(text);
+  return EXIT.ok;
+}
+
+const install = defineCommand({
+  name: 'dashboards install',
+  summary: 'put index templates + ILM policies into Elasticsearch and import the Kibana saved objects',
+  description: 'Reads first and writes only what differs: a re-run changes nothing. Credentials may be in the URLs\n(they never reach the log); for an https Kibana with a private CA set NODE_EXTRA_CA_CERTS=FILE.',
+  flags: {
+    'es-url': { type: 'string', placeholder: 'URL', help: 'Elasticsearch 7.17 (env E4OPS_ES_URL); credentials may be in the URL' },
+    'es-ca': { type: 'string', placeholder: 'FILE', help: 'CA certificate (PEM) for an https Elasticsearch' },
+    'kibana-url': { type: 'string', placeholder: 'URL', help: 'Kibana 7.17 (env E4OPS_KIBANA_URL); credentials in the URL go into a Basic header' },
+    'kibana-space': { type: 'string', placeholder: 'ID', help: 'Kibana space (the default space when absent)' },
+    'saved-objects': { type: 'string', placeholder: 'FILE', help: 'import this NDJSON instead of the built-in objects' },
+    'dry-run': { type: 'boolean', help: 'report what would change; write nothing' },
+    ...INDEX_FLAGS,
+  },
+  examples: ['e4ops dashboards install --kibana-url http://127.0.0.1:5601 --dry-run'],
+  async run({ flags }, ctx) {
+    const esUrl = flags['es-url'] ?? env('E4OPS_ES_URL');
+    const kibanaUrl = flags['kibana-url'] ?? env('E4OPS_KIBANA_URL');
+    if (!esUrl && !kibanaUrl) throw new UsageError('install: give --es-url and/or --kibana-url (or E4OPS_ES_URL / E4OPS_KIBANA_URL)');
+    const options = assetOptions(flags);
+    let savedObjects = buildSavedObjects(options);
+    const soFile = flags['saved-objects'];
+    if (soFile) {
+      let text: string;
+      try { text = fs.readFileSync(soFile, 'utf8'); } catch (e) { throw new UsageError(`--saved-objects ${soFile}: ${(e as Error).message}`); }
+      savedObjects = withFlagErrorsAsUsage(() => parseSavedObjectsNdjson(text, soFile));
+    }
+    const esCa = flags['es-ca'];
+    let ca: Buffer | undefined;
+    if (esCa) try { ca = fs.readFileSync(esCa); } catch (e) { throw new UsageError(`--es-ca ${esCa}: ${(e as Error).message}`); }
+    const es = esUrl ? new Client({ node: esUrl, ...(ca ? { ssl: { ca } } : {}) }) : undefined;
+    const log = createLogger({ component: 'dashboards' });
+    log.info('install_start', { es: esUrl ? redactUrl(esUrl) : undefined, kibana: kibanaUrl ? redactUrl(kibanaUrl) : undefined, dryRun: flags['dry-run'] });
+    try {
+      const report = await installDashboards({ es, kibanaUrl, kibanaSpace: flags['kibana-space'], savedObjects, assetOptions: options, dryRun: flags['dry-run'], logger: log });
+      const changed = report.changes.filter((c) => c.action !== 'unchanged').length;
+      ctx.stdout(JSON.stringify({ ...report, changed, unchanged: report.changes.length - changed }) + '\n');
+    } finally {
+      await es?.close();
+    }
+    return EXIT.ok;
+  },
 });
+
+const renderRules = defineCommand({
+  name: 'dashboards render-rules',
+  summary: 'print the Prometheus rules file (what dashboards/prometheus/e4-rules.yml holds)',
+  flags: {
+    'runbook-base-url': { type: 'string', placeholder: 'URL', help: 'base of each alert\'s runbook_url (env E4OPS_RUNBOOK_BASE_URL; default dashboards/runbooks)' },
+    'backup-max-age-hours': { type: 'integer', min: 1, placeholder: 'N', help: 'E4BackupTooOld fires when the last successful backup is older (default 26)' },
+    'drill-max-age-days': { type: 'integer', min: 1, placeholder: 'N', help: 'E4RestoreDrillTooOld fires when the last successful drill is older (default 8)' },
+    'cert-expiry-days': { type: 'integer', min: 1, placeholder: 'N', help: 'alert when a certificate expires within N days (default 21)' },
+    ...OUT_FLAG,
+  },
+  run({ flags }, ctx) {
+    const o: RuleOptions = defined({
+      runbookBaseUrl: flags['runbook-base-url'] ?? env('E4OPS_RUNBOOK_BASE_URL'),
+      backupMaxAgeHours: flags['backup-max-age-hours'], drillMaxAgeDays: flags['drill-max-age-days'], certExpiryDays: flags['cert-expiry-days'],
+    });
+    return output(flags.out, renderPrometheusRules(o), ctx);
+  },
+});
+
+const renderSavedObjects = defineCommand({
+  name: 'dashboards render-saved-objects',
+  summary: 'print the Kibana saved objects (NDJSON, what install imports)',
+  flags: { ...INDEX_FLAGS, ...OUT_FLAG },
+  run: ({ flags }, ctx) => output(flags.out, renderSavedObjectsNdjson(assetOptions(flags)), ctx),
+});
+
+const renderTemplates = defineCommand({
+  name: 'dashboards render-templates',
+  summary: 'print the Elasticsearch request bodies (index templates, ILM policies) as JSON',
+  flags: { ...INDEX_FLAGS, ...OUT_FLAG },
+  run: ({ flags }, ctx) => output(flags.out, JSON.stringify(buildElasticsearchAssets(assetOptions(flags)), null, 2) + '\n', ctx),
+});
+
+export const command = defineCommand({
+  name: 'dashboards',
+  summary: 'install Elasticsearch templates/ILM and Kibana dashboards; render the Prometheus alert rules',
+  flags: {},
+  subcommands: [install, renderRules, renderSavedObjects, renderTemplates],
+  examples: [
+    'e4ops dashboards install --kibana-url http://127.0.0.1:5601 --dry-run',
+    'e4ops dashboards render-rules --runbook-base-url https://wiki.example/e4 --out /etc/prometheus/rules/e4.yml',
+  ],
+});
+
+await runIfMain(import.meta.url, command);

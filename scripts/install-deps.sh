@@ -7,6 +7,7 @@ PACKAGES=(
   haproxy                        # haproxy -c on rendered configs
   prometheus                     # promtool
   age rclone zstd                # backup encryption, off-site targets, compression
+  pgbackrest                     # point-in-time recovery: WAL archive, physical backups, PITR drills
   patroni etcd-server rsyslog rsyslog-elasticsearch prometheus-blackbox-exporter  # validate rendered stack configs
   openssl ca-certificates curl git
   systemd                        # systemd-analyze verify on the appliance's rendered units

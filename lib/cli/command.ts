@@ -117,7 +117,7 @@ export function resolveCommand(spec: CommandSpec<any>, argv: readonly string[]):
     if (!sub) {
       if (current.run && current.positionals?.length) break;
       const near = closestName(word, current.subcommands.map((s) => lastWord(s.name)));
-      throw new UsageError(`unknown subcommand "${word}" of e4ops ${current.name}${near ? `; did you mean "${near}"?` : ''} (see e4ops ${current.name} --help)`);
+      throw new UsageError(`unknown command "${word}" for e4ops ${current.name}${near ? `; did you mean "${near}"?` : `; one of ${current.subcommands.map((s) => lastWord(s.name)).join(', ')}`} (see e4ops ${current.name} --help)`);
     }
     current = sub;
     rest = rest.slice(1);

@@ -72,6 +72,9 @@ export function parseDuration(text: string): number | undefined {
 
 /** The known name closest to a misspelt one, when it is close enough to be a likely typo. */
 export function closestName(name: string, known: readonly string[]): string | undefined {
+  // An abbreviation (`--datab`) means the one name it starts.
+  const extending = name.length >= 3 ? known.filter((k) => k.startsWith(name)) : [];
+  if (extending.length === 1) return extending[0];
   let best: string | undefined;
   let bestDistance = Infinity;
   for (const k of known) {

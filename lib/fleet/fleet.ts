@@ -27,6 +27,8 @@ export interface FleetOptions {
   /** Clock for E4 timestamp checks (tests), default Date.now. */
   now?: () => number;
   logger?: Logger;
+  /** Key state to put back before any device connects: retained commands waiting on the broker then apply on top of it. */
+  restoreFrom?: FleetSnapshot;
 }
 
 export interface ReceivedMessage {
@@ -290,6 +292,7 @@ export class Fleet {
 /** Create the fleet and connect every device. */
 export async function createFleet(opts: FleetOptions): Promise<Fleet> {
   const fleet = new Fleet(opts);
+  if (opts.restoreFrom) fleet.restore(opts.restoreFrom);
   try {
     await fleet.connect();
   } catch (err) {

@@ -45,7 +45,11 @@ export function renderEmqxConf(s: EmqxSettings): string {
     '  max_payload_size = 1MB',
     '  backend { type = built_in_database, storage_type = disc, max_retained_messages = 0 }',
     '}',
-    'mqtt { max_mqueue_len = 100000, retain_available = true }',
+    '# Bursts of one command per linked topic queue behind the inflight window; sessions of devices',
+    '# offline longer than the expiry are dropped (E4 devices reject commands older than 10 minutes anyway).',
+    'mqtt { max_mqueue_len = 100000, max_inflight = 32, session_expiry_interval = 2d, retain_available = true }',
+    '# client connected/disconnected events on $SYS/brokers/<node>/clients/<id>/...: the resync presence watch',
+    'sys_topics { sys_event_messages { client_connected = true, client_disconnected = true } }',
     'prometheus.enable_basic_auth = false',
   ];
   if (!s.allowAnonymous) {

@@ -1,4 +1,5 @@
 import YAML from 'yaml';
+import { pitrPostgresParameters, patroniPitrSections, type PitrPostgresSettings } from './pgbackrest-conf.ts';
 
 // PostgreSQL settings for C2's database: postgresql.conf lines (minimal profile), pg_hba.conf, and
 // the Patroni member configuration (HA profile). Passwords never appear in these files: Patroni
@@ -31,6 +32,8 @@ export interface PostgresConfSettings {
   listenAddresses?: string;
   port?: number;
   parameters?: Record<string, PgValue>;
+  /** Continuous WAL archiving to pgBackRest (point-in-time recovery); off when absent. */
+  pitr?: PitrPostgresSettings;
 }
 
 /** postgresql.conf text (include it or append it to the server's file). Pure. */
@@ -39,6 +42,7 @@ export function renderPostgresConf(s: PostgresConfSettings = {}): string {
     ...(s.listenAddresses !== undefined ? { listen_addresses: s.listenAddresses } : {}),
     ...(s.port !== undefined ? { port: s.port } : {}),
     ...C2_POSTGRES_PARAMETERS,
+    ...(s.pitr ? pitrPostgresParameters(s.pitr) : {}),
     ...s.parameters,
   };
   for (const k of Object.keys(params)) {
@@ -91,6 +95,8 @@ export interface PatroniSettings {
   loopWaitSeconds?: number;
   retryTimeoutSeconds?: number;
   maximumLagOnFailoverBytes?: number;
+  /** Continuous WAL archiving to pgBackRest from the leader, and new replicas restored from the repository. */
+  pitr?: PitrPostgresSettings;
 }
 
 /** patroni.yml for one member. Pure. */
@@ -101,6 +107,7 @@ export function renderPatroniConfig(s: PatroniSettings): string {
     throw new Error(`patroni ttlSeconds ${ttl}: must be at least loopWaitSeconds + 2 * retryTimeoutSeconds`);
   }
   const hba = pgHbaLines({ clientNetworks: s.postgres.clientNetworks, replicationUser: s.replicationUser });
+  const pitr = s.pitr ? patroniPitrSections(s.pitr) : undefined;
   const doc = {
     scope: s.scope,
     name: s.name,
@@ -115,7 +122,8 @@ export function renderPatroniConfig(s: PatroniSettings): string {
         postgresql: {
           use_pg_rewind: true,
           use_slots: true,
-          parameters: { ...C2_POSTGRES_PARAMETERS, ...s.postgres.parameters },
+          // archive_mode=on archives on the leader only: a member in recovery never runs archive_command.
+          parameters: { ...C2_POSTGRES_PARAMETERS, ...pitr?.parameters, ...s.postgres.parameters },
         },
       },
       initdb: [{ encoding: 'UTF8' }, { locale: 'C.UTF-8' }, 'data-checksums'],
@@ -130,6 +138,8 @@ export function renderPatroniConfig(s: PatroniSettings): string {
       pg_hba: hba,
       // A new or rebuilt replica clones the primary right away instead of waiting for a spread checkpoint.
       basebackup: [{ checkpoint: 'fast' }],
+      // With PITR a new member restores from the repository (no load on the leader) and replays WAL from it.
+      ...(pitr ? { create_replica_methods: pitr.createReplicaMethods, pgbackrest: pitr.pgbackrest, recovery_conf: pitr.recoveryConf } : {}),
       // Passwords come from PATRONI_SUPERUSER_PASSWORD / PATRONI_REPLICATION_PASSWORD / PATRONI_REWIND_PASSWORD.
       authentication: {
         superuser: { username: s.superuser },

@@ -6,7 +6,7 @@ export type Profile = 'minimal' | 'ha';
 export const PROFILE_DEFAULTS: Record<Profile, Record<string, Record<string, unknown>>> = {
   minimal: {
     c2: { replicas: 1 },
-    postgres: { replicas: 1 },
+    postgres: { replicas: 1, pitr: { enabled: false } },
     etcd: { nodes: 0 },
     broker: { kind: 'mosquitto', nodes: 1 },
     elasticsearch: { enabled: false, nodes: 1 },
@@ -16,7 +16,7 @@ export const PROFILE_DEFAULTS: Record<Profile, Record<string, Record<string, unk
   },
   ha: {
     c2: { replicas: 2 },
-    postgres: { replicas: 3 },
+    postgres: { replicas: 3, pitr: { enabled: true } },
     etcd: { nodes: 3 },
     broker: { kind: 'emqx', nodes: 3 },
     elasticsearch: { enabled: true, nodes: 3 },

@@ -14,6 +14,18 @@ export { STACK_SETTINGS_SCHEMA, SECRET_KEYS, type SecretKey, type Profile };
 export interface DockerHostSettings { name: string; url: string; address?: string }
 export interface BackupTargetSettings { name: string; type: 'local' | 'rclone'; path?: string; remote?: string }
 
+/** postgres.pitr after validation. */
+export interface PitrSettings {
+  enabled: boolean; stanza: string;
+  repo: {
+    type: 'posix' | 'sftp' | 's3'; path: string; sftpHost?: string; sftpPort?: number; sftpUser?: string; sftpPrivateKeyFile?: string;
+    sftpHostKeyHashType: 'md5' | 'sha1' | 'sha256'; sftpHostFingerprint?: string; s3Endpoint?: string; s3Bucket?: string; s3Region?: string;
+    s3UriStyle: 'host' | 'path'; verifyTls: boolean;
+  };
+  cipher: boolean; compressType: 'zst' | 'lz4' | 'gz' | 'bz2' | 'none'; processMax: number; archiveAsync: boolean; spoolPath: string;
+  archiveTimeoutSeconds: number; retentionFull: number; retentionDiff: number; fullSchedule: string; diffSchedule: string;
+}
+
 /** Settings after validation: every defaulted key is present. */
 export interface StackSettings {
   profile: Profile;
@@ -27,6 +39,7 @@ export interface StackSettings {
   postgres: {
     image: string; patroniImageBase: string; replicas: number; database: string; username: string;
     parameters: Record<string, string | number | boolean>; exporterImage: string; memoryMb?: number;
+    pitr: PitrSettings;
   };
   etcd: { image: string; nodes: number };
   broker: { kind: 'mosquitto' | 'emqx'; mosquittoImage: string; emqxImage: string; nodes: number; allowAnonymous: boolean; exporterImage: string; memoryMb?: number };
@@ -171,6 +184,15 @@ export function checkStackRules(s: StackSettings): string[] {
   }
   for (const k of ['listen_addresses', 'port', 'unix_socket_directories', 'hba_file', 'data_directory']) {
     if (k in s.postgres.parameters) p.push(`postgres.parameters.${k}: is managed by the stack. Fix: remove it`);
+  }
+  const pitr = s.postgres.pitr;
+  if (pitr.enabled) {
+    const need = (keys: (keyof PitrSettings['repo'])[]) => keys.filter((k) => pitr.repo[k] === undefined);
+    const missing = pitr.repo.type === 'sftp' ? need(['sftpHost', 'sftpUser', 'sftpPrivateKeyFile']) : pitr.repo.type === 's3' ? need(['s3Endpoint', 's3Bucket', 's3Region']) : [];
+    for (const k of missing) p.push(`postgres.pitr.repo.${k}: is required for a ${pitr.repo.type} repository. Fix: set it, or use repo.type posix`);
+    for (const k of ['archive_mode', 'archive_command', 'archive_timeout', 'restore_command']) {
+      if (k in s.postgres.parameters) p.push(`postgres.parameters.${k}: is managed by postgres.pitr while it is enabled. Fix: remove it (archive_timeout: set postgres.pitr.archiveTimeoutSeconds)`);
+    }
   }
   if (s.automationEngine.enabled && s.automationEngine.replicas !== 1) {
     p.push(`automationEngine.replicas: is ${s.automationEngine.replicas}; an enabled engine runs exactly one replica (two rotate keys behind each other). Fix: set it to 1, or disable the engine`);

@@ -64,7 +64,7 @@ describe('scripts/dashboards.ts', () => {
     const port = await freeLoopbackPort();
     const r = await run('install', '--es-url', `http://elastic:hunter22@127.0.0.1:${port}`);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/dashboards: .*(ECONNREFUSED|connect|Connection)/i);
+    expect(r.stderr).toMatch(/dashboards install: .*(ECONNREFUSED|connect|Connection)/i);
     expect(r.stderr + r.stdout).not.toContain('hunter22');
   });
 });

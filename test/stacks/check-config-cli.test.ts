@@ -45,7 +45,7 @@ describe('scripts/check-config.ts', () => {
   });
 
   it('prints usage with --help, the schema with --schema, and exits 2 without a file', () => {
-    expect(run('--help').stdout).toMatch(/usage: npx tsx scripts\/check-config.ts/);
+    expect(run('--help').stdout).toMatch(/Usage: e4ops check-config/);
     const schema = JSON.parse(run('--schema').stdout);
     expect(schema.additionalProperties).toBe(false);
     expect(Object.keys(schema.properties)).toEqual(expect.arrayContaining(['profile', 'c2', 'backup', 'monitoring']));

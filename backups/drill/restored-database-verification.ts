@@ -1,0 +1,124 @@
+// The checks on a restored C2 database, shared by the logical drill, the PITR drill and a production
+// restore: C2's schema, every sealed key opening with the passphrase, inventory counts, orphan links and
+// (when the restore brought them) C2's configs. The read-only half may start while the restore still
+// builds indexes (READ_ONLY_CHECKS_MAY_START); the rest runs once the restore is done.
+import fs from 'node:fs';
+import pg from 'pg';
+import { deriveDbKey, dbKeyFingerprint, openDbValue, openDbValuesBatch } from '../../lib/e4/keystore.ts';
+import { verifyKeyStore, type KeyStoreReport } from '../../lib/c2-db/key-store.ts';
+import {
+  checkInventoryCounts, checkOrphanLinks, countLinksMissingTopic, checkRestoredSchema, sealedKeyChecks, type DrillCheck, type ManifestCounts,
+} from './restored-database-checks.ts';
+import { checkRestoredConfigs } from './restored-config-checks.ts';
+import { failCheck, lap, type DrillRun } from './drill-run.ts';
+
+/** The C2 database key derived from the passphrase (Argon2i, once) and its fingerprint. */
+export interface DrillKey { dbKey: Buffer; fingerprint: string }
+
+/** Derive the key; a passphrase that cannot be used is a failed passphrase-fingerprint check (undefined). */
+export function deriveDrillKey(run: DrillRun, passphrase: string, passphraseFile: string): DrillKey | undefined {
+  const since = Date.now();
+  let dbKey: Buffer;
+  try { dbKey = deriveDbKey(passphrase); } catch (e) {
+    failCheck(run, 'passphrase-fingerprint', new Error(`--passphrase-file ${passphraseFile}: ${(e as Error).message}`));
+    return undefined;
+  }
+  const fingerprint = dbKeyFingerprint(dbKey);
+  lap(run, 'deriveKey', since);
+  return { dbKey, fingerprint };
+}
+
+/** What the restored database is compared with. */
+export interface VerificationExpectations {
+  /** Counts the backup recorded; undefined when the source records none (pgBackRest): then they are reported, not compared. */
+  counts?: ManifestCounts;
+  /** The passphrase fingerprint the backup recorded; undefined when the source records none (then every key opening proves it). */
+  passphraseFingerprint?: string;
+  /** Whether the source records a fingerprint at all: a logical set must (its absence fails), pgBackRest never does. */
+  sourceRecordsFingerprint: boolean;
+  sourceRecordsCounts: boolean;
+}
+
+type ReadOnlyResults = [KeyStoreReport, Awaited<ReturnType<typeof checkInventoryCounts>>, number];
+
+export interface RestoredDatabaseVerification {
+  /** Start the read-only checks (at most once; safe to call again). */
+  startReadOnlyChecks(): Promise<ReadOnlyResults>;
+  /** Let started checks end (a failed restore must not tear the database down under them). */
+  settle(): Promise<void>;
+  dbUrl: string;
+}
+
+async function withClient<T>(dbUrl: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({ connectionString: dbUrl });
+  await c.connect();
+  try { return await fn(c); } finally { await c.end(); }
+}
+
+/** Prepare the checks on dbUrl; nothing runs until startReadOnlyChecks or checkRestoredDatabase. */
+export function prepareRestoredDatabaseVerification(run: DrillRun, dbUrl: string, key: DrillKey, expect: VerificationExpectations): RestoredDatabaseVerification {
+  let readOnly: Promise<ReadOnlyResults> | undefined;
+  // Batch opening (lib/e4 openDbValuesBatch: three AES passes per batch); keys read with COPY (FORMAT binary).
+  const openBatch = (sealed: Uint8Array[]) => openDbValuesBatch(key.dbKey, sealed);
+  return {
+    dbUrl,
+    startReadOnlyChecks() {
+      if (readOnly) return readOnly;
+      run.timings.readOnlyChecksStartedAt = (Date.now() - run.t0) / 1000;
+      readOnly = Promise.all([
+        withClient(dbUrl, (c) => verifyKeyStore(c, (s) => openDbValue(key.dbKey, s), { openBatch })),
+        withClient(dbUrl, (c) => checkInventoryCounts(c, expect.counts)),
+        withClient(dbUrl, (c) => countLinksMissingTopic(c)),
+      ]);
+      readOnly.catch(() => undefined); // awaited (and reported) after the restore
+      return readOnly;
+    },
+    async settle() { await readOnly?.catch(() => undefined); },
+  };
+}
+
+/** The count check of a source that records no counts: the restored counts, readable, reported. */
+function reportedCounts(inv: Awaited<ReturnType<typeof checkInventoryCounts>>): DrillCheck {
+  const i = inv.inventory;
+  return { name: 'inventory-counts', ok: true, detail: `${i.clients} clients, ${i.topics} topics, ${i.topicLinks} links restored (the source records no counts to compare with)` };
+}
+
+/** The key checks of a source that records no fingerprint: keys-decrypt alone proves the passphrase. */
+function keyChecksWithoutFingerprint(report: KeyStoreReport, ours: string): DrillCheck[] {
+  return sealedKeyChecks(report, { ours, manifest: ours }).filter((c) => c.name !== 'passphrase-fingerprint');
+}
+
+/**
+ * Run the checks after the restore (schema beside the read-only checks, then orphans and configs);
+ * records them on the run and returns the restored counts.
+ */
+export async function checkRestoredDatabase(run: DrillRun, v: RestoredDatabaseVerification, key: DrillKey, expect: VerificationExpectations, configsDir?: string): Promise<DrillReportCounts> {
+  const since = Date.now();
+  const [schema, [keyReport, inv, missingTopic]] = await Promise.all([withClient(v.dbUrl, (c) => checkRestoredSchema(c, v.dbUrl)), v.startReadOnlyChecks()]);
+  // The client side of the orphan links after the restore: by then C2's foreign key on client_id is
+  // validated and nothing is left to count (before, it would repeat the validation PostgreSQL was doing).
+  const orphans = await withClient(v.dbUrl, (c) => checkOrphanLinks(c, { missingTopic }));
+  const keyChecks = expect.sourceRecordsFingerprint
+    ? sealedKeyChecks(keyReport, { ours: key.fingerprint, manifest: expect.passphraseFingerprint })
+    : keyChecksWithoutFingerprint(keyReport, key.fingerprint);
+  run.checks.push(schema, expect.sourceRecordsCounts ? inv.check : reportedCounts(inv), ...keyChecks, orphans.check);
+  const total = keyReport.clients.total + keyReport.topics.total;
+  run.extra.keysPerSecond = keyReport.seconds > 0 ? total / keyReport.seconds : 0;
+  run.timings.verifyKeys = keyReport.seconds;
+  run.extra.orphanLinks = { missingTopic: orphans.orphans.missingTopic, missingClient: orphans.orphans.missingClient };
+  checkConfigs(run, configsDir);
+  lap(run, 'checks', since);
+  return { clients: inv.inventory.clients, topics: inv.inventory.topics, links: inv.inventory.topicLinks };
+}
+
+export interface DrillReportCounts { clients: number; topics: number; links: number }
+
+function checkConfigs(run: DrillRun, configsDir: string | undefined): void {
+  if (configsDir && fs.existsSync(configsDir)) {
+    const cfg = checkRestoredConfigs(configsDir, { now: run.now() });
+    run.checks.push(...cfg.checks);
+    run.extra.certificates = cfg.certificates;
+  } else {
+    run.checks.push({ name: 'configs-parse', ok: true, detail: configsDir ? 'the set holds no C2 configs object (backup ran without --configs-dir)' : 'a database-only restore brings no C2 configs (they are in the logical sets)' });
+  }
+}
