@@ -81,7 +81,8 @@ menuentry '${o.title.replace(/'/g, '')}' {
 `;
 }
 
-export const KERNEL_CMDLINE = 'ro console=tty0 console=ttyS0,115200n8 systemd.show_status=true';
+// no_timer_check: the kernel's IO-APIC timer check fails on slow (emulated, loaded) hosts and panics; cloud images set it too.
+export const KERNEL_CMDLINE = 'ro console=tty0 console=ttyS0,115200n8 no_timer_check systemd.show_status=true';
 
 /** Offsets inside GRUB's i386-pc images (grub-core/boot/i386/pc/boot.S, util/setup.c). */
 const BOOT_KERNEL_SECTOR = 0x5c;

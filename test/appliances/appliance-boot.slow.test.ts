@@ -163,6 +163,7 @@ describe.skipIf(!SLOW)('VM appliance (trixie): real build, OVA checks, BIOS and 
     const deadline = Date.now() + seconds * 1000;
     for (;;) {
       if (vm.qemu.exitCode !== null) throw new Error(`qemu exited ${vm.qemu.exitCode}: ${vm.stderr()}\nserial tail:\n${vm.serial().slice(-3000)}`);
+      if (/Kernel panic/.test(vm.serial())) throw new Error(`${what}: the guest kernel panicked\nserial tail:\n${vm.serial().slice(-3000)}`);
       const v = await probe();
       if (v !== undefined) return v;
       if (Date.now() > deadline) throw new Error(`${what}: not within ${seconds} s under TCG\nserial tail:\n${vm.serial().slice(-4000)}`);
