@@ -8,6 +8,11 @@ import { PassThrough, Transform, type Readable, type TransformCallback } from 'n
 import { BackupError } from './exit-codes.ts';
 import { DRILL_MARKER_FILE, MANIFEST_FILE, parseManifest, type BackupManifest, type ManifestObject } from './manifest.ts';
 import { drained, type BackupTarget } from './targets.ts';
+import { createByteProgress } from '../lib/progress.ts';
+import type { Logger } from '../lib/log.ts';
+
+/** A stream that is not a terminal: progress off, no log given. */
+const NO_TTY = { isTTY: false, write: () => true } as unknown as NodeJS.WriteStream;
 
 export const SET_ID_PATTERN = /^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$/;
 
@@ -131,7 +136,7 @@ function ageFailure(stderr: string, name: string, identityFile: string): BackupE
  * checksum mismatch (integrity), wrong identity (wrongIdentity), damaged ciphertext (integrity).
  * pg_dump-zlib objects come out as the pg_dump archive itself (pg_restore reads its compression).
  */
-export function openDecryptedObject(target: BackupTarget, manifest: BackupManifest, name: string, identityFile: string, opts: { ageBin?: string } = {}): Readable {
+export function openDecryptedObject(target: BackupTarget, manifest: BackupManifest, name: string, identityFile: string, opts: { ageBin?: string; log?: Logger } = {}): Readable {
   const o = findObject(manifest, name);
   const out = new PassThrough();
   const age = spawn(opts.ageBin ?? 'age', ['--decrypt', '-i', identityFile], { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -155,10 +160,16 @@ export function openDecryptedObject(target: BackupTarget, manifest: BackupManife
   let ageAlive = true;
   age.stdin.on('error', () => { ageAlive = false; });
   age.stdin.on('close', () => { ageAlive = false; });
+  // Progress of the download (and of whatever consumes the stream: a restore) against the stored size.
+  const progress = createByteProgress({ what: `${name} ← ${target.spec}`, total: o.size, log: opts.log });
+  let read = 0;
   const feeding = (async () => {
     for await (const chunk of readObject(target, manifest, name) as AsyncIterable<Buffer>) {
+      read += chunk.length;
+      progress.update(read);
       if (ageAlive && !age.stdin.write(chunk)) await drained(age.stdin).catch(() => { ageAlive = false; });
     }
+    progress.done(read);
     if (ageAlive) age.stdin.end();
   })().catch((e) => { readErr = e; age.kill('SIGTERM'); });
   void (async () => {
@@ -187,7 +198,7 @@ export interface SetVerification {
  * Re-read every object of a set: size and SHA-256 against the manifest, and (given an identity)
  * that it decrypts and decompresses to the end. Nothing is restored.
  */
-export async function verifyBackupSet(target: BackupTarget, idOrLatest: string, opts: { identityFile?: string; ageBin?: string } = {}): Promise<SetVerification> {
+export async function verifyBackupSet(target: BackupTarget, idOrLatest: string, opts: { identityFile?: string; ageBin?: string; log?: Logger } = {}): Promise<SetVerification> {
   const setId = await resolveSetId(target, idOrLatest);
   const manifest = await openBackupSet(target, setId);
   if (opts.identityFile && !fs.existsSync(opts.identityFile)) throw new BackupError('config', `--identity ${opts.identityFile} does not exist`);
@@ -199,11 +210,15 @@ export async function verifyBackupSet(target: BackupTarget, idOrLatest: string, 
     const stream = opts.identityFile ? openDecryptedObject(target, manifest, o.name, opts.identityFile, opts) : readObject(target, manifest, o.name);
     // A decrypted dump must also read as a pg_dump archive: pg_restore --list parses its header and TOC.
     const toc = opts.identityFile && o.format === 'pg_dump-custom' ? startTocCheck() : undefined;
+    // With an identity, openDecryptedObject reports the download; without, count the stored bytes here.
+    const progress = createByteProgress({ what: `verify ${o.name} ← ${target.spec}`, total: o.size, log: opts.identityFile ? undefined : opts.log, stream: opts.identityFile ? NO_TTY : undefined });
     try {
       for await (const chunk of stream as AsyncIterable<Buffer>) {
         plain += chunk.length;
+        progress.update(plain);
         if (toc) await toc.write(chunk);
       }
+      progress.done();
       const tocProblem = toc ? await toc.finish() : '';
       if (tocProblem) throw new BackupError('integrity', `object ${o.name} decrypts but is not a readable pg_dump archive: ${tocProblem}`, { object: o.name });
       objects.push({ name: o.name, ok: true, storedBytes: o.size, ...(opts.identityFile ? { plainBytes: plain } : {}) });
@@ -257,13 +272,58 @@ export async function readDrillVerification(target: BackupTarget, setId: string)
   return doc;
 }
 
-/** Remove set folders that have no manifest (interrupted runs). Call only while holding the run lock. */
-export async function removeIncompleteSets(target: BackupTarget, opts: { dryRun?: boolean } = {}): Promise<string[]> {
+/** When a set was started, from its id (UTC). */
+export function setStartedAt(setId: string): Date | undefined {
+  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z/.exec(setId);
+  return m ? new Date(Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6])) : undefined;
+}
+
+/**
+ * Remove set folders that have no manifest (interrupted runs). Call only while holding the target's
+ * lease. Sets younger than `olderThanSeconds` and the ones in `keep` stay: a writer that holds no
+ * lease (an older toolkit) may still be filling them.
+ */
+export async function removeIncompleteSets(target: BackupTarget, opts: { dryRun?: boolean; olderThanSeconds?: number; keep?: string[]; now?: Date } = {}): Promise<string[]> {
   const removed: string[] = [];
+  const now = (opts.now ?? new Date()).getTime();
   for (const s of await listBackupSets(target)) {
-    if (s.status !== 'incomplete') continue;
+    if (s.status !== 'incomplete' || opts.keep?.includes(s.setId)) continue;
+    const started = setStartedAt(s.setId)?.getTime() ?? 0;
+    if (opts.olderThanSeconds && now - started < opts.olderThanSeconds * 1000) continue;
     if (!opts.dryRun) await target.removeSet(s.setId);
     removed.push(s.setId);
   }
   return removed;
+}
+
+export interface TargetVerification {
+  target: string;
+  ok: boolean;
+  sets: SetVerification[];
+  /** Sets whose manifest is missing (interrupted or still being written) or damaged. */
+  skipped: { setId: string; status: SetStatus; problem?: string }[];
+  errorKind?: BackupError['kind'];
+}
+
+/**
+ * `verify --all`: every complete set of a target, the way pgBackRest's verify checks a whole repository.
+ * Damaged manifests count as failures; sets without a manifest are listed, not failed (a live run may own them).
+ */
+export async function verifyAllBackupSets(target: BackupTarget, opts: { identityFile?: string; ageBin?: string; log?: Logger; onSet?: (v: SetVerification) => void } = {}): Promise<TargetVerification> {
+  const listing = await listBackupSets(target);
+  const sets: SetVerification[] = [];
+  const rank: Record<string, number> = { wrongIdentity: 3, integrity: 2, target: 1 };
+  let worst: BackupError['kind'] | undefined = listing.some((s) => s.status === 'invalid') ? 'integrity' : undefined;
+  for (const s of listing.filter((x) => x.status === 'complete')) {
+    const v = await verifyBackupSet(target, s.setId, opts);
+    sets.push(v);
+    opts.onSet?.(v);
+    if (v.errorKind && (!worst || (rank[v.errorKind] ?? 0) > (rank[worst] ?? 0))) worst = v.errorKind;
+  }
+  if (!sets.length && !worst) worst = 'integrity';
+  return {
+    target: target.spec, ok: !worst, sets,
+    skipped: listing.filter((x) => x.status !== 'complete').map((x) => ({ setId: x.setId, status: x.status, problem: x.problem })),
+    ...(worst ? { errorKind: worst } : {}),
+  };
 }

@@ -30,6 +30,8 @@ export interface StoreObjectOptions {
   targets: BackupTarget[];
   onProgress?: ProgressHook;
   ageBin?: string;
+  /** Aborting (the run's --timeout) stops the programs; the call rejects with the signal's reason. */
+  signal?: AbortSignal;
 }
 
 export interface StoredObject {
@@ -68,6 +70,16 @@ export async function storeEncryptedObject(opts: StoreObjectOptions): Promise<St
     prev = r.child.stdout!;
   }
   const out = prev!;
+  const onAbort = () => { for (const r of running) r.child.kill('SIGTERM'); };
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    return await relayToTargets(opts, running, out);
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+async function relayToTargets(opts: StoreObjectOptions, running: Running[], out: Readable): Promise<StoredObject> {
   const writers = opts.targets.map((target) => {
     const w: { target: BackupTarget; writer: ObjectWriter; failed?: BackupError } = { target, writer: target.openWrite(opts.setId, opts.name) };
     w.writer.stream.on('error', () => undefined); // reported through writer.done
@@ -109,6 +121,10 @@ export async function storeEncryptedObject(opts: StoreObjectOptions): Promise<St
     throw e;
   }
   const exits = await Promise.all(running.map((r) => r.exit));
+  if (opts.signal?.aborted) {
+    for (const w of writers) w.writer.abort();
+    throw opts.signal.reason;
+  }
   // A failed producer (pg_dump losing its server) still lets age finish a well-formed file of the
   // truncated stream: the exit codes, not the bytes, say whether the object is whole.
   if (!allTargetsFailed) {

@@ -1,22 +1,14 @@
 // The backup job's JSON settings file, as the stacks render it for the scheduled container
-// (lib/render/backup-job.ts renderBackupJobConfig): `scripts/backup.ts run --config FILE`.
+// (lib/render/backup-job.ts renderBackupJobConfig, which also holds its one type): `scripts/backup.ts run --config FILE`.
 // It never holds secrets: the DB password comes from PGPASSWORD / ~/.pgpass in the job's environment.
 import fs from 'node:fs';
 import path from 'node:path';
 import { compileSchemaValidator } from '../lib/json-schema.ts';
 import { BackupError } from './exit-codes.ts';
 import type { BackupOptions } from './create-backup.ts';
+import type { BackupJobConfig } from '../lib/render/backup-job.ts';
 
-export interface BackupJobConfig {
-  database: { host: string; port: number; name: string; user: string };
-  files?: string[];
-  targets: Array<{ name: string; type: 'local' | 'rclone'; path?: string; remote?: string }>;
-  ageRecipients: string[];
-  retention?: { keepLast?: number; keepDaily?: number; keepWeekly?: number; keepMonthly?: number };
-  metricsTextfileDir?: string;
-  configsDir?: string;
-  passphraseFile?: string;
-}
+export type { BackupJobConfig };
 
 const SCHEMA = {
   type: 'object',
@@ -43,6 +35,7 @@ const SCHEMA = {
     metricsTextfileDir: { type: 'string', minLength: 1 },
     configsDir: { type: 'string', minLength: 1 },
     passphraseFile: { type: 'string', minLength: 1 },
+    createTarget: { type: 'boolean' },
   },
   additionalProperties: false,
 } as const;
@@ -76,6 +69,7 @@ export function backupOptionsFromJobConfig(c: BackupJobConfig): Omit<BackupOptio
     ...(c.files?.length ? { extraFiles: c.files } : {}),
     ...(c.configsDir ? { configsDir: c.configsDir } : {}),
     ...(c.passphraseFile ? { passphraseFile: c.passphraseFile } : {}),
+    ...(c.createTarget ? { createTarget: true } : {}),
     ...(c.retention ? { retention: c.retention } : {}),
     ...(c.metricsTextfileDir ? { metricsFile: path.join(c.metricsTextfileDir, 'e4ops_backup.prom') } : {}),
   };

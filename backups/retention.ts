@@ -76,7 +76,10 @@ export interface PruneResult {
   target: string;
   dryRun: boolean;
   decisions: RetentionDecision[];
+  /** Sets deleted (empty on a dry run). */
   removed: string[];
+  /** Sets a dry run would delete (empty on a real run). */
+  wouldRemove: string[];
   /** Damaged sets left alone for a human to look at. */
   invalid: { setId: string; problem: string }[];
 }
@@ -87,13 +90,15 @@ export async function pruneBackupSets(target: BackupTarget, policy: RetentionPol
   const complete = sets.filter((s) => s.status === 'complete');
   const decisions = planRetention(complete.map((s) => ({ setId: s.setId, startedAt: s.manifest!.startedAt, drillVerified: !!s.drillVerified })), policy);
   const removed: string[] = [];
+  const wouldRemove: string[] = [];
   for (const d of decisions) {
     if (d.keep) continue;
-    if (!opts.dryRun) await target.removeSet(d.setId);
+    if (opts.dryRun) { wouldRemove.push(d.setId); continue; }
+    await target.removeSet(d.setId);
     removed.push(d.setId);
   }
   return {
-    target: target.spec, dryRun: !!opts.dryRun, decisions, removed,
+    target: target.spec, dryRun: !!opts.dryRun, decisions, removed, wouldRemove,
     invalid: sets.filter((s) => s.status === 'invalid').map((s) => ({ setId: s.setId, problem: s.problem ?? '' })),
   };
 }

@@ -5,7 +5,15 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { PassThrough, Writable, type Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
+import os from 'node:os';
 import { BackupError } from './exit-codes.ts';
+import { redactUrl } from '../lib/log.ts';
+import { isMountedPoint, unmountedMountPointFor } from '../lib/mounts.ts';
+
+/** Written by `e4ops backup init` (or --create-target) at a target's root: this directory is a backup target. */
+export const TARGET_MARKER_FILE = 'e4ops-target.json';
+
+export type TargetReadiness = 'ready' | 'created' | 'adopted';
 
 export interface TargetFile { name: string; size: number }
 export interface TargetSetDir { setId: string; files: TargetFile[] }
@@ -33,6 +41,18 @@ export interface BackupTarget {
   writeText(setId: string, name: string, text: string): Promise<void>;
   listSetDirs(): Promise<TargetSetDir[]>;
   removeSet(setId: string): Promise<void>;
+  /** A small file at the target's root (lease, marker), or undefined when absent. */
+  readRootText(name: string): Promise<string | undefined>;
+  /** Replace a root file (atomically where the storage allows). */
+  writeRootText(name: string, text: string): Promise<void>;
+  /** Create a root file only if absent: false when it exists. Remotes without exclusive create write and read back. */
+  createRootText(name: string, text: string): Promise<boolean>;
+  removeRootText(name: string): Promise<void>;
+  /**
+   * Before a run writes: refuse a missing or never-initialised local directory (an unmounted mount point
+   * is named) unless `create`; creates and marks it with `create`. Remotes: mkdir + marker with `create`.
+   */
+  ensureReady(opts?: { create?: boolean; fstab?: string; dryRun?: boolean }): Promise<TargetReadiness>;
 }
 
 export interface TargetOptions {
@@ -41,9 +61,25 @@ export interface TargetOptions {
   rcloneBin?: string;
 }
 
+function markerText(): string {
+  return JSON.stringify({ kind: 'e4ops-backup-target', createdAt: new Date().toISOString(), host: os.hostname() }) + '\n';
+}
+
+const initHint = (spec: string) => `run e4ops backup init --target ${spec} once (or give --create-target)`;
+
+/** `:s3,secret_access_key=X:bucket` → `:s3,secret_access_key=***:bucket`: every parameter value hidden. */
+export function redactTargetSpec(spec: string): string {
+  return spec.replace(/([,{]\s*[\w-]+\s*=\s*)("[^"]*"|'[^']*'|[^,:}]*)/g, '$1***');
+}
+
 /** `remote:path` (rclone) vs a local path. Local paths must be absolute or start with ./ or ../ */
 export function openTarget(spec: string, opts: TargetOptions = {}): BackupTarget {
   if (!spec || !spec.trim()) throw new BackupError('config', '--target is empty: give a directory (/var/backups/c2) or an rclone remote (offsite:bucket/c2)');
+  // rclone connection strings (:backend,key=value:path or remote,key=value:path) carry credentials on the command line.
+  if (/^:?[\w .-]*,[\w-]+\s*=/.test(spec) || /^:[\w-]+:/.test(spec)) {
+    throw new BackupError('config', `--target ${redactTargetSpec(spec)}: rclone connection strings are refused (their parameters, credentials included, would show in argv, logs and printed units). `
+      + 'Define a named remote in an rclone config file (rclone config; mode 0600) and give --target NAME:path with --rclone-config FILE');
+  }
   const m = /^([A-Za-z0-9_][A-Za-z0-9_ .-]*):(.*)$/.exec(spec);
   if (m && !spec.startsWith('/') && !spec.startsWith('.')) return new RcloneTarget(spec, m[1], m[2], opts);
   if (!path.isAbsolute(spec) && !spec.startsWith('./') && !spec.startsWith('../')) {
@@ -152,6 +188,57 @@ class LocalTarget implements BackupTarget {
       throw describeFsError(e as NodeJS.ErrnoException, this.spec, `removing ${setId}`);
     }
   }
+  async readRootText(name: string) {
+    try { return await fs.promises.readFile(path.join(this.root, name), 'utf8'); } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw describeFsError(e as NodeJS.ErrnoException, this.spec, `reading ${name}`);
+    }
+  }
+  async writeRootText(name: string, text: string) {
+    const file = path.join(this.root, name);
+    const tmp = `${file}.tmp-${process.pid}`;
+    try {
+      await fs.promises.writeFile(tmp, text, { mode: 0o600 });
+      await fs.promises.rename(tmp, file);
+    } catch (e) {
+      await fs.promises.rm(tmp, { force: true }).catch(() => undefined);
+      throw describeFsError(e as NodeJS.ErrnoException, this.spec, `writing ${name}`);
+    }
+  }
+  async createRootText(name: string, text: string) {
+    try {
+      await fs.promises.writeFile(path.join(this.root, name), text, { flag: 'wx', mode: 0o600 });
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw describeFsError(e as NodeJS.ErrnoException, this.spec, `creating ${name}`);
+    }
+  }
+  async removeRootText(name: string) {
+    await fs.promises.rm(path.join(this.root, name), { force: true }).catch(() => undefined);
+  }
+  async ensureReady(opts: { create?: boolean; fstab?: string; dryRun?: boolean } = {}): Promise<TargetReadiness> {
+    const unmounted = unmountedMountPointFor(this.root, { fstab: opts.fstab });
+    if (unmounted) {
+      throw new BackupError('target', `target ${this.spec} lies under ${unmounted}, which ${opts.fstab ?? '/etc/fstab'} declares but is not mounted: mount it (mount ${unmounted}) and re-run; nothing was written to the disk underneath`, { target: this.spec, mountPoint: unmounted });
+    }
+    if ((await this.readRootText(TARGET_MARKER_FILE)) !== undefined) return 'ready';
+    if (!fs.existsSync(this.root)) {
+      if (!opts.create) throw new BackupError('target', `target ${this.spec} does not exist: if it is a mount point or network share, mount it; if it is new, ${initHint(this.spec)}`, { target: this.spec });
+      if (opts.dryRun) return 'created';
+      try { fs.mkdirSync(this.root, { recursive: true }); } catch (e) { throw describeFsError(e as NodeJS.ErrnoException, this.spec, 'creating the target directory'); }
+      await this.writeRootText(TARGET_MARKER_FILE, markerText());
+      return 'created';
+    }
+    const holdsSets = fs.readdirSync(this.root).some((n) => /^\d{8}T\d{6}Z-/.test(n));
+    // A directory that already holds sets, or a mounted volume's root, is a target in use: mark it (best effort).
+    if (holdsSets || isMountedPoint(this.root) || opts.create) {
+      if (opts.dryRun) return 'adopted';
+      await this.writeRootText(TARGET_MARKER_FILE, markerText()).catch(() => undefined);
+      return 'adopted';
+    }
+    throw new BackupError('target', `target ${this.spec} is an empty directory without the e4ops marker (${TARGET_MARKER_FILE}): if a filesystem should be mounted there, mount it; if it is new, ${initHint(this.spec)}`, { target: this.spec });
+  }
 }
 
 interface RcloneRun { code: number | null; stdout: string; stderr: string }
@@ -183,7 +270,7 @@ class RcloneTarget implements BackupTarget {
     });
   }
   private fail(what: string, r: RcloneRun): BackupError {
-    const msg = r.stderr.trim().split('\n').filter(Boolean).slice(-3).join(' | ');
+    const msg = redactUrl(r.stderr.trim().split('\n').filter(Boolean).slice(-3).join(' | '));
     const full = /no space left|quota|insufficient storage/i.test(msg) ? ' (the remote is full: free space or prune old sets)'
       : /read-only file system|permission denied|access denied|forbidden/i.test(msg) ? ' (the remote refuses writes: check its permissions / read-only state)' : '';
     return new BackupError('target', `target ${this.spec}: ${what}: rclone exited ${r.code}: ${msg}${full}`, { target: this.spec });
@@ -251,6 +338,37 @@ class RcloneTarget implements BackupTarget {
   async removeSet(setId: string) {
     const r = await this.run(['purge', this.p(setId)]);
     if (r.code !== 0 && r.code !== 3) throw this.fail(`removing ${setId}`, r);
+  }
+  private rootFile(name: string) {
+    return `${this.remote}:${[this.root.replace(/\/+$/, ''), name].filter(Boolean).join('/')}`;
+  }
+  async readRootText(name: string) {
+    const r = await this.run(['cat', this.rootFile(name)]);
+    if (r.code === 0) return r.stdout;
+    if (r.code === 3 || r.code === 4 || /not found/i.test(r.stderr)) return undefined;
+    throw this.fail(`reading ${name}`, r);
+  }
+  async writeRootText(name: string, text: string) {
+    const r = await this.run(['rcat', this.rootFile(name)], text);
+    if (r.code !== 0) throw this.fail(`writing ${name}`, r);
+  }
+  async createRootText(name: string, text: string) {
+    // Object stores have no exclusive create: write only when absent, then read back; a concurrent
+    // writer that won shows up in the read-back (and the lease's heartbeat re-checks it).
+    if ((await this.readRootText(name)) !== undefined) return false;
+    await this.writeRootText(name, text);
+    return (await this.readRootText(name)) === text;
+  }
+  async removeRootText(name: string) {
+    await this.run(['deletefile', this.rootFile(name)]);
+  }
+  async ensureReady(opts: { create?: boolean; dryRun?: boolean } = {}): Promise<TargetReadiness> {
+    if (!opts.create || opts.dryRun) return 'ready';
+    const r = await this.run(['mkdir', this.p()]);
+    if (r.code !== 0) throw this.fail('creating the target folder', r);
+    if ((await this.readRootText(TARGET_MARKER_FILE)) !== undefined) return 'ready';
+    await this.writeRootText(TARGET_MARKER_FILE, markerText());
+    return 'created';
   }
 }
 

@@ -7,14 +7,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync, spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { startThrowawayPostgres } from '../lib/servers/postgres.ts';
 import { seedC2Database, type SealDbValuesBatch } from '../lib/c2-db/seed-database.ts';
 import * as keystore from '../lib/e4/keystore.ts';
 import { NODE_FLAGS } from '../backups/schedule.ts';
 import { treeRssBytes } from '../lib/process-tree.ts';
+import { REPO_ROOT } from '../lib/repo-root.ts';
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const repo = REPO_ROOT;
 const N = { clients: Number(process.env.BENCH_CLIENTS ?? 1_000_000), topics: Number(process.env.BENCH_TOPICS ?? 100_000), links: Number(process.env.BENCH_LINKS ?? 5_000_000) };
 const say = (s: string) => process.stderr.write(s + '\n');
 
@@ -61,7 +61,7 @@ async function main() {
     const bare = () => measure('sh', ['-c', 'exec pg_dump -Fc --dbname="$DBURL" > "$OUT"'], { ...process.env, DBURL: url, OUT: bareFile });
     const ours = (compression: string, target: string) => measure(process.execPath, [...NODE_FLAGS, '--import', 'tsx', path.join(repo, 'scripts/backup.ts'),
       '--database-url', url, '--target', target, '--recipient', recipient, '--compression', compression,
-      '--passphrase-file', passphraseFile, '--lock-file', path.join(dir, 'lock'), '--json'], { ...process.env, E4OPS_LOG_LEVEL: 'warn' });
+      '--passphrase-file', passphraseFile, '--lock-file', path.join(dir, 'lock'), '--create-target', '--json'], { ...process.env, E4OPS_LOG_LEVEL: 'warn' });
 
     // The machine is shared: interleave the runs and compare the fastest of each (noise only adds time).
     const mib = (n: number) => (n / 2 ** 20).toFixed(1);

@@ -15,7 +15,7 @@ import { startThrowawayPostgres } from '../lib/servers/postgres.ts';
 import { startThrowawayMosquitto } from '../lib/servers/mosquitto.ts';
 import { startC2, c2BinaryAvailable, c2BinaryDir, pickLoopbackHostFor5432 } from '../lib/servers/c2.ts';
 import { seedC2Database, type SealDbValuesBatch } from '../lib/c2-db/seed-database.ts';
-import { c2SchemaDdl, C2_TABLES } from '../lib/c2-db/c2-schema.ts';
+import { c2SchemaDdl, C2_TABLES } from '../lib/c2/db-schema.ts';
 import { verifyKeyStore } from '../lib/c2-db/key-store.ts';
 import * as keystore from '../lib/e4/keystore.ts';
 import { clientIdFromName } from '../lib/e4/ids.ts';

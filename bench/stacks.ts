@@ -6,10 +6,10 @@
 // Last stdout line: {"bench":"stacks","minimalSeconds":..,"haSeconds":..,"baselineSeconds":..,"ratio":..}
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import path from 'node:path';
+import { REPO_ROOT } from '../lib/repo-root.ts';
 
 const here = fileURLToPath(import.meta.url);
-const repoRoot = path.resolve(path.dirname(here), '..');
+const repoRoot = REPO_ROOT;
 
 interface RunResult { profile: string; sourceMaps: boolean; importSeconds: number; evalSeconds: number; resources: number }
 

@@ -18,6 +18,14 @@ export const OPS_METRICS = {
   resyncLastRunTimestamp: 'e4ops_resync_last_run_timestamp_seconds',
   resyncTopicsRotated: 'e4ops_resync_topics_rotated',
   resyncTopicsFailed: 'e4ops_resync_topics_failed',
+  pitrLastArchivedWalTimestamp: 'e4ops_pitr_last_archived_wal_timestamp_seconds',
+  pitrLastFullBackupTimestamp: 'e4ops_pitr_last_full_backup_timestamp_seconds',
+  pitrLastDiffBackupTimestamp: 'e4ops_pitr_last_diff_backup_timestamp_seconds',
+  pitrBackupSets: 'e4ops_pitr_backup_sets',
+  pitrArchiveFailedCount: 'e4ops_pitr_archive_failed_count',
+  pitrArchiveReadySegments: 'e4ops_pitr_archive_ready_segments',
+  pitrRepositoryCheckSuccess: 'e4ops_pitr_repository_check_success',
+  pitrRepositoryCheckTimestamp: 'e4ops_pitr_repository_check_timestamp_seconds',
 } as const;
 
 export type OpsMetricName = (typeof OPS_METRICS)[keyof typeof OPS_METRICS];

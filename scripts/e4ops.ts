@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { runCommand, type CommandSpec } from '../lib/cli/command.ts';
+import { runCommand, type CommandSpec, type CommandContext } from '../lib/cli/command.ts';
 import { closestName } from '../lib/cli/flags.ts';
 import { EXIT } from '../lib/cli/exit-codes.ts';
 
@@ -14,11 +14,13 @@ import { EXIT } from '../lib/cli/exit-codes.ts';
 export const SUBCOMMANDS: Record<string, string> = {
   backup: './backup.ts',
   drill: './restore-drill.ts',
+  pitr: './pitr.ts',
   resync: './resync-topic-keys.ts',
   dashboards: './dashboards.ts',
   'check-config': './check-config.ts',
   'fleet-sim': './fleet-sim.ts',
   'build-appliance': './build-appliance.ts',
+  restore: './restore.ts',
   appliance: './appliance.ts',
 };
 
@@ -74,22 +76,25 @@ export function renderTopHelp(commands: CommandSpec<any>[]): string {
   ].join('\n');
 }
 
-export async function main(argv: string[]): Promise<number> {
+/** `e4ops ARGV`. Output goes to `io` (default the process's stdout/stderr) except for undeclared scripts, which inherit them. */
+export async function main(argv: string[], io: Partial<Pick<CommandContext, 'stdout' | 'stderr'>> = {}): Promise<number> {
+  const stdout = io.stdout ?? ((t: string) => void process.stdout.write(t));
+  const stderr = io.stderr ?? ((t: string) => void process.stderr.write(t));
   const [first, ...rest] = argv;
   if (first === undefined || first === '--help' || first === '-h' || (first === 'help' && rest.length === 0)) {
-    process.stdout.write(renderTopHelp(await loadAllCommands()));
+    stdout(renderTopHelp(await loadAllCommands()));
     return first === undefined ? EXIT.usage : EXIT.ok;
   }
   const name = first === 'help' ? rest[0] : first;
   if (!(name in SUBCOMMANDS)) {
     const near = closestName(name, Object.keys(SUBCOMMANDS));
-    process.stderr.write(`e4ops: unknown command "${name}"${near ? `; did you mean "${near}"?` : ''} (see e4ops --help)\n`);
+    stderr(`e4ops: unknown command "${name}"${near ? `; did you mean "${near}"?` : ''} (see e4ops --help)\n`);
     return EXIT.usage;
   }
   const args = first === 'help' ? [...rest.slice(1), '--help'] : rest;
   if (!isDeclared(name)) return runUndeclared(name, args);
   // `e4ops help backup list` is `e4ops backup list --help`: the same resolution, the same text.
-  return runCommand(await loadCommand(name), args);
+  return runCommand(await loadCommand(name), args, { stdout, stderr });
 }
 
 if (process.argv[1] && pathToFileURL(process.argv[1]).href === import.meta.url) process.exitCode = await main(process.argv.slice(2));

@@ -7,11 +7,14 @@ import { defineCommand, runIfMain } from '../lib/cli/command.ts';
 import { EXIT } from '../lib/cli/exit-codes.ts';
 import { UsageError } from '../lib/cli/flags.ts';
 import { runRestoreDrillAndRecord } from '../backups/drill/restore-drill.ts';
+import { cleanupDeadDrills } from '../backups/drill/scratch-registry.ts';
+import { runPitrDrillAndRecord } from '../backups/pitr/pitr-drill.ts';
 import { renderDrillMarkdown } from '../backups/drill/drill-report.ts';
 import { loadInventory, InventoryError } from '../backups/resync/fleet-inventory.ts';
 import { DRILL_JOB, printedSchedule } from '../backups/schedule.ts';
 
-const SOURCE = 'Backup set';
+const SOURCE = 'Backup set (logical drill)';
+const PITR = 'pgBackRest repository (PITR drill)';
 const C2 = 'Scratch C2 and resync rehearsal';
 const OUTPUT = 'Report';
 const SCHEDULE = 'Scheduling';
@@ -34,6 +37,14 @@ drill-verified on the target, so retention never deletes the newest such set.`,
     identity: { type: 'string', placeholder: 'FILE', group: SOURCE, help: 'age identity (secret key) file (required)' },
     'passphrase-file': { type: 'string', placeholder: 'FILE', group: SOURCE, help: "C2's db-encryption-passphrase, escrowed apart from the backups (required)" },
     'rclone-config': { type: 'string', placeholder: 'FILE', group: SOURCE, help: 'rclone config for remote targets' },
+    'pgbackrest-config': { type: 'string', placeholder: 'FILE', group: PITR, help: 'drill a pgBackRest point-in-time restore instead of a backup set: its pgbackrest.conf (rendered by e4ops or your own)' },
+    stanza: { type: 'string', placeholder: 'NAME', group: PITR, help: 'pgBackRest stanza (default c2)' },
+    'target-time': { type: 'string', placeholder: 'ISO|latest', group: PITR, help: 'point in time to restore to, with its zone (2026-12-02T20:15:00Z); default latest (the end of the archive)' },
+    set: { type: 'string', placeholder: 'LABEL', group: PITR, help: 'pgBackRest set to restore from (without --target-time: to the end of that set)' },
+    'config-include-path': { type: 'string', placeholder: 'DIR', group: PITR, help: 'folder of extra *.conf files with secrets such as repo1-cipher-pass (default /etc/pgbackrest/conf.d)' },
+    'run-as': { type: 'string', placeholder: 'USER', group: PITR, help: 'OS user pgBackRest and the scratch server run as (default postgres when root)' },
+    'c2-database': { type: 'string', placeholder: 'NAME', group: PITR, help: "C2's database in the restored cluster (default: the one holding C2's tables)" },
+    'scratch-dir': { type: 'string', placeholder: 'DIR', group: PITR, help: 'folder for the scratch data directory (default the temp folder); refused at or around the configured pg1-path' },
     'scratch-database-url': { type: 'string', placeholder: 'URL', help: 'restore here instead (must be empty; refused if it is production)' },
     'database-url': { type: 'string', placeholder: 'URL', help: 'the production database (also E4OPS_DATABASE_URL), never restored into' },
     'with-c2': { type: 'boolean', group: C2, help: 'start a scratch C2 (and scratch Mosquitto) on the restored database and check through its API that it serves the same clients and topics' },
@@ -46,15 +57,17 @@ drill-verified on the target, so retention never deletes the newest such set.`,
     report: { type: 'string', placeholder: 'FILE', group: OUTPUT, help: 'JSON report (FILE.md gets a Markdown summary)' },
     'metrics-file': { type: 'string', placeholder: 'FILE', group: OUTPUT, help: 'Prometheus textfile-collector output' },
     'no-mark-verified': { type: 'boolean', group: OUTPUT, help: 'do not mark the set as drill-verified' },
+    cleanup: { type: 'boolean', help: 'only stop and remove the scratch servers and folders of drills that died (SIGKILL, power loss), then exit' },
     'print-systemd-timer': { type: 'boolean', group: SCHEDULE, help: 'print a service + timer running this drill with the other flags given, instead of running it' },
     'print-crontab': { type: 'boolean', group: SCHEDULE, help: 'the same as an /etc/cron.d line' },
     'on-calendar': { type: 'string', placeholder: 'SPEC', group: SCHEDULE, help: 'systemd OnCalendar of the printed timer (default weekly, Sun 04:00)' },
     cron: { type: 'string', placeholder: 'SPEC', group: SCHEDULE, help: 'cron schedule of the printed line (default "0 4 * * 0")' },
     user: { type: 'string', placeholder: 'USER', group: SCHEDULE, help: 'user the scheduled drill runs as (default root)' },
   },
-  exitCodes: ['checkFailed', 'target', 'integrity', 'wrongIdentity'],
+  exitCodes: ['checkFailed', 'target', 'integrity', 'wrongIdentity', 'pgbackrest', 'refused'],
   examples: [
     'e4ops drill --target /var/backups/c2 --backup latest --identity /etc/e4ops/drill.age --passphrase-file /etc/e4ops/c2-db-passphrase --report /var/lib/e4ops/drill.json',
+    'e4ops drill --pgbackrest-config /etc/pgbackrest/pgbackrest.conf --stanza c2 --target-time 2026-12-02T20:15:00Z --passphrase-file /etc/e4ops/c2-db-passphrase',
     'e4ops drill --print-systemd-timer --target /var/backups/c2 --identity /etc/e4ops/drill.age --passphrase-file /etc/e4ops/c2-db-passphrase',
   ],
   async run({ flags, given }, ctx) {
@@ -63,8 +76,16 @@ drill-verified on the target, so retention never deletes the newest such set.`,
       if (!v) throw new UsageError(`--${flag} is required: ${command.flags[flag].help.replace(/ \(required\)$/, '')}`);
       return v;
     };
+    if (flags.cleanup) {
+      const r = cleanupDeadDrills({ log: createLogger({ component: 'restore-drill' }) });
+      ctx.stdout(`${r.drills} dead drill(s) cleaned up: ${r.killed.length} process(es) stopped, ${r.removedDirs.length} folder(s) removed${r.liveDrills ? `; ${r.liveDrills} running drill(s) left alone` : ''}\n`);
+      return EXIT.ok;
+    }
+    const pitr = !!flags['pgbackrest-config'];
+    checkDrillKindFlags(pitr, given);
     if (flags['print-systemd-timer'] || flags['print-crontab']) {
-      for (const flag of ['target', 'identity', 'passphrase-file'] as const) need(flag); // a scheduled drill that cannot run is no schedule
+      // A scheduled drill that cannot run is no schedule.
+      for (const flag of pitr ? ['passphrase-file'] as const : ['target', 'identity', 'passphrase-file'] as const) need(flag);
       ctx.stdout(printedSchedule(DRILL_JOB, scheduleArgv(flags as Record<string, unknown>, given))!);
       return EXIT.ok;
     }
@@ -80,12 +101,9 @@ drill-verified on the target, so retention never deletes the newest such set.`,
       if (e instanceof InventoryError) throw new UsageError((e as Error).message);
       throw e;
     }
-    const report = await runRestoreDrillAndRecord({
-      target: need('target'),
-      backup: flags.backup,
-      identityFile: need('identity'),
+    const logical = pitr ? undefined : { target: need('target'), identity: need('identity') };
+    const common = {
       passphraseFile: need('passphrase-file'),
-      scratchDatabaseUrl: flags['scratch-database-url'] || undefined,
       productionDatabaseUrl: flags['database-url'] || undefined,
       withC2: flags['with-c2'],
       c2Binary: flags['c2-binary'] || undefined,
@@ -96,9 +114,26 @@ drill-verified on the target, so retention never deletes the newest such set.`,
       rehearsalDevices: flags['rehearsal-devices'],
       reportFile: flags.report || undefined,
       metricsFile: flags['metrics-file'] || undefined,
+      logger: log,
+    };
+    const report = pitr ? await runPitrDrillAndRecord({
+      ...common,
+      pgbackrestConfig: flags['pgbackrest-config']!,
+      stanza: flags.stanza ?? 'c2',
+      configIncludePath: flags['config-include-path'],
+      runAs: flags['run-as'],
+      targetTime: flags['target-time'],
+      set: flags.set,
+      c2Database: flags['c2-database'],
+      scratchDir: flags['scratch-dir'],
+    }) : await runRestoreDrillAndRecord({
+      ...common,
+      target: logical!.target,
+      backup: flags.backup,
+      identityFile: logical!.identity,
+      scratchDatabaseUrl: flags['scratch-database-url'] || undefined,
       rcloneConfig: flags['rclone-config'] || undefined,
       markVerified: !flags['no-mark-verified'],
-      logger: log,
     });
     ctx.stdout(renderDrillMarkdown(report));
     if (!report.ok) {
@@ -108,6 +143,20 @@ drill-verified on the target, so retention never deletes the newest such set.`,
     return EXIT.ok;
   },
 });
+
+const LOGICAL_ONLY = ['target', 'identity', 'rclone-config', 'scratch-database-url', 'no-mark-verified'];
+const PITR_ONLY = ['stanza', 'target-time', 'set', 'config-include-path', 'run-as', 'c2-database', 'scratch-dir'];
+
+/** A drill is of one kind: backup-set flags with --pgbackrest-config (or the reverse) are a usage error. */
+function checkDrillKindFlags(pitr: boolean, given: Set<string>): void {
+  const wrong = (pitr ? LOGICAL_ONLY : PITR_ONLY).filter((f) => given.has(f));
+  if (wrong.length) {
+    throw new UsageError(pitr
+      ? `--${wrong[0]} is for a backup-set drill; a PITR drill (--pgbackrest-config) takes --stanza, --target-time, --set instead`
+      : `--${wrong[0]} is for a PITR drill: add --pgbackrest-config FILE (or drop it for a backup-set drill)`);
+  }
+  if (pitr && given.has('backup')) throw new UsageError('--backup names a backup set; for a pgBackRest set use --set LABEL');
+}
 
 /** The command line to schedule: the given flags in declaration order, schedule flags kept for printedSchedule to strip. */
 function scheduleArgv(flags: Record<string, unknown>, given: Set<string>): string[] {

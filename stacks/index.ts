@@ -2,8 +2,7 @@
 // them (failing before any resource is registered), then declares the whole deployment.
 // Stack outputs carry no secret: endpoints, replica names, MQTT ids, the CA certificate and a
 // plain statement of whether the deployment survives the loss of a host.
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { REPO_ROOT } from '../lib/repo-root.ts';
 import { readStackConfig } from './stack-config.ts';
 import { defineStack } from './program.ts';
 
@@ -13,9 +12,8 @@ import { defineStack } from './program.ts';
 // stay off while the program runs (see bench/stacks.ts).
 process.setSourceMapsEnabled(false);
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { settings, secrets } = readStackConfig();
-const out = defineStack(settings, secrets, { repoRoot });
+const out = defineStack(settings, secrets, { repoRoot: REPO_ROOT });
 
 export const profile = out.profile;
 export const dockerHosts = out.dockerHosts;

@@ -78,9 +78,10 @@ function defineResources(s: StackSettings, givenSecrets: StackSecrets, opts: { r
     patroni = new PatroniCluster('postgres', {
       settings: s, placement: pl, superuserPassword: secrets.postgresSuperuserPassword,
       replicationPassword: secrets.postgresReplicationPassword, c2Password: secrets.postgresPassword, extraDatabases,
+      pitrCipherPassphrase: secrets.pitrCipherPassphrase,
     });
   } else {
-    new PostgresServer('postgres', { settings: s, placement: pl, superuserPassword: secrets.postgresSuperuserPassword, c2Password: secrets.postgresPassword, extraDatabases });
+    new PostgresServer('postgres', { settings: s, placement: pl, superuserPassword: secrets.postgresSuperuserPassword, c2Password: secrets.postgresPassword, pitrCipherPassphrase: secrets.pitrCipherPassphrase, extraDatabases });
   }
   // C2 has no DB port setting: the name it dials must serve 5432. HA: the host's HAProxy (alias
   // pg-primary on the internal network); minimal: the server's own alias.

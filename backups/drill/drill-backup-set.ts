@@ -103,7 +103,7 @@ export async function restoreSetObjects(run: DrillRun, i: RestoreSetInput): Prom
   let wrongIdentity = false;
   const objectErrors: string[] = [];
   for (const o of [...m.objects].sort((a, b) => (a.kind === 'postgres-dump' ? -1 : b.kind === 'postgres-dump' ? 1 : 0))) {
-    const src = openDecryptedObject(i.set.target, m, o.name, i.identityFile);
+    const src = openDecryptedObject(i.set.target, m, o.name, i.identityFile, { log: run.log }); // progress: download + restore
     try {
       await restoreObject(i, o, src, run, since);
       if (o.kind === 'postgres-dump') restored = true;

@@ -26,8 +26,33 @@ export interface DrillReport {
     ok: boolean; rotated: number; failed: number; topicsCreatedAfterBackup: string[];
     devices: number; devicesReadingAllTopics: number; seconds?: number;
   };
+  /** What was verified: a logical backup set (e4ops backup) or a pgBackRest restore (point in time). */
+  source?: 'backup-set' | 'pgbackrest';
+  pitr?: PitrDrillFacts;
   failedChecks?: string[];
   checks: DrillCheck[];
+}
+
+/** What a PITR drill restored: the point asked for and the point reached, against the archive's newest commit. */
+export interface PitrDrillFacts {
+  stanza: string;
+  configFile: string;
+  /** ISO time asked for, or "latest" (end of the archive), or "set" (end of --set). */
+  target: string;
+  /** pgBackRest set the restore started from. */
+  set: string | null;
+  /** Commit time of the last transaction recovered. */
+  restoredPointInTime: string | null;
+  /** For a time target: the first commit left out. */
+  stoppedBeforeCommitAt?: string | null;
+  /** Commit time of the newest transaction in the repository's archive. */
+  newestCommitInArchive: string | null;
+  /** Seconds of commits in the archive not recovered (0 when restoring latest). */
+  rpoToArchiveSeconds: number | null;
+  /** Seconds between the last recovered commit and the production database's clock (when it was reachable). */
+  rpoToProductionSeconds?: number;
+  restoreSeconds: number;
+  recoverySeconds: number;
 }
 
 const drillReportSchema = compileSchemaValidator<DrillReport>(schema);
@@ -44,10 +69,12 @@ export function renderDrillMarkdown(r: DrillReport): string {
   const lines = [
     `# Restore drill ${r.ok ? 'passed' : 'FAILED'}: ${r.backupId ?? '(no set)'}`,
     '',
+    `- source: ${r.source === 'pgbackrest' ? 'pgBackRest (physical, point in time)' : 'logical backup set (e4ops backup)'}`,
     `- target: ${r.target}`,
     `- RTO ${r.rtoSeconds.toFixed(1)} s (drill start to verified restore); RPO ${r.rpoSeconds === null ? 'unknown' : `${(r.rpoSeconds / 3600).toFixed(2)} h`} (age of the set)`,
     `- restored ${r.counts.clients} clients, ${r.counts.topics} topics, ${r.counts.links} links`,
   ];
+  if (r.pitr) lines.push(`- point in time: asked ${r.pitr.target}, restored to the commit of ${r.pitr.restoredPointInTime ?? 'unknown'}; newest commit in the archive ${r.pitr.newestCommitInArchive ?? 'unknown'} (${r.pitr.rpoToArchiveSeconds ?? '?'} s not recovered${r.pitr.rpoToProductionSeconds !== undefined ? `; ${r.pitr.rpoToProductionSeconds.toFixed(1)} s behind production now` : ''})`);
   if (r.keysPerSecond && r.counts.clients + r.counts.topics >= 10_000) lines.push(`- keys verified at ${Math.round(r.keysPerSecond)} keys/s`);
   if (r.resync) lines.push(`- resync rehearsal: ${r.resync.rotated} topics rotated, ${r.resync.failed} failed; ${r.resync.devicesReadingAllTopics}/${r.resync.devices} simulated devices read every topic; topics created after the backup: ${r.resync.topicsCreatedAfterBackup.length ? r.resync.topicsCreatedAfterBackup.join(', ') : 'none'}`);
   if (failed.length) lines.push('', `**Failed checks:** ${failed.map((c) => c.name).join(', ')}`);

@@ -3,6 +3,7 @@
 // it to the steps; buildDrillReport turns it into the one report schema.
 import { createLogger, type Logger } from '../../lib/log.ts';
 import { ScratchResources } from './scratch-resources.ts';
+import { cleanupDeadDrills, openScratchRegistry } from './scratch-registry.ts';
 import type { DrillReport } from './drill-report.ts';
 import type { DrillCheck } from './restored-database-checks.ts';
 
@@ -24,10 +25,13 @@ export interface DrillRun {
 
 export function createDrillRun(o: { logger?: Logger; now?: () => Date } = {}): DrillRun {
   const now = o.now ?? (() => new Date());
-  const scratch = new ScratchResources();
+  const log = o.logger ?? createLogger({ component: 'restore-drill' });
+  // Leftovers of drills that died (SIGKILL) go first; this drill's own are written down before they start.
+  cleanupDeadDrills({ log });
+  const scratch = new ScratchResources(openScratchRegistry(log));
   scratch.installSignalHandlers();
   return {
-    log: o.logger ?? createLogger({ component: 'restore-drill' }), now, startedAt: now(), t0: Date.now(),
+    log, now, startedAt: now(), t0: Date.now(),
     checks: [], timings: {}, scratch, extra: {}, rtoSeconds: 0,
   };
 }

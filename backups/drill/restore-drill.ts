@@ -11,6 +11,8 @@ import { runDocker } from '../../lib/servers/docker-engine.ts';
 import { openTarget } from '../targets.ts';
 import { markSetVerifiedByDrill } from '../backup-sets.ts';
 import { BackupError } from '../exit-codes.ts';
+import { readPassphraseFile as readPassphraseFileChecked } from '../../lib/e4/passphrase-file.ts';
+import { missingFingerprintWarning } from './missing-fingerprint.ts';
 import type { Logger } from '../../lib/log.ts';
 import { ScratchIsProductionError } from './scratch-database-guard.ts';
 import { writeDrillReport, type DrillReport } from './drill-report.ts';
@@ -78,11 +80,8 @@ function assertC2ImagePresent(image: string, dockerHost?: string): void {
 
 /** Read a passphrase file the way backups do: one trailing newline is not part of the passphrase. */
 export function readPassphraseFile(file: string): string {
-  let text: string;
-  try { text = fs.readFileSync(file, 'utf8'); } catch (e) {
-    throw new BackupError('config', `--passphrase-file ${file} cannot be read: ${(e as Error).message}`);
-  }
-  return text.replace(/\r?\n$/, '');
+  // The one reader (lib/e4/passphrase-file.ts): a short passphrase is a usage error (exit 2), as in backup.
+  try { return readPassphraseFileChecked(file); } catch (e) { throw new BackupError('config', (e as Error).message); }
 }
 
 /** The flag combinations of the C2 step, checked before anything starts (misuse throws, exit 2). */
@@ -118,7 +117,9 @@ async function restoreIntoScratch(run: DrillRun, opts: RestoreDrillOptions, set:
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'e4ops-drill-'));
   run.scratch.addDir(workDir);
   const inv = set.manifest.c2.inventory;
-  const expect = { counts: { clients: inv.clients, topics: inv.topics, links: inv.topicLinks }, passphraseFingerprint: set.manifest.passphraseFingerprint?.value, sourceRecordsFingerprint: true, sourceRecordsCounts: true };
+  const expect = { counts: { clients: inv.clients, topics: inv.topics, links: inv.topicLinks }, passphraseFingerprint: set.manifest.passphraseFingerprint?.value, sourceRecordsFingerprint: !!set.manifest.passphraseFingerprint, sourceRecordsCounts: true };
+  const noFingerprint = missingFingerprintWarning(set.manifest);
+  if (noFingerprint) { run.checks.push(noFingerprint); run.log.warn('drill.no_passphrase_fingerprint', { setId: set.setId }); }
   const verification = prepareRestoredDatabaseVerification(run, dbUrl, key, expect);
   const restored = await restoreSetObjects(run, { set, identityFile: opts.identityFile, dbUrl, workDir, onIndexPhase: () => void verification.startReadOnlyChecks() });
   // A restore that failed after the read-only checks started: they read the scratch database, let them end before teardown.
@@ -130,6 +131,7 @@ async function restoreIntoScratch(run: DrillRun, opts: RestoreDrillOptions, set:
 /** Run a restore drill. Resolves with the report (ok or not); throws only for misuse (bad flags). */
 export async function runRestoreDrill(opts: RestoreDrillOptions): Promise<DrillReport> {
   const run = createDrillRun({ logger: opts.logger, now: opts.now });
+  run.extra.source = 'backup-set';
   let set: OpenedSet | undefined;
   let counts: DrillReportCounts = { clients: 0, topics: 0, links: 0 };
   try {
@@ -145,7 +147,7 @@ export async function runRestoreDrill(opts: RestoreDrillOptions): Promise<DrillR
     }
   } catch (e) {
     if (e instanceof ScratchIsProductionError) failCheck(run, 'scratch-is-not-production', e);
-    else if (e instanceof BackupError && e.kind === 'config') throw e;
+    else if (e instanceof BackupError && e.kind === 'usage') throw e;
     else failCheck(run, 'drill', e);
   } finally {
     await tearDownDrill(run);

@@ -70,7 +70,7 @@ export async function checkC2ServesRestoredData(s: ScratchC2, dbUrl: string, sam
     }
     const clients = (await db.query<{ name: string; links: number }>(
       `SELECT c.name, (SELECT count(*) FROM ${C2_TABLES.topicLinks} l JOIN ${C2_TABLES.topics} t ON t.id = l.topic_key_id WHERE l.client_id = c.id)::int AS links
-         FROM ${C2_TABLES.clients} c ORDER BY random() LIMIT $1`, [sample])).rows;
+         FROM (SELECT id, name FROM ${C2_TABLES.clients} ORDER BY random() LIMIT $1) c`, [sample])).rows;
     for (const c of clients) {
       const n = await s.api.countTopicsForClient(c.name).catch((e) => { problems.push(`client ${c.name}: ${(e as Error).message}`); return -1; });
       if (n >= 0 && n !== c.links) problems.push(`client ${c.name}: C2 lists ${n} topics, the database links ${c.links}`);

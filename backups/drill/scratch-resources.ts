@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { childPids, killTreeSync } from '../../lib/process-tree.ts';
+import type { ScratchRegistry } from './scratch-registry.ts';
 
 interface Resource {
   what: string;
@@ -51,11 +52,16 @@ export class ScratchResources {
   private items: Resource[] = [];
   private signalHandler?: (sig: NodeJS.Signals) => void;
 
+  /** With a registry, everything added is also written to the drill's state file (scratch-registry.ts). */
+  constructor(private registry?: ScratchRegistry) {}
+
   add(what: string, stop: () => Promise<void>, killSync?: () => void): void {
     this.items.push({ what, stop, killSync });
+    try { this.registry?.noteProcesses(what); } catch { /* the state file is a safety net, not a reason to fail */ }
   }
 
   addDir(dir: string): void {
+    try { this.registry?.addDir(dir); } catch { /* as above */ }
     this.add(`folder ${dir}`, async () => fs.rmSync(dir, { recursive: true, force: true }), () => removeDirSync(dir));
   }
 
@@ -67,6 +73,7 @@ export class ScratchResources {
         try { r.killSync?.(); } catch { /* keep going */ }
       }
       try { killStartingScratchSync(); } catch { /* best effort */ }
+      this.registry?.close();
       process.exit(sig === 'SIGINT' ? 130 : 143);
     };
     process.prependListener('SIGINT', this.signalHandler);
@@ -80,6 +87,7 @@ export class ScratchResources {
       try { await r.stop(); } catch (e) { errors.push(`${r.what}: ${(e as Error).message}`); }
     }
     this.items = [];
+    if (!errors.length) this.registry?.close();
     if (this.signalHandler) {
       process.removeListener('SIGINT', this.signalHandler);
       process.removeListener('SIGTERM', this.signalHandler);

@@ -15,6 +15,7 @@
 // count from each index's creation date, so "delete after N days" works as is. Only the ops-log
 // family, written through an alias, rolls over (max size / max age) before its delete phase.
 // Every builder is pure: settings in, request bodies out.
+import { ELASTICSEARCH_INDEX_DEFAULTS } from '../../lib/settings/monitoring-defaults.ts';
 
 export interface ElasticsearchAssetOptions {
   /** C2's `es-message-logging-index` (C2 writes `<index>-YYYY.MM.DD`). Default "messages". */
@@ -33,17 +34,7 @@ export interface ElasticsearchAssetOptions {
   autoExpandReplicas?: string;
 }
 
-export const DEFAULT_ES_ASSET_OPTIONS: Required<ElasticsearchAssetOptions> = {
-  messageIndex: 'messages',
-  messagesRetentionDays: 30,
-  c2LogsIndexPrefix: 'e4-c2-logs',
-  logsRetentionDays: 90,
-  opsLogsAlias: 'e4ops-logs',
-  opsLogsRetentionDays: 365,
-  rolloverMaxSize: '10gb',
-  rolloverMaxAge: '30d',
-  autoExpandReplicas: '0-1',
-};
+export const DEFAULT_ES_ASSET_OPTIONS: Required<ElasticsearchAssetOptions> = { ...ELASTICSEARCH_INDEX_DEFAULTS };
 
 type Json = Record<string, unknown>;
 

@@ -5,6 +5,7 @@
 import YAML from 'yaml';
 import { OPS_METRICS } from '../../lib/ops-metrics.ts';
 import { SCRAPE_JOBS, type ScrapeJobKey } from './jobs.ts';
+import { ALERT_DEFAULTS } from '../../lib/settings/monitoring-defaults.ts';
 
 export type Severity = 'critical' | 'warning';
 
@@ -42,18 +43,18 @@ export interface RuleOptions {
   grpcErrorRatio?: number;
   /** p99 gRPC latency in milliseconds (OpenCensus records ms). Default 2000. */
   grpcLatencyP99Ms?: number;
+  /** PITR: seconds with WAL segments waiting and none arriving in the pgBackRest repository. Default 600 (10 × archive_timeout). */
+  pitrArchiveStuckSeconds?: number;
+  /** PITR: oldest acceptable full pgBackRest backup, in days. Default 8 (weekly fulls). */
+  pitrFullMaxAgeDays?: number;
+  /** PITR: oldest acceptable repository check (e4ops pitr check from its timer), in minutes. Default 60. */
+  pitrCheckMaxAgeMinutes?: number;
   /** Scrape jobs that must exist in every deployment (absent → alert). Default c2Health, postgres, broker, node. */
   requiredJobs?: ScrapeJobKey[];
 }
 
 export const DEFAULT_RULE_OPTIONS: Required<RuleOptions> = {
-  runbookBaseUrl: 'dashboards/runbooks',
-  backupMaxAgeHours: 26,
-  drillMaxAgeDays: 8,
-  certExpiryDays: 21,
-  replicationLagSeconds: 30,
-  grpcErrorRatio: 0.05,
-  grpcLatencyP99Ms: 2000,
+  ...ALERT_DEFAULTS,
   requiredJobs: ['c2Health', 'postgres', 'broker', 'node'],
 };
 
@@ -197,6 +198,23 @@ export function buildRuleGroups(options: RuleOptions = {}): RuleGroup[] {
         alert('E4ResyncTopicsFailed', 'critical', `${M.resyncTopicsFailed} > 0`, undefined,
           '{{ $value }} topics failed to resync after a restore',
           'The last topic-key resync could not rotate some topics: devices on those topics may hold keys C2 no longer has.'),
+      ],
+    },
+    {
+      // Only where PITR is on: without the e4ops_pitr_* metrics these never fire.
+      name: 'e4-pitr',
+      rules: [
+        alert('E4PitrArchiveStuck', 'critical',
+          `(${M.pitrArchiveReadySegments} > 0 and on (instance, stanza) (time() - ${M.pitrLastArchivedWalTimestamp}) > ${o.pitrArchiveStuckSeconds}) or increase(${M.pitrArchiveFailedCount}[15m]) > 0`, '5m',
+          'WAL archiving to pgBackRest is stuck (stanza {{ $labels.stanza }})',
+          `WAL segments are waiting and none has reached the repository for ${o.pitrArchiveStuckSeconds} s, or archive_command keeps failing: point-in-time recovery loses everything since the last archived segment, and pg_wal grows until the disk is full.`),
+        alert('E4PitrFullBackupTooOld', 'warning', `time() - ${M.pitrLastFullBackupTimestamp} > ${o.pitrFullMaxAgeDays * 86400}`, '15m',
+          'No full pgBackRest backup in the last ' + o.pitrFullMaxAgeDays + ' days (stanza {{ $labels.stanza }})',
+          `The newest full backup is older than ${o.pitrFullMaxAgeDays} days (or there is none): a restore replays ever more WAL, and retention cannot expire old WAL.`),
+        alert('E4PitrRepositoryCheckFailing', 'critical',
+          `${M.pitrRepositoryCheckSuccess} == 0 or (time() - ${M.pitrRepositoryCheckTimestamp}) > ${o.pitrCheckMaxAgeMinutes * 60}`, '10m',
+          'pgBackRest repository check failing (stanza {{ $labels.stanza }})',
+          `e4ops pitr check failed, or has not run for ${o.pitrCheckMaxAgeMinutes} min: the repository may be unreachable, full, or its passphrase wrong; backups and archiving may be failing unseen.`),
       ],
     },
     {

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import YAML from 'yaml';
-import { C2_TABLES } from './c2-schema.ts';
+import { C2_TABLES } from '../c2/db-schema.ts';
 
 export interface C2Inventory {
   clients: number;

@@ -4,7 +4,7 @@
 // bytea), and memory stays at one batch at any size. Used by backups' key-store check and the drill.
 import pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
-import { C2_TABLES } from './c2-schema.ts';
+import { C2_TABLES } from '../c2/db-schema.ts';
 
 /** Open a sealed DB value; return null (or throw) when it does not authenticate. */
 export type OpenDbValue = (sealed: Uint8Array) => Uint8Array | null;

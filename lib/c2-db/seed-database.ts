@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { C2_TABLES, c2SchemaDdl } from './c2-schema.ts';
+import { C2_TABLES, c2SchemaDdl } from '../c2/db-schema.ts';
 
 /** Seal a 32-byte key the way C2 stores it (tag16 ‖ ciphertext). */
 export type SealDbValue = (plain: Uint8Array) => Uint8Array;
@@ -40,7 +40,6 @@ export interface SeedResult {
   links: number;
   clientLinks: number;
   keysSealed: boolean;
-  schemaSource: 'captured' | 'fallback';
   seconds: number;
 }
 
@@ -149,7 +148,7 @@ export async function seedC2Database(db: string | pg.ClientBase, opts: SeedOptio
     await client.query(`ANALYZE`);
     return {
       clients: opts.clients, topics: opts.topics, links: opts.links, clientLinks,
-      keysSealed: !!(opts.seal || opts.sealBatch), schemaSource: ddl.source, seconds: (Date.now() - t0) / 1000,
+      keysSealed: !!(opts.seal || opts.sealBatch), seconds: (Date.now() - t0) / 1000,
     };
   } finally {
     if (own) await own.end();

@@ -3,15 +3,41 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-// The schema C2's gorm AutoMigrate creates on an empty PostgreSQL database, captured with
-// `pg_dump --schema-only` into lib/c2/db-schema.sql. Backups seed test databases from that file and
-// drills compare a restored database's schema against it.
+// C2's database schema, in one place: the table names e4ops queries, and the DDL C2's gorm AutoMigrate
+// creates on an empty PostgreSQL database, captured with `pg_dump --schema-only` into
+// lib/c2/db-schema.sql (test/c2/c2-server.test.ts checks a fresh C2 still creates exactly that). Seeding
+// creates test databases from that file; drills compare a restored database's schema against it.
 
 export const C2_DB_SCHEMA_FILE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'db-schema.sql');
 
-/** pg_dump --schema-only of `url` (no owners, no privileges), as text. */
+/** The tables of C2's database that e4ops reads or seeds. */
+export const C2_TABLES = {
+  clients: 'clients',
+  topics: 'topic_keys',
+  topicLinks: 'clients_topickeys',
+  clientLinks: 'clients_clientkeys',
+} as const;
+
+export interface C2SchemaDdl {
+  sql: string;
+  /** Always the DDL captured from a real C2 (lib/c2/db-schema.sql). */
+  source: 'captured';
+}
+
+/** DDL that creates C2's tables in an empty database: the captured schema. */
+export function c2SchemaDdl(): C2SchemaDdl {
+  return { sql: readCommittedC2Schema(), source: 'captured' };
+}
+
+/** pg_dump --schema-only of `url` (no owners, no privileges), as text. A password in the URL goes by PGPASSWORD, never argv. */
 export function dumpSchema(url: string, pgDumpBinary = 'pg_dump'): string {
-  const r = spawnSync(pgDumpBinary, ['--schema-only', '--no-owner', '--no-privileges', '--dbname', url], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  let dbname = url;
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  try {
+    const u = new URL(url);
+    if (u.password) { env.PGPASSWORD = decodeURIComponent(u.password); u.password = ''; dbname = u.toString(); }
+  } catch { /* a libpq keyword string: passed as it is */ }
+  const r = spawnSync(pgDumpBinary, ['--schema-only', '--no-owner', '--no-privileges', '--dbname', dbname], { encoding: 'utf8', maxBuffer: 64 << 20, env });
   if (r.error && (r.error as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`${pgDumpBinary} not found: apt-get install postgresql-client`);
   if (r.status !== 0) throw new Error(`pg_dump --schema-only failed: ${r.stderr}`);
   return r.stdout;

@@ -67,6 +67,11 @@ export function usageLine(spec: CommandSpec<any>): string {
 
 const lastWord = (name: string) => name.split(' ').pop()!;
 
+/** The command and all its subcommands, depth first. */
+export function commandTree(spec: CommandSpec<any>): CommandSpec<any>[] {
+  return [spec, ...(spec.subcommands ?? []).flatMap(commandTree)];
+}
+
 export function exitKindsOf(spec: CommandSpec<any>): ExitKind[] {
   const kinds = new Set<ExitKind>([...COMMON_EXIT_KINDS, ...(spec.exitCodes ?? [])]);
   return [...kinds].sort((a, b) => EXIT_CODES[a].code - EXIT_CODES[b].code);

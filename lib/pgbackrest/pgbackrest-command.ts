@@ -73,7 +73,7 @@ export function defaultPgBackRestUser(): string | undefined {
 
 /** pgbackrest's argv for a command on the target. */
 export function pgBackRestArgv(t: PgBackRestTarget, command: string, args: string[] = []): string[] {
-  return [`--config=${t.configFile}`, ...(t.configIncludePath ? [`--config-include-path=${t.configIncludePath}`] : []), `--stanza=${t.stanza}`, ...args, command];
+  return [`--config=${t.configFile}`, ...(t.configIncludePath ? [`--config-include-path=${t.configIncludePath}`] : []), `--stanza=${t.stanza}`, command, ...args];
 }
 
 /** Run one pgBackRest command; resolves with its exit code and output (never throws for a non-zero exit). */

@@ -5,7 +5,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { c2BinaryDir, pinnedC2Version, REPO_ROOT } from './c2.ts';
+import { c2BinaryDir, pinnedC2Version } from './c2.ts';
+import { REPO_ROOT } from '../repo-root.ts';
 import { ensureDebianBaseTarball, runDocker } from './docker-engine.ts';
 
 export const C2_DOCKERFILE = path.join(REPO_ROOT, 'stacks', 'docker', 'c2.Dockerfile');

@@ -4,11 +4,11 @@ import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { asUser, chownTo, startDaemon, type Daemon } from './daemon.ts';
 import { freeLoopbackPort } from '../ports.ts';
 import { runDocker } from './docker-engine.ts';
 import { e4opsCacheDir } from '../cache-dir.ts';
+import { REPO_ROOT } from '../repo-root.ts';
 import { renderC2Config, type C2ConfigSettings, type C2CryptoMode, type C2DbSecureConnection } from '../render/c2-config.ts';
 import { createCertificateAuthority, issueLeafCertificate, type CertificateAuthority } from '../c2/tls-material.ts';
 import { startThrowawayPostgres, type ThrowawayPostgres } from './postgres.ts';
@@ -20,8 +20,8 @@ import { startThrowawayMosquitto, type ThrowawayMosquitto } from './mosquitto.ts
 // file, else to stdout; as root the launcher therefore runs C2 as an unprivileged user (default `nobody`) so
 // the log lands in <dir>/c2.log, captured here, and never in the machine's /var/log.
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-export const REPO_ROOT = path.resolve(here, '..', '..');
+// REPO_ROOT lives in lib/repo-root.ts; re-exported for the importers that still take it from here.
+export { REPO_ROOT };
 const C2_BUILD_MODULE = path.join(REPO_ROOT, 'test', 'c2-build', 'go.mod');
 
 /** The C2 version pinned by test/c2-build/go.mod. */
@@ -153,30 +153,76 @@ export async function waitForC2Ready(baseUrl: string, caPem: string, timeoutMs: 
   throw new Error(gone ? 'C2 exited during start-up' : `C2 at ${baseUrl} not ready after ${timeoutMs} ms (${last})`);
 }
 
+/** Where one C2 instance lives and listens. */
+interface C2Layout {
+  dir: string;
+  /** The launcher made `dir` and removes it on stop. */
+  ownDir: boolean;
+  binDir: string;
+  configsDir: string;
+  logFile: string;
+  host: string;
+  grpcPort: number;
+  httpPort: number;
+  baseUrl: string;
+}
+
+/** How to (re)start that instance: as a process or as a container. */
+interface C2Launch {
+  start(): Daemon;
+  /** Remove the container of a killed run (no-op for a process). */
+  removeContainer(): void;
+  container?: string;
+}
+
 /** Start the real C2 against an existing PostgreSQL (on db.host:5432) and MQTT broker. */
 export async function startC2(opts: StartC2Options): Promise<RunningC2> {
+  const binary = checkStartC2Options(opts);
+  const layout = await prepareC2Directory(opts);
+  const ca = issueC2Certificates(opts, layout);
+  const configFile = writeC2Config(opts, layout);
+  const launch = planC2Launch(opts, layout, binary);
+  const daemon = await launchUntilReady(opts, layout, ca, configFile, launch);
+  return runningC2(opts, layout, ca, configFile, launch, daemon);
+}
+
+/** Refuse what C2 would refuse, before anything is written. Returns the binary to run. */
+function checkStartC2Options(opts: StartC2Options): string {
   const binary = opts.binary ?? path.join(c2BinaryDir(), 'c2');
   if (opts.image && opts.binary) throw new Error('startC2: give binary or image, not both');
   if (!opts.image && !fs.existsSync(binary)) {
     throw new Error(`C2 binary not found at ${binary}: run scripts/build-c2.sh (or set E4OPS_C2_BIN_DIR)`);
   }
   if (Buffer.byteLength(opts.passphrase) < 16) throw new Error('C2 passphrase is shorter than 16 bytes: C2 refuses to start; use a longer one');
+  return binary;
+}
+
+async function prepareC2Directory(opts: StartC2Options): Promise<C2Layout> {
   const host = opts.host ?? '127.0.0.1';
   const grpcPort = opts.grpcPort ?? (await freeLoopbackPort(host));
   const httpPort = opts.httpPort ?? (await freeLoopbackPort(host));
-  const ownDir = !opts.dir;
   const dir = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'e4ops-c2-'));
-  const binDir = path.join(dir, 'bin');
-  const configsDir = path.join(dir, 'configs');
-  fs.mkdirSync(binDir, { recursive: true });
-  fs.mkdirSync(configsDir, { recursive: true });
+  const layout: C2Layout = {
+    dir, ownDir: !opts.dir, binDir: path.join(dir, 'bin'), configsDir: path.join(dir, 'configs'), logFile: path.join(dir, 'c2.log'),
+    host, grpcPort, httpPort, baseUrl: `https://${host.includes(':') ? `[${host}]` : host}:${httpPort}`,
+  };
+  fs.mkdirSync(layout.binDir, { recursive: true });
+  fs.mkdirSync(layout.configsDir, { recursive: true });
+  return layout;
+}
 
-  const ca = opts.ca ?? createCertificateAuthority({ dir: path.join(dir, 'tls'), commonName: 'e4ops C2 CA' });
-  const sans = { dnsNames: ['localhost'], ipAddresses: [...new Set(['127.0.0.1', host].filter((h) => net.isIP(h)))] };
-  issueLeafCertificate(ca, { dir: configsDir, name: 'c2-grpc', commonName: 'c2 grpc', ...sans });
-  issueLeafCertificate(ca, { dir: configsDir, name: 'c2-http', commonName: 'c2 http', ...sans });
+/** C2's gRPC and HTTPS certificates in configs/, signed by the given CA or a new one in <dir>/tls. */
+function issueC2Certificates(opts: StartC2Options, layout: C2Layout): CertificateAuthority {
+  const ca = opts.ca ?? createCertificateAuthority({ dir: path.join(layout.dir, 'tls'), commonName: 'e4ops C2 CA' });
+  const sans = { dnsNames: ['localhost'], ipAddresses: [...new Set(['127.0.0.1', layout.host].filter((h) => net.isIP(h)))] };
+  issueLeafCertificate(ca, { dir: layout.configsDir, name: 'c2-grpc', commonName: 'c2 grpc', ...sans });
+  issueLeafCertificate(ca, { dir: layout.configsDir, name: 'c2-http', commonName: 'c2 http', ...sans });
+  return ca;
+}
 
-  const settings: C2ConfigSettings = {
+function c2ConfigSettings(opts: StartC2Options, layout: C2Layout): C2ConfigSettings {
+  const { host, grpcPort, httpPort } = layout;
+  return {
     cryptoMode: opts.cryptoMode ?? 'symkey',
     grpcHostPort: `${host}:${grpcPort}`,
     grpcCert: 'c2-grpc-cert.pem',
@@ -187,7 +233,7 @@ export async function startC2(opts: StartC2Options): Promise<RunningC2> {
     httpKey: 'c2-http-key.pem',
     mqtt: {
       broker: toPahoBroker(opts.mqttBroker),
-      clientId: opts.mqttClientId ?? `e4c2-${path.basename(dir)}`,
+      clientId: opts.mqttClientId ?? `e4c2-${path.basename(layout.dir)}`,
       ...(opts.mqttUsername !== undefined ? { username: opts.mqttUsername } : {}),
       ...(opts.mqttPassword !== undefined ? { password: opts.mqttPassword } : {}),
     },
@@ -204,81 +250,94 @@ export async function startC2(opts: StartC2Options): Promise<RunningC2> {
     },
     logLevel: opts.logLevel ?? 'debug',
   };
-  const configFile = path.join(configsDir, 'config.yaml');
-  fs.writeFileSync(configFile, renderC2Config(settings));
+}
 
+function writeC2Config(opts: StartC2Options, layout: C2Layout): string {
+  const configFile = path.join(layout.configsDir, 'config.yaml');
+  fs.writeFileSync(configFile, renderC2Config(c2ConfigSettings(opts, layout)));
+  return configFile;
+}
+
+/**
+ * Put the binary in place, hand the directory to the user C2 runs as, and build the start function.
+ * The passphrase travels in the environment, never on a command line.
+ */
+function planC2Launch(opts: StartC2Options, layout: C2Layout, binary: string): C2Launch {
+  const { dir, configsDir, logFile } = layout;
   // C2 locates configs/ from argv[0]: give it its own bin/ path (hard link when possible, else a copy).
-  const localBinary = path.join(binDir, 'c2');
+  const localBinary = path.join(layout.binDir, 'c2');
   if (!opts.image) {
     fs.rmSync(localBinary, { force: true });
     try { fs.linkSync(binary, localBinary); } catch { fs.copyFileSync(binary, localBinary); }
     fs.chmodSync(localBinary, 0o755);
   }
-
   const isRoot = process.getuid?.() === 0;
   const runAs = opts.runAsUser === undefined ? (isRoot ? 'nobody' : null) : opts.runAsUser;
   if (runAs) {
     chownTo(dir, runAs);
     fs.chmodSync(dir, 0o755);
   }
-  const logFile = path.join(dir, 'c2.log');
   fs.writeFileSync(logFile, '');
-  const env: Record<string, string> = {
-    PATH: process.env.PATH ?? '/usr/bin:/bin',
-    HOME: dir,
-    E4C2_DB_ENCRYPTION_PASSPHRASE: opts.passphrase,
-    ...opts.env,
-  };
-  const baseUrl = `https://${host.includes(':') ? `[${host}]` : host}:${httpPort}`;
-  const container = opts.image ? `e4ops-c2-${path.basename(dir).replace(/^e4ops-c2-/, '').replace(/[^\w.-]/g, '')}` : undefined;
+  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, E4C2_DB_ENCRYPTION_PASSPHRASE: opts.passphrase, ...opts.env };
+  if (!opts.image) {
+    return { start: () => startDaemon(localBinary, [], logFile, { cwd: dir, env, ...(runAs ? asUser(runAs) : {}) }), removeContainer: () => undefined };
+  }
+  const container = `e4ops-c2-${path.basename(dir).replace(/^e4ops-c2-/, '').replace(/[^\w.-]/g, '')}`;
   const dockerHost = opts.dockerHost ?? process.env.DOCKER_HOST;
   const removeContainer = () => {
-    if (container) try { runDocker(dockerHost, ['rm', '-f', container], { timeoutMs: 30_000 }); } catch { /* none by that name */ }
+    try { runDocker(dockerHost, ['rm', '-f', container], { timeoutMs: 30_000 }); } catch { /* none by that name */ }
   };
   // From an image: `docker run` in the foreground (its output is C2's log; SIGTERM reaches C2 through it).
   // The container runs as the user the binary would run as, so it reads the same configs folder; secrets go
   // by variable name only (-e NAME), never on the command line.
-  const launch = (): Daemon => {
-    if (!container) return startDaemon(localBinary, [], logFile, { cwd: dir, env, ...(runAs ? asUser(runAs) : {}) });
-    const u = runAs ? asUser(runAs) : {};
-    const ids = { uid: u.uid ?? process.getuid?.() ?? 0, gid: u.gid ?? process.getgid?.() ?? 0 };
+  const u = runAs ? asUser(runAs) : {};
+  const ids = { uid: u.uid ?? process.getuid?.() ?? 0, gid: u.gid ?? process.getgid?.() ?? 0 };
+  const start = () => {
     removeContainer(); // a leftover of a killed run with the same name
     return startDaemon('docker', ['run', '--rm', '--name', container, '--network', 'host', '--user', `${ids.uid}:${ids.gid}`,
       ...Object.keys(env).filter((k) => k.startsWith('E4C2_')).flatMap((k) => ['-e', k]),
       '-v', `${configsDir}:/opt/e4/configs`, opts.image!], logFile, { env: { ...process.env, ...env, HOME: process.env.HOME ?? dir, ...(dockerHost ? { DOCKER_HOST: dockerHost } : {}) } });
   };
-  // C2 is fail-fast (e.g. an MQTT CONNACK slower than 1 s ends it) and deployments rely on a restart policy;
-  // the launcher does the same: a C2 that exits by itself during start-up is started again.
+  return { start, removeContainer, container };
+}
+
+/**
+ * C2 is fail-fast (e.g. an MQTT CONNACK slower than 1 s ends it) and deployments rely on a restart policy;
+ * the launcher does the same: a C2 that exits by itself during start-up is started again.
+ */
+async function launchUntilReady(opts: StartC2Options, layout: C2Layout, ca: CertificateAuthority, configFile: string, launch: C2Launch): Promise<Daemon> {
   const attempts = Math.max(1, opts.startAttempts ?? 3);
-  let daemon: Daemon | undefined;
   for (let attempt = 1; ; attempt++) {
-    daemon = launch();
+    const daemon = launch.start();
     try {
-      await waitForC2Ready(baseUrl, ca.certPem, opts.startTimeoutMs ?? 30_000, daemon.exited);
-      break;
+      await waitForC2Ready(layout.baseUrl, ca.certPem, opts.startTimeoutMs ?? 30_000, daemon.exited);
+      return daemon;
     } catch (err) {
       const exitedByItself = daemon.child.exitCode !== null || daemon.child.signalCode !== null;
       await daemon.stop('SIGKILL');
-      removeContainer();
+      launch.removeContainer();
       if (!exitedByItself || attempt >= attempts) {
         const tail = daemon.tail(40);
-        const keep = !ownDir || process.env.E4OPS_KEEP_C2_DIR === '1';
-        if (!keep) fs.rmSync(dir, { recursive: true, force: true });
+        const keep = !layout.ownDir || process.env.E4OPS_KEEP_C2_DIR === '1';
+        if (!keep) fs.rmSync(layout.dir, { recursive: true, force: true });
         throw new Error(`C2 did not start after ${attempt} attempt(s) (${(err as Error).message}); ${keep ? `config ${configFile}` : 'scratch dir removed (E4OPS_KEEP_C2_DIR=1 keeps it)'}; log:\n${tail}`);
       }
-      fs.appendFileSync(logFile, `\n[e4ops] C2 exited during start-up (attempt ${attempt} of ${attempts}); starting it again\n`);
+      fs.appendFileSync(layout.logFile, `\n[e4ops] C2 exited during start-up (attempt ${attempt} of ${attempts}); starting it again\n`);
       await new Promise((r) => setTimeout(r, 500 * attempt));
     }
   }
-  const running = daemon!;
+}
+
+function runningC2(opts: StartC2Options, layout: C2Layout, ca: CertificateAuthority, configFile: string, launch: C2Launch, daemon: Daemon): RunningC2 {
+  const { dir, logFile, host, grpcPort, httpPort, baseUrl } = layout;
   let stopped = false;
   return {
-    dir, configFile, logFile, host, grpcPort, httpPort, baseUrl, ca, daemon: running,
-    ...(container ? { container } : {}),
+    dir, configFile, logFile, host, grpcPort, httpPort, baseUrl, ca, daemon,
+    ...(launch.container ? { container: launch.container } : {}),
     version: opts.image ? `image ${opts.image}` : opts.binary ? 'custom' : pinnedC2Version(),
     killSync() {
-      try { running.child.kill('SIGKILL'); } catch { /* gone */ }
-      removeContainer();
+      try { daemon.child.kill('SIGKILL'); } catch { /* gone */ }
+      launch.removeContainer();
     },
     logLines() {
       return fs.readFileSync(logFile, 'utf8').split('\n').flatMap((l) => {
@@ -289,9 +348,9 @@ export async function startC2(opts: StartC2Options): Promise<RunningC2> {
     async stop() {
       if (stopped) return;
       stopped = true;
-      await running.stop('SIGTERM', 10_000);
-      removeContainer();
-      if (ownDir) fs.rmSync(dir, { recursive: true, force: true });
+      await daemon.stop('SIGTERM', 10_000);
+      launch.removeContainer();
+      if (layout.ownDir) fs.rmSync(dir, { recursive: true, force: true });
     },
   };
 }

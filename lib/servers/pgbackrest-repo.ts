@@ -30,6 +30,8 @@ export interface ThrowawayPgBackRestRepo {
   postgresSettings(archiveTimeoutSeconds?: number): Record<string, string | number>;
   /** (Re)write pgbackrest.conf for this cluster. */
   attach(cluster: ClusterLocation): void;
+  /** A further host's config on the same repository (its own pg1-path, lock and spool), e.g. a Patroni member. Returns its path. */
+  configFor(name: string, cluster: ClusterLocation): string;
   /** Run a pgBackRest command on the stanza as user postgres; throws PgBackRestError on failure. */
   run(command: string, args?: string[]): Promise<string>;
   /** stanza-create + check. */
@@ -49,8 +51,9 @@ export function createThrowawayPgBackRestRepo(o: ThrowawayPgBackRestRepoOptions 
     archiveAsync: o.archiveAsync ?? true, processMax: o.processMax ?? 2, retentionFull: o.retentionFull ?? 2,
     spoolPath: p('spool'), lockPath: p('lock'), logPath: p('log'), pg, configFile, configIncludePath,
   });
-  const write = (pg: PgBackRestSettings['pg']) => {
-    fs.writeFileSync(configFile, renderPgBackRestConf(settings(pg)));
+  const write = (pg: PgBackRestSettings['pg'], file = configFile, own?: string) => {
+    const base = settings(pg);
+    fs.writeFileSync(file, renderPgBackRestConf(own ? { ...base, configFile: file, spoolPath: path.join(own, 'spool'), lockPath: path.join(own, 'lock') } : base));
     if (o.cipherPassphrase !== undefined) fs.writeFileSync(path.join(configIncludePath, 'e4ops-secrets.conf'), renderPgBackRestSecretsConf({ cipherPassphrase: o.cipherPassphrase }), { mode: 0o600 });
     chownTo(dir, 'postgres');
   };
@@ -60,6 +63,13 @@ export function createThrowawayPgBackRestRepo(o: ThrowawayPgBackRestRepoOptions 
     dir, configFile, configIncludePath, stanza, repoPath: p('repo'), target,
     postgresSettings: (archiveTimeoutSeconds = 60) => pitrPostgresParameters({ stanza, configFile, configIncludePath, archiveTimeoutSeconds }),
     attach: (c) => write({ path: c.dataDir, port: c.port, socketPath: c.socketDir }),
+    configFor(name, c) {
+      const own = p(`host-${name}`);
+      for (const d of ['spool', 'lock']) fs.mkdirSync(path.join(own, d), { recursive: true });
+      const file = path.join(own, 'pgbackrest.conf');
+      write({ path: c.dataDir, port: c.port, socketPath: c.socketDir }, file, own);
+      return file;
+    },
     run: (command, args = []) => runPgBackRest(target, command, args),
     async init() {
       await repo.run('stanza-create');

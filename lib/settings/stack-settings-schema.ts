@@ -4,8 +4,7 @@
 // optional services are on) live in profile-defaults.ts and are applied before this schema.
 // Secrets are NOT part of this object: they are separate Pulumi secret config keys (see SECRET_KEYS).
 
-import { DEFAULT_RULE_OPTIONS } from '../../dashboards/prometheus/alert-rules.ts';
-import { DEFAULT_ES_ASSET_OPTIONS } from '../../dashboards/elasticsearch/index-templates.ts';
+import { ALERT_DEFAULTS, ELASTICSEARCH_INDEX_DEFAULTS } from './monitoring-defaults.ts';
 
 const image = (def: string, description: string) => ({ type: 'string', minLength: 1, pattern: '^[^\\s]+$', default: def, description });
 const memoryMb = { type: 'integer', minimum: 64, maximum: 1_048_576, description: 'Memory limit in MiB (docker --memory); unset = no limit' };
@@ -98,7 +97,7 @@ export const STACK_SETTINGS_SCHEMA = {
               additionalProperties: false,
               default: {},
               properties: {
-                type: { enum: ['posix', 'sftp', 's3'], default: 'posix', description: 'posix: a mounted folder (NFS etc.); sftp needs pgBackRest >= 2.46; s3: any S3-compatible store (keys: secrets pitrS3Key, pitrS3KeySecret)' },
+                type: { enum: ['posix', 'sftp', 's3'], default: 'posix', description: 'posix: a mounted folder (NFS etc.); sftp needs pgBackRest >= 2.46; s3: any S3-compatible store (keys from PGBACKREST_REPO1_S3_KEY / PGBACKREST_REPO1_S3_KEY_SECRET in the host environment)' },
                 path: { type: 'string', pattern: '^/\\S*$', default: '/var/lib/pgbackrest' },
                 sftpHost: { type: 'string', minLength: 1 },
                 sftpPort: port,
@@ -161,8 +160,8 @@ export const STACK_SETTINGS_SCHEMA = {
         exporterImage: image('quay.io/prometheuscommunity/elasticsearch-exporter:v1.7.0', 'elasticsearch_exporter'),
         nodes: { type: 'integer', minimum: 1, maximum: 9, description: 'Master-eligible data nodes (odd)' },
         heapMb: { type: 'integer', minimum: 256, maximum: 31_744, default: 1024 },
-        messageIndex: { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]*$', default: DEFAULT_ES_ASSET_OPTIONS.messageIndex, description: 'C2 writes <index>-YYYY.MM.DD (the dashboards installer maps it)' },
-        logIndex: { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]*$', default: DEFAULT_ES_ASSET_OPTIONS.c2LogsIndexPrefix, description: "Log shipper writes C2's logs to <index>-YYYY.MM.DD (the dashboards installer maps it)" },
+        messageIndex: { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]*$', default: ELASTICSEARCH_INDEX_DEFAULTS.messageIndex, description: 'C2 writes <index>-YYYY.MM.DD (the dashboards installer maps it)' },
+        logIndex: { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]*$', default: ELASTICSEARCH_INDEX_DEFAULTS.c2LogsIndexPrefix, description: "Log shipper writes C2's logs to <index>-YYYY.MM.DD (the dashboards installer maps it)" },
         memoryMb,
       },
     },
@@ -199,7 +198,7 @@ export const STACK_SETTINGS_SCHEMA = {
           default: {},
           description: 'Alert thresholds of the rules Prometheus loads (rendered by dashboards/prometheus/alert-rules.ts)',
           properties: {
-            drillMaxAgeDays: { type: 'integer', minimum: 1, maximum: 366, default: DEFAULT_RULE_OPTIONS.drillMaxAgeDays, description: 'E4RestoreDrillTooOld fires when the last successful restore drill is older (weekly drills: 8)' },
+            drillMaxAgeDays: { type: 'integer', minimum: 1, maximum: 366, default: ALERT_DEFAULTS.drillMaxAgeDays, description: 'E4RestoreDrillTooOld fires when the last successful restore drill is older (weekly drills: 8)' },
             runbookBaseUrl: { type: 'string', pattern: '^\\S+$', description: 'Base of each alert\'s runbook_url (<base>/<Alert>.md); default: the repo-relative dashboards/runbooks' },
           },
         },
@@ -252,7 +251,7 @@ export const STACK_SETTINGS_SCHEMA = {
       properties: {
         enabled: boolFalse,
         schedule: { type: 'string', default: '17 3 * * *', description: 'cron expression (5 fields)' },
-        maxAgeHours: { type: 'integer', minimum: 1, maximum: 8784, default: DEFAULT_RULE_OPTIONS.backupMaxAgeHours, description: 'E4BackupTooOld fires when the last successful backup is older: the longest gap of backup.schedule plus slack (daily: 26)' },
+        maxAgeHours: { type: 'integer', minimum: 1, maximum: 8784, default: ALERT_DEFAULTS.backupMaxAgeHours, description: 'E4BackupTooOld fires when the last successful backup is older: the longest gap of backup.schedule plus slack (daily: 26)' },
         baseImage: image('node:20-bookworm-slim', 'Base of the toolkit image (stacks/docker/toolkit.Dockerfile) the backup job and the dashboards installer run'),
         command: { type: 'string', minLength: 1, default: 'node --max-semi-space-size=1 --expose-gc --import tsx scripts/backup.ts run --config /etc/e4ops/backup.json', description: 'What cron runs in the backup container (working directory /opt/e4ops)' },
         targets: {
@@ -298,7 +297,5 @@ export const SECRET_KEYS = {
   emqxCookie: { minBytes: 16, what: 'EMQX Erlang distribution cookie (HA)' },
   emqxDashboardPassword: { minBytes: 12, what: 'EMQX dashboard/API admin password (HA)' },
   pitrCipherPassphrase: { minBytes: 20, what: 'pgBackRest repository cipher passphrase (postgres.pitr; escrow it apart from the repository)' },
-  pitrS3Key: { minBytes: 1, what: 'S3 access key of the pgBackRest repository (postgres.pitr.repo.type s3)' },
-  pitrS3KeySecret: { minBytes: 1, what: 'S3 secret key of the pgBackRest repository (postgres.pitr.repo.type s3)' },
 } as const;
 export type SecretKey = keyof typeof SECRET_KEYS;

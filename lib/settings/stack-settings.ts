@@ -7,6 +7,7 @@ import addFormatsModule from 'ajv-formats';
 import YAML from 'yaml';
 import { STACK_SETTINGS_SCHEMA, SECRET_KEYS, type SecretKey } from './stack-settings-schema.ts';
 import { describeSchemaErrorWithFix } from '../json-schema.ts';
+import { cronScheduleProblem } from '../render/backup-job.ts';
 import { PROFILE_DEFAULTS, mergeUnder, type Profile } from './profile-defaults.ts';
 
 export { STACK_SETTINGS_SCHEMA, SECRET_KEYS, type SecretKey, type Profile };
@@ -93,10 +94,11 @@ export function imageMajorVersion(ref: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-const CRON_FIELD = /^(\*|\d+(-\d+)?)(\/\d+)?(,(\*|\d+(-\d+)?)(\/\d+)?)*$/;
 
-/** C2's own rules and cross-field rules, on settings the schema already accepted. */
-export function checkStackRules(s: StackSettings): string[] {
+/** One settings section's rules: problems found (each names the key and the fix), none = fine. */
+export type StackRule = (s: StackSettings) => string[];
+
+const c2Rules: StackRule = (s) => {
   const p: string[] = [];
   const ha = s.profile === 'ha';
   if (ha && s.c2.replicas < 2) {
@@ -105,15 +107,32 @@ export function checkStackRules(s: StackSettings): string[] {
   if (!ha && s.c2.replicas !== 1) {
     p.push(`c2.replicas: is ${s.c2.replicas}, but the minimal profile has no load balancer and runs exactly 1 C2. Fix: set c2.replicas to 1, or use profile ha`);
   }
+  return p;
+};
+
+const postgresRules: StackRule = (s) => {
+  const p: string[] = [];
+  const ha = s.profile === 'ha';
   if (!ha && s.postgres.replicas !== 1) {
     p.push(`postgres.replicas: is ${s.postgres.replicas}, but the minimal profile runs one PostgreSQL server. Fix: set postgres.replicas to 1, or use profile ha (Patroni)`);
   }
   if (ha && s.postgres.replicas < 2) {
     p.push(`postgres.replicas: is ${s.postgres.replicas}, but failover needs at least 2 Patroni members. Fix: set postgres.replicas to 2 or more (3 recommended)`);
   }
-  if (ha && (s.etcd.nodes < 3 || s.etcd.nodes % 2 === 0)) {
-    p.push(`etcd.nodes: is ${s.etcd.nodes}; etcd needs an odd number of members, at least 3, to keep quorum when one is lost. Fix: set etcd.nodes to 3 or 5`);
+  for (const k of ['listen_addresses', 'port', 'unix_socket_directories', 'hba_file', 'data_directory']) {
+    if (k in s.postgres.parameters) p.push(`postgres.parameters.${k}: is managed by the stack. Fix: remove it`);
   }
+  return p;
+};
+
+const etcdRules: StackRule = (s) =>
+  s.profile === 'ha' && (s.etcd.nodes < 3 || s.etcd.nodes % 2 === 0)
+    ? [`etcd.nodes: is ${s.etcd.nodes}; etcd needs an odd number of members, at least 3, to keep quorum when one is lost. Fix: set etcd.nodes to 3 or 5`]
+    : [];
+
+const brokerRules: StackRule = (s) => {
+  const p: string[] = [];
+  const ha = s.profile === 'ha';
   if (s.broker.kind === 'mosquitto' && s.broker.nodes !== 1) {
     p.push(`broker.nodes: is ${s.broker.nodes}, but Mosquitto does not cluster. Fix: set broker.nodes to 1, or broker.kind to emqx`);
   }
@@ -130,26 +149,36 @@ export function checkStackRules(s: StackSettings): string[] {
       p.push(`broker.emqxImage: "${s.broker.emqxImage}" is not EMQX 5.0-5.8; from 5.9 EMQX is under the BSL and clustering needs a commercial licence. Fix: pin emqx/emqx:5.8.6 (Apache-2.0) or configure a licence yourself`);
     }
   }
+  return p;
+};
+
+const elasticsearchRules: StackRule = (s) => {
+  const p: string[] = [];
   const es = s.elasticsearch;
-  if (es.enabled) {
-    if (es.nodes % 2 === 0) {
-      p.push(`elasticsearch.nodes: is ${es.nodes}; master-eligible nodes must be odd so a majority survives a split. Fix: set elasticsearch.nodes to 1, 3 or 5`);
-    }
-    const major = imageMajorVersion(es.image);
-    if (s.c2.messageLogging && major !== 7) {
-      p.push(`elasticsearch.image: "${es.image}" is ${major === undefined ? 'of unknown version' : `Elasticsearch ${major}`}, but C2's message logging (olivere/elastic v6, typed documents) needs Elasticsearch 7.x. Fix: use a 7.17 tag such as docker.elastic.co/elasticsearch/elasticsearch:7.17.25, or set c2.messageLogging to false`);
-    }
-    const kmajor = imageMajorVersion(es.kibanaImage);
-    if (major !== undefined && kmajor !== major) {
-      p.push(`elasticsearch.kibanaImage: "${es.kibanaImage}" does not match Elasticsearch major version ${major}. Fix: use the Kibana tag equal to the Elasticsearch tag`);
-    }
-    if (es.memoryMb !== undefined && es.heapMb * 2 > es.memoryMb) {
-      p.push(`elasticsearch.heapMb: ${es.heapMb} MiB is more than half of elasticsearch.memoryMb (${es.memoryMb}). Fix: lower heapMb or raise memoryMb`);
-    }
-  } else {
+  if (!es.enabled) {
     if (s.c2.messageLogging) p.push('c2.messageLogging: is on but elasticsearch.enabled is false. Fix: enable elasticsearch or set c2.messageLogging to false');
     if (s.logShipper.enabled) p.push('logShipper.enabled: the log shipper writes to Elasticsearch, which is disabled. Fix: enable elasticsearch or set logShipper.enabled to false');
+    return p;
   }
+  if (es.nodes % 2 === 0) {
+    p.push(`elasticsearch.nodes: is ${es.nodes}; master-eligible nodes must be odd so a majority survives a split. Fix: set elasticsearch.nodes to 1, 3 or 5`);
+  }
+  const major = imageMajorVersion(es.image);
+  if (s.c2.messageLogging && major !== 7) {
+    p.push(`elasticsearch.image: "${es.image}" is ${major === undefined ? 'of unknown version' : `Elasticsearch ${major}`}, but C2's message logging (olivere/elastic v6, typed documents) needs Elasticsearch 7.x. Fix: use a 7.17 tag such as docker.elastic.co/elasticsearch/elasticsearch:7.17.25, or set c2.messageLogging to false`);
+  }
+  const kmajor = imageMajorVersion(es.kibanaImage);
+  if (major !== undefined && kmajor !== major) {
+    p.push(`elasticsearch.kibanaImage: "${es.kibanaImage}" does not match Elasticsearch major version ${major}. Fix: use the Kibana tag equal to the Elasticsearch tag`);
+  }
+  if (es.memoryMb !== undefined && es.heapMb * 2 > es.memoryMb) {
+    p.push(`elasticsearch.heapMb: ${es.heapMb} MiB is more than half of elasticsearch.memoryMb (${es.memoryMb}). Fix: lower heapMb or raise memoryMb`);
+  }
+  return p;
+};
+
+const hostsRules: StackRule = (s) => {
+  const p: string[] = [];
   const names = new Set<string>();
   const addrs = new Set<string>();
   s.hosts.forEach((h, i) => {
@@ -164,14 +193,20 @@ export function checkStackRules(s: StackSettings): string[] {
       if (h.address === '0.0.0.0') p.push(`hosts[${i}].address: 0.0.0.0 would publish internal ports on every interface. Fix: give the host's private address`);
     }
   });
-  if (s.hosts.length > 1) {
-    // One member per host: losing a host then costs each cluster one member, never its quorum.
-    const sizes: Array<[string, number]> = [['c2.replicas', s.c2.replicas], ['postgres.replicas', s.postgres.replicas], ['etcd.nodes', s.etcd.nodes], ['broker.nodes', s.broker.nodes]];
-    if (es.enabled) sizes.push(['elasticsearch.nodes', es.nodes]);
-    for (const [k, n] of sizes) {
-      if (n > s.hosts.length) p.push(`${k}: is ${n} but only ${s.hosts.length} Docker hosts are listed; with several hosts every host runs at most one member, so that losing a host costs one member and never the quorum. Fix: add hosts or lower ${k} to ${s.hosts.length}`);
-    }
-  }
+  return p;
+};
+
+/** One member per host: losing a host then costs each cluster one member, never its quorum. */
+const spreadOverHostsRules: StackRule = (s) => {
+  if (s.hosts.length <= 1) return [];
+  const sizes: Array<[string, number]> = [['c2.replicas', s.c2.replicas], ['postgres.replicas', s.postgres.replicas], ['etcd.nodes', s.etcd.nodes], ['broker.nodes', s.broker.nodes]];
+  if (s.elasticsearch.enabled) sizes.push(['elasticsearch.nodes', s.elasticsearch.nodes]);
+  return sizes.filter(([, n]) => n > s.hosts.length).map(([k, n]) =>
+    `${k}: is ${n} but only ${s.hosts.length} Docker hosts are listed; with several hosts every host runs at most one member, so that losing a host costs one member and never the quorum. Fix: add hosts or lower ${k} to ${s.hosts.length}`);
+};
+
+const publishRules: StackRule = (s) => {
+  const p: string[] = [];
   const pub = s.publish;
   const binds: Array<[string, string, number]> = [
     ['publish.grpcPort', pub.c2Address, pub.grpcPort], ['publish.httpPort', pub.c2Address, pub.httpPort], ['publish.brokerPort', pub.brokerAddress, pub.brokerPort],
@@ -182,25 +217,34 @@ export function checkStackRules(s: StackSettings): string[] {
       p.push(`${kb}: ${ab}:${pb} collides with ${ka} (${aa}:${pa}). Fix: choose another port`);
     }
   }
-  for (const k of ['listen_addresses', 'port', 'unix_socket_directories', 'hba_file', 'data_directory']) {
-    if (k in s.postgres.parameters) p.push(`postgres.parameters.${k}: is managed by the stack. Fix: remove it`);
-  }
+  return p;
+};
+
+const pitrRules: StackRule = (s) => {
+  const p: string[] = [];
   const pitr = s.postgres.pitr;
-  if (pitr.enabled) {
-    const need = (keys: (keyof PitrSettings['repo'])[]) => keys.filter((k) => pitr.repo[k] === undefined);
-    const missing = pitr.repo.type === 'sftp' ? need(['sftpHost', 'sftpUser', 'sftpPrivateKeyFile']) : pitr.repo.type === 's3' ? need(['s3Endpoint', 's3Bucket', 's3Region']) : [];
-    for (const k of missing) p.push(`postgres.pitr.repo.${k}: is required for a ${pitr.repo.type} repository. Fix: set it, or use repo.type posix`);
-    for (const k of ['archive_mode', 'archive_command', 'archive_timeout', 'restore_command']) {
-      if (k in s.postgres.parameters) p.push(`postgres.parameters.${k}: is managed by postgres.pitr while it is enabled. Fix: remove it (archive_timeout: set postgres.pitr.archiveTimeoutSeconds)`);
-    }
+  if (!pitr.enabled) return p;
+  const need = (keys: (keyof PitrSettings['repo'])[]) => keys.filter((k) => pitr.repo[k] === undefined);
+  const missing = pitr.repo.type === 'sftp' ? need(['sftpHost', 'sftpUser', 'sftpPrivateKeyFile']) : pitr.repo.type === 's3' ? need(['s3Endpoint', 's3Bucket', 's3Region']) : [];
+  for (const k of missing) p.push(`postgres.pitr.repo.${k}: is required for a ${pitr.repo.type} repository. Fix: set it, or use repo.type posix`);
+  for (const k of ['archive_mode', 'archive_command', 'archive_timeout', 'restore_command']) {
+    if (k in s.postgres.parameters) p.push(`postgres.parameters.${k}: is managed by postgres.pitr while it is enabled. Fix: remove it (archive_timeout: set postgres.pitr.archiveTimeoutSeconds)`);
   }
-  if (s.automationEngine.enabled && s.automationEngine.replicas !== 1) {
-    p.push(`automationEngine.replicas: is ${s.automationEngine.replicas}; an enabled engine runs exactly one replica (two rotate keys behind each other). Fix: set it to 1, or disable the engine`);
-  }
+  return p;
+};
+
+const automationEngineRules: StackRule = (s) =>
+  s.automationEngine.enabled && s.automationEngine.replicas !== 1
+    ? [`automationEngine.replicas: is ${s.automationEngine.replicas}; an enabled engine runs exactly one replica (two rotate keys behind each other). Fix: set it to 1, or disable the engine`]
+    : [];
+
+const backupRules: StackRule = (s) => {
+  const p: string[] = [];
   const b = s.backup;
-  const fields = b.schedule.trim().split(/\s+/);
-  if (fields.length !== 5 || !fields.every((f) => CRON_FIELD.test(f))) {
-    p.push(`backup.schedule: "${b.schedule}" is not a 5-field cron expression. Fix: use e.g. "17 3 * * *" (03:17 daily)`);
+  // cron-parser (lib/render/backup-job.ts, the crontab renderer's own check) also catches ranges: 99 99 * * *.
+  const cronProblem = cronScheduleProblem(b.schedule);
+  if (cronProblem) {
+    p.push(`backup.schedule: "${b.schedule}" is not a 5-field cron expression (${cronProblem.replace(/^"[^"]*" /, '')}). Fix: use e.g. "17 3 * * *" (03:17 daily)`);
   }
   if (b.enabled) {
     if (!b.targets.length) p.push('backup.targets: is empty but backup.enabled is true. Fix: add at least one target, e.g. { name: offsite, type: rclone, remote: "s3remote:e4-backups" }');
@@ -214,6 +258,29 @@ export function checkStackRules(s: StackSettings): string[] {
     if (t.type === 'rclone' && !t.remote) p.push(`backup.targets[${i}].remote: missing for an rclone target. Fix: set remote to REMOTE:path`);
   });
   return p;
+};
+
+/**
+ * C2's own rules and the cross-field rules, one list per settings section, run in this order on settings
+ * the schema already accepted. A new rule goes into its section's function; each can be tested alone.
+ */
+export const STACK_RULES: Readonly<Record<string, StackRule>> = {
+  c2: c2Rules,
+  postgres: postgresRules,
+  pitr: pitrRules,
+  etcd: etcdRules,
+  broker: brokerRules,
+  elasticsearch: elasticsearchRules,
+  hosts: hostsRules,
+  spreadOverHosts: spreadOverHostsRules,
+  publish: publishRules,
+  automationEngine: automationEngineRules,
+  backup: backupRules,
+};
+
+/** Every rule of STACK_RULES on settings the schema already accepted. */
+export function checkStackRules(s: StackSettings): string[] {
+  return Object.values(STACK_RULES).flatMap((rule) => rule(s));
 }
 
 export function checkStackSecrets(secrets: StackSecrets): string[] {

@@ -2,6 +2,7 @@ import * as pulumi from '@pulumi/pulumi';
 import * as docker from '@pulumi/docker';
 import { renderEtcdConfig } from '../../lib/render/etcd-conf.ts';
 import { renderPatroniConfig, renderPostBootstrapScript } from '../../lib/render/postgres-conf.ts';
+import { renderPgBackRestConf, renderPgBackRestSecretsConf, pgBackRestSettingsOf, PGBACKREST_DEFAULTS } from '../../lib/render/pgbackrest-conf.ts';
 import type { StackSettings } from '../../lib/settings/stack-settings.ts';
 import { Placement, RESTART, memory, type Member } from '../placement.ts';
 
@@ -14,6 +15,8 @@ export interface PatroniClusterArgs {
   superuserPassword: pulumi.Output<string>;
   replicationPassword: pulumi.Output<string>;
   c2Password: pulumi.Output<string>;
+  /** pgBackRest repository cipher passphrase (postgres.pitr.cipher). */
+  pitrCipherPassphrase?: pulumi.Output<string>;
   extraDatabases: string[];
 }
 
@@ -62,6 +65,17 @@ export class PatroniCluster extends pulumi.ComponentResource {
     const envs = pulumi.secret(pulumi.all([args.superuserPassword, args.replicationPassword, args.c2Password]).apply(([su, rep, c2]) => [
       `PATRONI_SUPERUSER_PASSWORD=${su}`, `PATRONI_REWIND_PASSWORD=${su}`, `PATRONI_REPLICATION_PASSWORD=${rep}`, `E4_DB_PASSWORD=${c2}`,
     ]));
+    const pitr = s.postgres.pitr;
+    // A posix repository every member on the host shares (multi-host: mount the same NFS path at repo.path).
+    const repoVolume = pitr.enabled && pitr.repo.type === 'posix'
+      ? new docker.Volume('pgbackrest-repo', { name: 'e4ops-pgbackrest-repo' }, { parent: this, retainOnDelete: true })
+      : undefined;
+    const pgbackrestUploads = pitr.enabled ? [
+      { file: PGBACKREST_DEFAULTS.configFile, content: renderPgBackRestConf(pgBackRestSettingsOf(pitr, { path: PG_DATA })) },
+      ...(pitr.cipher && args.pitrCipherPassphrase
+        ? [{ file: `${PGBACKREST_DEFAULTS.configIncludePath}/e4ops-secrets.conf`, content: pulumi.secret(args.pitrCipherPassphrase.apply((p) => renderPgBackRestSecretsConf({ cipherPassphrase: p }))), permissions: '0600' }]
+        : []),
+    ] : [];
     for (const m of this.members) {
       const vol = new docker.Volume(`${m.name}-data`, { name: `e4ops-${m.name}-data` }, pl.opts(m, this, { retainOnDelete: true }));
       const conf = renderPatroniConfig({
@@ -73,6 +87,7 @@ export class PatroniCluster extends pulumi.ComponentResource {
           dataDir: PG_DATA, binDir: '/usr/lib/postgresql/15/bin', parameters: s.postgres.parameters, clientNetworks,
         },
         superuser: 'postgres', replicationUser: 'replicator', postBootstrap: '/etc/patroni/post-bootstrap.sh',
+        ...(pitr.enabled ? { pitr: { stanza: pitr.stanza, archiveTimeoutSeconds: pitr.archiveTimeoutSeconds } } : {}),
       });
       this.containers.push(new docker.Container(m.name, {
         name: m.name, hostname: m.name,
@@ -84,8 +99,12 @@ export class PatroniCluster extends pulumi.ComponentResource {
         uploads: [
           { file: '/etc/patroni/patroni.yml', content: conf },
           { file: '/etc/patroni/post-bootstrap.sh', content: postBootstrap, permissions: '0755' },
+          ...pgbackrestUploads,
         ],
-        volumes: [{ volumeName: vol.name, containerPath: '/var/lib/postgresql/data' }],
+        volumes: [
+          { volumeName: vol.name, containerPath: '/var/lib/postgresql/data' },
+          ...(repoVolume ? [{ volumeName: repoVolume.name, containerPath: pitr.repo.path }] : []),
+        ],
         networksAdvanced: pl.networks(m, false),
         ports: pl.peerPorts(m, 'postgres', [5432, PATRONI_REST_PORT]),
         healthcheck: { tests: ['CMD', 'curl', '-fs', `http://127.0.0.1:${PATRONI_REST_PORT}/health`], interval: '10s', timeout: '5s', retries: 3, startPeriod: '60s' },

@@ -266,7 +266,8 @@ describe('backups against a real C2-shaped PostgreSQL', () => {
     await markSetVerifiedByDrill(t, ids[0], { rtoSeconds: 42 });
     const dry = await pruneBackupSets(t, { keepDaily: 2 }, { dryRun: true });
     // keep-daily 2 → newest of 02-12 and of 02-11 (14:30); ids[0] stays as the newest drill-verified set.
-    expect(dry.removed.sort()).toEqual([ids[1], ids[2], ids[3]].sort());
+    expect(dry.wouldRemove.sort()).toEqual([ids[1], ids[2], ids[3]].sort());
+    expect(dry.removed).toEqual([]);
     expect((await listBackupSets(t)).length).toBe(6);
     expect(dry.decisions.find((d) => d.setId === ids[0])?.reasons).toEqual(['newest set verified by a restore drill']);
     const cliDry = await cli(['prune', '--target', path.join(dir, 'retention-target'), '--keep-daily', '2', '--dry-run']);
@@ -288,7 +289,7 @@ describe('backups against a real C2-shaped PostgreSQL', () => {
       const target = path.join(dir, 'middump-target');
       let killed = false;
       const run = runBackup({
-        ...base, databaseUrl: durl, targets: [target], metricsFile: path.join(dir, 'middump.prom'),
+        ...base, databaseUrl: durl, passphraseFile: undefined, targets: [target], metricsFile: path.join(dir, 'middump.prom'),
         onProgress: async (p) => {
           if (killed || p.object !== 'postgres.pgdump.zst.age') return;
           killed = true;
@@ -326,7 +327,7 @@ describe('backups against a real C2-shaped PostgreSQL', () => {
       metricsTextfileDir: path.join(dir, 'job-textfile'),
     }));
     // The CLI computes the fingerprint in a worker thread (memory budget): it must equal lib/e4's.
-    fs.writeFileSync(jobFile, JSON.stringify({ ...rendered, passphraseFile: base.passphraseFile }));
+    fs.writeFileSync(jobFile, JSON.stringify({ ...rendered, passphraseFile: base.passphraseFile, createTarget: true }));
     for (let i = 0; i < 2; i++) {
       const r = await cli(['run', '--config', jobFile, '--lock-file', base.lockFile!, '--json'], { RCLONE_CONFIG: rcloneConfig, PGPASSWORD: 'from-the-environment' });
       expect(r.code).toBe(EXIT.ok);
@@ -353,14 +354,14 @@ describe('backups against a real C2-shaped PostgreSQL', () => {
     const bad = path.join(dir, 'bad-job.json');
     fs.writeFileSync(bad, JSON.stringify({ database: { host: 'x', name: 'c2', user: 'u' }, targets: [{ name: 'a', type: 'rclone' }], ageRecipients: [] }));
     const r = await cli(['run', '--config', bad]);
-    expect(r.code).toBe(EXIT.config);
+    expect(r.code).toBe(EXIT.usage);
     expect(r.stderr).toMatch(/--config .*bad-job\.json: targets\[0\] \(a\) is rclone but has no remote/);
-  });
+  }, 180_000);
 
   it('the scheduled command line (node with NODE_FLAGS) records the same passphrase fingerprint', async () => {
     const target = path.join(dir, 'scheduled-target');
     const r = await cli(['--database-url', url, '--target', target, '--recipient', key.recipient, '--passphrase-file', base.passphraseFile!,
-      '--lock-file', base.lockFile!, '--json'], {}, 'scheduled');
+      '--lock-file', base.lockFile!, '--json', '--create-target'], {}, 'scheduled');
     expect(r.code).toBe(EXIT.ok);
     const m = await openBackupSet(openTarget(target), JSON.parse(r.stdout.trim().split('\n').pop()!).setId);
     expect(m.passphraseFingerprint?.value).toBe(passphraseFingerprint(PASSPHRASE));
@@ -369,11 +370,11 @@ describe('backups against a real C2-shaped PostgreSQL', () => {
   it('CLI config errors exit 2 before touching anything; an unreachable database exits 3', async () => {
     const secret = execFileSync('grep', ['AGE-SECRET-KEY', key.identity], { encoding: 'utf8' }).trim();
     const r1 = await cli(['--database-url', url, '--target', local, '--recipient', secret, '--lock-file', base.lockFile!]);
-    expect(r1.code).toBe(EXIT.config);
+    expect(r1.code).toBe(EXIT.usage);
     expect(r1.stderr).toMatch(/SECRET key: give its public key/);
     expect(r1.stderr).not.toContain(secret);
     const port = server.port + 1;
-    const r2 = await cli(['--database-url', `postgres://c2:hunter2hunter2@127.0.0.1:${port}/c2`, '--target', path.join(dir, 'unreach'), '--recipient', key.recipient, '--lock-file', base.lockFile!]);
+    const r2 = await cli(['--database-url', `postgres://c2:hunter2hunter2@127.0.0.1:${port}/c2`, '--target', path.join(dir, 'unreach'), '--recipient', key.recipient, '--lock-file', base.lockFile!, '--create-target']);
     expect(r2.code).toBe(EXIT.sourceUnreachable);
     expect(r2.stderr).toMatch(/cannot connect to the database postgres:\/\/c2:\*\*\*@127\.0\.0\.1/);
     expect(r2.stderr).not.toContain('hunter2');

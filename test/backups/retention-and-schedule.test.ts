@@ -70,15 +70,29 @@ describe('scheduling output', () => {
     try {
       const nodeBin = path.join(repoDir, 'fake node');
       fs.writeFileSync(nodeBin, '#!/bin/sh\nprintf "%s\\n" "$@" > "$(dirname "$0")/args.txt"\n', { mode: 0o755 });
-      const line = renderCrontabLine({ args: ['--target', "it's a %here"], cron: '15 3 * * *', repoDir, nodeBin }).split('\n')[1];
+      const file = renderCrontabLine({ args: ['--target', "it's a %here"], cron: '15 3 * * *', repoDir, nodeBin });
+      expect(file).toMatch(/^SHELL=\/bin\/bash$/m);
+      const line = file.split('\n').find((l) => l.startsWith('15 3 '))!;
       expect(line.startsWith('15 3 * * * root cd ')).toBe(true);
       expect(line).not.toMatch(/[^\\]%/); // cron turns a bare % into a newline
       const cmd = line.replace(/^15 3 \* \* \* root /, '').replace(/\\%/g, '%').replace(/ 2>&1 \| logger.*$/, '');
-      const r = spawnSync('sh', ['-c', cmd], { encoding: 'utf8' });
+      const r = spawnSync('bash', ['-c', cmd], { encoding: 'utf8' });
       expect(r.status).toBe(0);
       const args = fs.readFileSync(path.join(repoDir, 'args.txt'), 'utf8').split('\n');
-      expect(args.slice(0, 7)).toEqual(['--max-semi-space-size=1', '--expose-gc', '--import', 'tsx', path.join(repoDir, 'scripts/backup.ts'), '--target', "it's a %here"]);
+      expect(args.slice(0, 9)).toEqual(['--max-semi-space-size=1', '--expose-gc', '--import', 'tsx', path.join(repoDir, 'scripts/backup.ts'), '--target', "it's a %here", '--timeout', '14400s']);
     } finally { fs.rmSync(repoDir, { recursive: true, force: true }); }
+  });
+});
+
+describe('schedule specs are checked by real parsers', () => {
+  it('refuses an out-of-range cron spec (cron-parser) and a bad OnCalendar (systemd-analyze calendar), naming the flag', () => {
+    expect(() => printedSchedule(BACKUP_JOB, ['--print-crontab', '--cron', '99 99 * * *', '--target', '/b'])).toThrow(/^--cron "99 99 \* \* \*" is not a cron schedule: .*99/);
+    expect(() => printedSchedule(BACKUP_JOB, ['--print-crontab', '--cron', '30 2 * *', '--target', '/b'])).toThrow(/--cron "30 2 \* \*" needs 5 cron fields/);
+    try { printedSchedule(BACKUP_JOB, ['--print-crontab', '--cron', '99 99 * * *']); } catch (e) { expect((e as { exitCode: number }).exitCode).toBe(2); }
+    if (spawnSync('systemd-analyze', ['--version']).status === 0) {
+      expect(() => printedSchedule(BACKUP_JOB, ['--print-systemd-timer', '--on-calendar', 'every full moon', '--target', '/b'])).toThrow(/^--on-calendar "every full moon" is not a systemd calendar spec/);
+    }
+    expect(printedSchedule(BACKUP_JOB, ['--print-systemd-timer', '--on-calendar', 'Mon..Fri 01:00', '--target', '/b'])).toMatch(/^OnCalendar=Mon\.\.Fri 01:00$/m);
   });
 });
 
@@ -94,8 +108,8 @@ describe('scheduling the weekly restore drill', () => {
     expect(text).toContain('Description=e4ops restore drill');
     expect(text).not.toContain('--on-calendar');
     const cron = printedSchedule(DRILL_JOB, [...drillFlags, '--print-crontab'])!;
-    expect(cron).toMatch(/^# \/etc\/cron\.d\/e4ops-restore-drill/);
-    expect(cron.split('\n')[1]).toMatch(/^0 4 \* \* 0 root cd .*\/scripts\/restore-drill\.ts --target \/var\/backups\/c2 .* \| logger -t e4ops-restore-drill$/);
+    expect(cron).toMatch(/^# \/etc\/cron\.d\/e4ops-restore-drill/m);
+    expect(cron.split('\n').find((l) => l.startsWith('0 4 '))).toMatch(/^0 4 \* \* 0 root cd .*\/scripts\/restore-drill\.ts --target \/var\/backups\/c2 .* \| logger -t e4ops-restore-drill \|\| echo .*>&2$/);
     // Without a --print-* flag there is nothing to print: the entry point runs the job.
     expect(printedSchedule(DRILL_JOB, drillFlags)).toBeUndefined();
     expect(printedSchedule(BACKUP_JOB, ['--print-crontab', '--target', '/b'])).toContain('--expose-gc');

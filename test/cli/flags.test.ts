@@ -3,7 +3,6 @@
 import { describe, it, expect } from 'vitest';
 import { parseFlags, parseDuration, closestName, UsageError, type FlagSpecs } from '../../lib/cli/flags.ts';
 import { exitCodeOf } from '../../lib/cli/exit-codes.ts';
-import { runCommand, renderHelp, defineCommand } from '../../lib/cli/command.ts';
 
 const SPECS = {
   target: { type: 'string', multiple: true, placeholder: 'T', help: 'where to write' },
@@ -126,34 +125,5 @@ describe('positionals and given flags', () => {
     expect(p.positionals).toEqual(['one', 'two']);
     expect([...p.given]).toEqual(['dry-run']);
     expect(parseFlags(SPECS, ['--', '--not-a-flag'], { allowPositionals: true }).positionals).toEqual(['--not-a-flag']);
-  });
-});
-
-describe('runCommand', () => {
-  const cmd = defineCommand({
-    name: 'demo',
-    summary: 'a demo',
-    flags: { count: { type: 'integer', min: 1, help: 'how many' } },
-    exitCodes: ['locked'],
-    run: ({ flags }, ctx) => { ctx.stdout(`count=${flags.count}\n`); return 0; },
-  });
-  const capture = async (argv: string[]) => {
-    let out = '', err = '';
-    const code = await runCommand(cmd, argv, { stdout: (t) => { out += t; }, stderr: (t) => { err += t; } });
-    return { code, out, err };
-  };
-  it('runs on good flags and exits 2 with one stderr line on bad ones, never running', async () => {
-    expect(await capture(['--count', '3'])).toEqual({ code: 0, out: 'count=3\n', err: '' });
-    expect(await capture(['--cont', '3'])).toEqual({ code: 2, out: '', err: 'e4ops demo: unknown flag --cont; did you mean --count? (see --help)\n' });
-  });
-  it('help ends with the exit status lines of the command, from the one table', async () => {
-    const help = renderHelp(cmd);
-    expect((await capture(['--help'])).out).toBe(help);
-    const status = help.slice(help.indexOf('Exit status:'));
-    expect(status).toMatch(/^\s+0 {2}success$/m);
-    expect(status).toMatch(/^\s+2 {2}bad flags/m);
-    expect(status).toMatch(/^\s+5 {2}another run holds the lock/m);
-    expect(status).toMatch(/^\s+130 {2}interrupted by SIGINT/m);
-    expect(status).not.toMatch(/^\s+6 /m);
   });
 });

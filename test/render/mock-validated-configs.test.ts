@@ -30,7 +30,8 @@ describe('renderers without a real-program check', () => {
 
   it('backup job: cron line with user field, env file sourced, no % in the command; JSON settings hold no secrets', () => {
     const tab = renderBackupCrontab({ schedule: '17 3 * * *', command: 'npx tsx scripts/backup.ts run', workingDirectory: '/opt/e4ops' });
-    expect(tab).toMatch(/^17 3 \* \* \* root cd \/opt\/e4ops && \. \/etc\/e4ops\/backup.env && npx tsx scripts\/backup.ts run/m);
+    expect(tab).toMatch(/^17 3 \* \* \* root cd \/opt\/e4ops && \{ if \[ -r \/etc\/e4ops\/backup.env \]; then set -a; \. \/etc\/e4ops\/backup.env; set \+a; fi; \} && npx tsx scripts\/backup.ts run .*>\/proc\/1\/fd\/1 2>\/proc\/1\/fd\/2$/m);
+    expect(() => renderBackupCrontab({ schedule: '99 99 * * *', command: 'x', workingDirectory: '/' })).toThrow(/99/);
     expect(() => renderBackupCrontab({ schedule: '17 3 * *', command: 'x', workingDirectory: '/' })).toThrow(/5 cron fields/);
     expect(() => renderBackupCrontab({ schedule: '17 3 * * *', command: 'date +%F', workingDirectory: '/' })).toThrow(/%/);
     const cfg = JSON.parse(renderBackupJobConfig({ database: { host: 'pg-primary', port: 5432, name: 'e4', user: 'e4' }, files: [], targets: [{ name: 'off', type: 'rclone', remote: 's3:bk' }], ageRecipients: ['age1x'], retention: { keepLast: 7, keepDaily: 14, keepWeekly: 8, keepMonthly: 12 } }));

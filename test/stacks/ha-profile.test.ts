@@ -57,6 +57,20 @@ describe('ha profile (Pulumi.ha.yaml) under Pulumi mocks', () => {
     expect(envOf(containers(rec).get('es-1')!)['cluster.initial_master_nodes']).toBe('es-0,es-1,es-2');
   });
 
+  it('PITR (on in ha): Patroni archives through pgBackRest; pgbackrest.conf has no secret, the cipher passphrase goes in a secret 0600 upload', () => {
+    const pg1 = containers(rec).get('pg-1')!;
+    const patroni = YAML.parse(upload(pg1, '/etc/patroni/patroni.yml')!.content!);
+    expect(patroni.bootstrap.dcs.postgresql.parameters).toMatchObject({ archive_mode: 'on', archive_timeout: 60 });
+    expect(patroni.bootstrap.dcs.postgresql.parameters.archive_command).toBe('pgbackrest --config=/etc/pgbackrest/pgbackrest.conf --config-include-path=/etc/pgbackrest/conf.d --stanza=c2 archive-push %p');
+    expect(patroni.postgresql.create_replica_methods).toEqual(['pgbackrest', 'basebackup']);
+    const conf = upload(pg1, '/etc/pgbackrest/pgbackrest.conf')!;
+    expect(conf.content).toMatch(/^pg1-path=\/var\/lib\/postgresql\/data\/pgdata$/m);
+    expect(conf.content).not.toMatch(/cipher-pass=/);
+    const secrets = upload(pg1, '/etc/pgbackrest/conf.d/e4ops-secrets.conf')!;
+    expect(secrets.secret).toBe(true);
+    expect(secrets.content).toMatch(/^repo1-cipher-pass=mock-generated-secret-pitrCipherPassphrase-/m);
+  });
+
   it('Patroni members use the etcd cluster; EMQX nodes form one static cluster with retained messages on disc', () => {
     const patroni = YAML.parse(upload(containers(rec).get('pg-1')!, '/etc/patroni/patroni.yml')!.content!);
     expect(patroni.etcd3.hosts).toEqual(['etcd-0:2379', 'etcd-1:2379', 'etcd-2:2379']);

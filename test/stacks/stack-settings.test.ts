@@ -56,6 +56,7 @@ describe('stack settings validation', () => {
     ['two automation engines', { profile: 'minimal', automationEngine: { enabled: true, replicas: 2 } }, {}, /^automationEngine\.replicas: must be <= 1.*At most one engine/],
     ['backup on without targets or recipients', { profile: 'minimal', backup: { enabled: true } }, {}, /^backup\.targets: is empty but backup\.enabled is true/],
     ['bad cron schedule', { profile: 'minimal', backup: { schedule: 'daily' } }, {}, /^backup\.schedule: "daily" is not a 5-field cron expression/],
+    ['out-of-range cron schedule', { profile: 'minimal', backup: { schedule: '99 99 * * *' } }, {}, /^backup\.schedule: "99 99 \* \* \*" is not a 5-field cron expression \(is not a cron schedule: .*got value 99/],
     ['bad age recipient', { profile: 'minimal', backup: { ageRecipients: ['not-a-key'] } }, {}, /^backup\.ageRecipients\[0\]: has an invalid form/],
     ['stack-managed postgres parameter', { profile: 'minimal', postgres: { parameters: { port: 5433 } } }, {}, /^postgres\.parameters\.port: is managed by the stack/],
     ['unknown secret key', { profile: 'minimal' }, { c2Passphrase: 'x'.repeat(20) } as StackSecrets, /^c2Passphrase: unknown secret key/],
