@@ -22,6 +22,7 @@ import { createLogger, type Logger } from '../lib/log.ts';
 import { renderFirstBootScript } from './first-boot.ts';
 import { assembleBootableDisk, renderGrubConfig, KERNEL_CMDLINE, ROOT_LABEL, run } from './disk-image.ts';
 import { writeOva } from './ova.ts';
+import { REPO_ROOT } from '../lib/repo-root.ts';
 import type { ApplianceDefinition, ValidatedAppliance } from './appliance-definition.ts';
 
 /** Where things live on the appliance. */
@@ -384,7 +385,7 @@ export async function buildApplianceImage(plan: AppliancePlan, opts: BuildOption
   const d = plan.definition;
   if (process.getuid?.() !== 0) throw new Error('build-appliance: needs root (mmdebstrap --mode=root and files owned by root in the image); run it as root');
   if (!fs.existsSync(plan.c2BinarySource)) throw new Error(`C2 binary ${plan.c2BinarySource} does not exist: build it with bash scripts/build-c2.sh`);
-  const repoRoot = opts.repoRoot ?? path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+  const repoRoot = opts.repoRoot ?? REPO_ROOT;
   const outDir = path.resolve(opts.outDir);
   const work = path.resolve(opts.workDir ?? path.join(outDir, 'work'));
   fs.mkdirSync(outDir, { recursive: true });

@@ -10,7 +10,6 @@ import fs from 'node:fs';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { loadApplianceDefinition } from '../appliances/appliance-definition.ts';
 import { planAppliance, buildApplianceImage } from '../appliances/build-appliance.ts';
 import { bootAppliance } from '../appliances/boot-appliance.ts';
@@ -18,8 +17,9 @@ import { renderUserData, renderMetaData } from '../appliances/cloud-init-seed.ts
 import { c2BinaryDir, pinnedC2Version } from '../lib/servers/c2.ts';
 import { C2_HEALTH_PATH } from '../lib/render/c2-replica.ts';
 import { freeLoopbackPort } from '../lib/ports.ts';
+import { REPO_ROOT } from '../lib/repo-root.ts';
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const repo = REPO_ROOT;
 const say = (s: string) => process.stderr.write(s + '\n');
 const work = fs.mkdtempSync(path.join(process.env.BENCH_APPLIANCE_WORK ?? os.tmpdir(), 'e4ops-bench-appliance-'));
 
