@@ -1,20 +1,13 @@
 // age recipients: public keys only. The backup host never holds a secret key, so it cannot read
-// what it wrote; a secret key given by mistake is refused with the fix.
+// what it wrote; a secret key given by mistake is refused with the fix (checks in lib/age.ts).
 import fs from 'node:fs';
 import { BackupError } from './exit-codes.ts';
-
-const AGE_PUBLIC = /^age1[02-9ac-hj-np-z]{58}$/;
-const SSH_PUBLIC = /^(ssh-ed25519|ssh-rsa) [A-Za-z0-9+/=]+( .*)?$/;
+import { checkAgeRecipient } from '../lib/age.ts';
 
 function check(r: string, where: string): string {
-  const v = r.trim();
-  if (/^AGE-SECRET-KEY-/i.test(v)) {
-    throw new BackupError('config', `${where} is an age SECRET key: give its public key instead (age-keygen -y FILE) and keep the secret key off the backup host`);
+  try { return checkAgeRecipient(r, where); } catch (e) {
+    throw new BackupError('config', (e as Error).message);
   }
-  if (!AGE_PUBLIC.test(v) && !SSH_PUBLIC.test(v)) {
-    throw new BackupError('config', `${where} is not an age public key (age1...) nor an ssh-ed25519/ssh-rsa public key: ${v.slice(0, 20)}...`);
-  }
-  return v;
 }
 
 export interface Recipients {

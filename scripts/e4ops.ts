@@ -21,6 +21,7 @@ export const SUBCOMMANDS: Record<string, string> = {
   'fleet-sim': './fleet-sim.ts',
   'build-appliance': './build-appliance.ts',
   restore: './restore.ts',
+  provision: './provision.ts',
   appliance: './appliance.ts',
 };
 

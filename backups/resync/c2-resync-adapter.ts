@@ -1,18 +1,10 @@
 // The resync's view of C2 (ResyncC2) on top of the shared API client lib/c2/c2-api.ts. The client's
 // own retries are kept to one attempt: the resync retries per topic itself, journalling each try.
-import { C2Api, C2ApiError, C2RouteMissingError, type C2ApiOptions } from '../../lib/c2/c2-api.ts';
+import { C2Api, C2RouteMissingError, type C2ApiOptions } from '../../lib/c2/c2-api.ts';
+import { isTransientC2Error } from '../../lib/c2/c2-transient-error.ts';
 import type { ResyncC2 } from './resync-topic-keys.ts';
 
-const TRANSIENT_HTTP = new Set([0, 429, 500, 502, 503, 504]);
-
-/** Network errors and 5xx can succeed on a retry; 4xx (bad name, not found) cannot. */
-export function isTransientC2Error(err: unknown): boolean {
-  if (err instanceof C2ApiError) {
-    if (/^TLS:/.test(err.c2Message)) return false;
-    return TRANSIENT_HTTP.has(err.status) || err.grpcCode === 14;
-  }
-  return true;
-}
+export { isTransientC2Error };
 
 export function resyncC2FromApi(api: C2Api): ResyncC2 {
   return {

@@ -17,7 +17,14 @@ export type JournalEntry =
   | { type: 'rotated'; topic: string; at: string; attempts: number; confirmedBy?: 'api' | 'database' }
   | { type: 'done'; topic: string; at: string; attempts: number; confirmedBy?: 'api' | 'database'; pushedTo?: number }
   | { type: 'failed'; topic: string; at: string; attempts: number; error: string }
-  | { type: 'finish'; at: string; ok: boolean };
+  /** The main pass is over: every topic rotated (or failed). Entries below belong to --follow / --follow-up. */
+  | { type: 'finish'; at: string; ok: boolean }
+  /** NewClient with the inventory's identity key on a client the restored database already had. */
+  | { type: 'identity-reregistered'; name: string; at: string; keyChanged: boolean | 'unknown' }
+  /** A device holds every current key of its topics: pushed while it was connected. */
+  | { type: 'device-served'; name: string; at: string; how: 'main-pass' | 'follow' }
+  | { type: 'follow-start'; at: string; until: string; followUp: boolean; pid: number }
+  | { type: 'follow-end'; at: string; served: number; notServed: string[] };
 
 export interface JournalState {
   exists: boolean;
@@ -38,6 +45,10 @@ export interface JournalState {
   clientsCreated: Set<string>;
   linksCreated: number;
   runs: number;
+  identityReRegistered: Map<string, boolean | 'unknown'>;
+  /** Devices served while connected, by the main pass or a follow. */
+  devicesServed: Set<string>;
+  follows: number;
 }
 
 export class JournalError extends Error {}
@@ -47,6 +58,7 @@ export function readJournal(file: string): JournalState {
   const st: JournalState = {
     exists: false, finished: false, rotated: new Set(), rotatedNotPushed: new Set(), created: new Set(), inDoubt: new Map(),
     failed: new Map(), clientsCreated: new Set(), linksCreated: 0, runs: 0,
+    identityReRegistered: new Map(), devicesServed: new Set(), follows: 0,
   };
   if (!fs.existsSync(file)) return st;
   st.exists = true;
@@ -71,6 +83,9 @@ export function readJournal(file: string): JournalState {
       case 'done': st.rotated.add(e.topic); st.rotatedNotPushed.delete(e.topic); st.inDoubt.delete(e.topic); st.failed.delete(e.topic); break;
       case 'failed': st.failed.set(e.topic, e.error); st.inDoubt.delete(e.topic); break;
       case 'finish': st.finished = true; st.finishedOk = e.ok; break;
+      case 'identity-reregistered': st.identityReRegistered.set(e.name, e.keyChanged); break;
+      case 'device-served': st.devicesServed.add(e.name); break;
+      case 'follow-start': st.follows++; break;
     }
   });
   return st;

@@ -5,6 +5,8 @@ import path from 'node:path';
 import schema from './resync-report-schema.json' with { type: 'json' };
 import { compileSchemaValidator } from '../../lib/json-schema.ts';
 import { OPS_METRICS, writeTextfileMetrics, type MetricSample } from '../../lib/ops-metrics.ts';
+import type { ResyncRun } from './resync-run.ts';
+import { listDevicesAtRisk } from './devices-at-risk.ts';
 
 export interface ReportCheck { name: string; ok: boolean; detail: string }
 
@@ -33,6 +35,80 @@ export interface ResyncReport {
   linksCreated: number;
   atRisk: { name: string; reason: string; action: string }[];
   checks: ReportCheck[];
+  /** Presence-aware delivery: present when the resync watched the broker for inventory devices. */
+  devices?: DeviceDeliveryReport;
+}
+
+export interface DeviceDeliveryReport {
+  /** Inventory devices watched. */
+  total: number;
+  /** Served while connected (every current topic key). */
+  served: number;
+  notServed: { name: string; clientId: string; status: 'unserved' | 'unknown'; reason: string; lastSeen?: string }[];
+  /** Clients re-registered with the inventory's identity key; keyChanged says whether C2 held another one. */
+  identityReRegistered: { name: string; keyChanged: boolean | 'unknown' }[];
+  follow?: { durationSeconds: number; reconnectsServed: number; commandsPerReconnect: number; msPerReconnectMedian: number };
+}
+
+/** The report of a run (any step may be the last: dry run, interrupted, finished, followed). */
+export function buildResyncReport(run: ResyncRun): ResyncReport {
+  const finished = run.now();
+  const checks = [...run.checks];
+  const { rotation } = run;
+  if (!run.dryRun && !rotation.interrupted && !checks.some((c) => c.name === 'follow-up')) {
+    checks.push({ name: 'all-topics-rotated', ok: rotation.failed.length === 0,
+      detail: rotation.failed.length ? `${rotation.failed.length} topic(s) failed after retries: ${rotation.failed.slice(0, 20).map((f) => f.topic).join(', ')}; re-run with the same --journal to retry only those` : `${rotation.rotated + rotation.alreadyRotated} of ${run.existingTopics.length} topics rotated (${rotation.rotated} by this run)` });
+  }
+  const devices = deviceDeliveryReport(run);
+  if (devices) {
+    checks.push({ name: 'devices-served', ok: devices.notServed.length === 0,
+      detail: devices.notServed.length ? `${devices.notServed.length} of ${devices.total} inventory device(s) not served while connected: ${devices.notServed.slice(0, 20).map((d) => d.name).join(', ')}; serve them with e4ops resync --follow-up ${run.opts.journalFile} --follow 24h` : `all ${devices.total} inventory devices got their current topic keys while connected` });
+  }
+  const atRisk = listDevicesAtRisk(run.opts.inventory, {
+    backupTakenAt: run.opts.backupTakenAt, now: finished, recreated: run.recreatedClients,
+    reRegistered: new Set(run.identityReRegistered.keys()), presenceWatched: !!run.delivery, reprovisionHint: run.opts.reprovisionHint,
+  });
+  for (const d of devices?.notServed ?? []) {
+    if (!atRisk.some((a) => a.name === d.name)) atRisk.push({ name: d.name, reason: d.reason, action: `keep e4ops resync --follow-up ${run.opts.journalFile} --follow 24h running (it serves the device when it connects), or re-send its topic keys by hand once it is online` });
+  }
+  // facts for the operator, not failures of the resync (devices-served has its own exit code, 11)
+  const soft = new Set(['inventory-topics-present', 'inventory-clients-present', 'devices-served', 'device-presence-watched']);
+  const report: ResyncReport = {
+    kind: 'topic-key-resync', ok: checks.every((c) => c.ok || soft.has(c.name)),
+    resyncId: run.resyncId, dryRun: run.dryRun, resumed: run.resumed, journal: run.opts.journalFile,
+    startedAt: run.started.toISOString(), finishedAt: finished.toISOString(),
+    durationSeconds: (finished.getTime() - run.started.getTime()) / 1000,
+    c2: run.c2.endpoint, counts: run.counts,
+    topics: { total: run.existingTopics.length, rotated: rotation.rotated, alreadyRotated: rotation.alreadyRotated, created: run.createdTopics, failed: rotation.failed, inDoubtRotatedAgain: rotation.inDoubtRotatedAgain },
+    clientsCreated: run.clientsCreated, linksCreated: run.linksCreated, atRisk, checks,
+    ...(devices ? { devices } : {}),
+  };
+  if (rotation.wouldRotate) report.topics.wouldRotate = rotation.wouldRotate;
+  return report;
+}
+
+function deviceDeliveryReport(run: ResyncRun): DeviceDeliveryReport | undefined {
+  const d = run.delivery;
+  if (!d) return undefined;
+  const names = d.ledger.names();
+  const notServed = d.ledger.notServed().map((name) => {
+    const seen = d.ledger.lastSeen(name);
+    return {
+      name, clientId: d.ledger.spec(name)!.clientId, status: d.ledger.status(name) as 'unserved' | 'unknown', reason: d.ledger.reason(name),
+      ...(seen !== undefined ? { lastSeen: new Date(seen).toISOString() } : {}),
+    };
+  });
+  const f = d.follow;
+  const ms = (f?.perReconnect ?? []).map((r) => r.ms).sort((a, b) => a - b);
+  return {
+    total: names.length, served: names.length - notServed.length, notServed,
+    identityReRegistered: [...run.identityReRegistered].map(([name, keyChanged]) => ({ name, keyChanged })),
+    ...(f ? { follow: {
+      durationSeconds: +f.durationSeconds.toFixed(3), reconnectsServed: f.reconnectsServed,
+      commandsPerReconnect: f.perReconnect.length ? +(f.perReconnect.reduce((a, r) => a + r.pushes, 0) / f.perReconnect.length).toFixed(1) : 0,
+      msPerReconnectMedian: ms.length ? ms[Math.floor(ms.length / 2)] : 0,
+    } } : {}),
+  };
 }
 
 const resyncReportSchema = compileSchemaValidator<ResyncReport>(schema);
@@ -65,6 +141,16 @@ export function renderResyncMarkdown(r: ResyncReport): string {
   ];
   if (r.topics.created.length) lines.push('', '## Topics created after the backup', '', ...cap(r.topics.created).map((t) => `- ${t}`));
   if (r.topics.failed.length) lines.push('', '## Failed topics', '', ...cap(r.topics.failed.map((f) => `${f.topic}: ${f.error}`)).map((t) => `- ${t}`));
+  if (r.devices) {
+    const d = r.devices;
+    lines.push('', '## Devices', '', `- ${d.served} of ${d.total} inventory devices served while connected; ${d.notServed.length} not`,
+      `- ${d.identityReRegistered.length} re-registered with the inventory's identity key (${d.identityReRegistered.filter((x) => x.keyChanged === true).length} had changed after the backup)`);
+    if (d.follow) lines.push(`- follow: ${d.follow.reconnectsServed} device(s) served as they connected, ${d.follow.commandsPerReconnect} commands each, median ${d.follow.msPerReconnectMedian} ms from connect to served`);
+    if (d.notServed.length) {
+      lines.push('', '| device | client id | status | last seen | why |', '|---|---|---|---|---|',
+        ...d.notServed.slice(0, 200).map((x) => `| ${x.name} | ${x.clientId} | ${x.status} | ${x.lastSeen ?? 'not since the watch began'} | ${x.reason} |`));
+    }
+  }
   if (r.atRisk.length) {
     lines.push('', '## Devices at risk', '', '| device | why | what to do |', '|---|---|---|',
       ...r.atRisk.slice(0, 200).map((d) => `| ${d.name} | ${d.reason} | ${d.action} |`));

@@ -6,22 +6,20 @@
 // Safety rails: refuses to run unless the operator confirms the automation engine is paused;
 // refuses to change anything unless the C2 it talks to shows the counts of the restored set;
 // a journal makes an interrupted run resumable without rotating any topic twice.
-import crypto from 'node:crypto';
 import type { Logger } from '../../lib/log.ts';
-import { createLogger } from '../../lib/log.ts';
-import { JournalWriter, readJournal, type JournalState } from './resync-journal.ts';
-import { forEachBounded, withRetries, RetriesExhaustedError } from './retry-with-backoff.ts';
-import { createProgressLine } from './progress-line.ts';
-import { inventoryTopics, readInventoryKey, type FleetInventory } from './fleet-inventory.ts';
-import type { ResyncReport, ReportCheck } from './resync-report.ts';
+import type { WatchBrokerPresenceOptions } from '../../lib/broker-presence/broker-presence.ts';
+import type { FleetInventory } from './fleet-inventory.ts';
+import type { ResyncReport } from './resync-report.ts';
+import { buildResyncReport } from './resync-report.ts';
+import { identifyRestoredC2, ResyncRefusedError, DEFAULT_RESYNC_CONCURRENCY, check, type ResyncRun } from './resync-run.ts';
+import { repairInventory, createLinks } from './resync-inventory-repair.ts';
+import { rotateTopics } from './resync-rotate.ts';
+import { startDelivery, followDevices } from './resync-follow.ts';
+import type { PresenceView } from './device-delivery.ts';
+import { readJournal } from './resync-journal.ts';
 
-/**
- * Requests in flight by default. Enough to hide a network round trip to a remote C2; not more,
- * because C2 keeps at most two idle PostgreSQL connections (Go database/sql defaults; it sets no
- * pool size), so each request beyond that opens and closes a connection of its own. On one machine
- * C2 is CPU-bound at about 1,000 API calls/s whatever the concurrency (README, "Restore drills").
- */
-export const DEFAULT_RESYNC_CONCURRENCY = 4;
+export { ResyncRefusedError, DEFAULT_RESYNC_CONCURRENCY };
+export { listDevicesAtRisk } from './devices-at-risk.ts';
 
 /** What the resync needs from C2's API (lib/c2/c2-api.ts provides it through c2-resync-adapter.ts). */
 export interface ResyncC2 {
@@ -51,6 +49,8 @@ export interface ResyncC2 {
 /** Reads digests of the sealed topic keys straight from the restored database, when one is given. */
 export interface SealedTopicKeyProbe {
   digests(topics: string[]): Promise<Map<string, string>>;
+  /** Digests of the sealed identity keys by client name (deterministic sealing: equal keys, equal digests). */
+  clientKeyDigests?(names: string[]): Promise<Map<string, string>>;
   /** Linked client names per topic, in one query (saves a paged API listing per topic when keys must be pushed). */
   clientsByTopic?(topics: string[]): Promise<Map<string, string[]>>;
 }
@@ -87,296 +87,82 @@ export interface ResyncOptions {
   onRotated?: (topic: string, rotatedSoFar: number) => void;
   now?: () => Date;
   progress?: boolean;
+  /** Broker to watch for device presence (connect/disconnect notices); needs the inventory. */
+  broker?: WatchBrokerPresenceOptions;
+  /** A presence watch already running (tests, a long-lived watcher); takes precedence over `broker`. */
+  presence?: PresenceView;
+  /** --follow: after the main pass, serve devices as they connect for this long (ms). */
+  followMs?: number;
+  /** A push counts as delivered when the device stays connected this long after it (default 1.5 s). */
+  deliveryGraceMs?: number;
+  /** Per-device burst limit (default 20 commands per 200 ms, within Mosquitto's inflight window of 20). */
+  pacing?: { burst?: number; windowMs?: number };
+  /** What to tell the operator for devices that need re-provisioning (e.g. the provisioning command). */
+  reprovisionHint?: string;
 }
 
-export class ResyncRefusedError extends Error {}
 
-const OFFLINE_LIMIT_MS = 10 * 60 * 1000;
-
-function check(name: string, ok: boolean, detail: string): ReportCheck {
-  return { name, ok, detail };
-}
-
-/** Devices that a resync alone cannot bring back, with what the operator should do for each. */
-export function listDevicesAtRisk(inv: FleetInventory | undefined, opts: { backupTakenAt?: Date; now: Date; recreated: Set<string> }): ResyncReport['atRisk'] {
-  const out: ResyncReport['atRisk'] = [];
-  if (!inv) return out;
-  for (const c of inv.clients) {
-    const rotatedAt = c.identityKeyRotatedAt ? new Date(c.identityKeyRotatedAt) : undefined;
-    if (inv.cryptoMode === 'symkey') {
-      if (!opts.backupTakenAt) {
-        if (!c.keyFile) out.push({ name: c.name, reason: 'symkey mode: the backup time is unknown, so the identity key C2 holds may be older than the device\'s', action: 'confirm the device\'s identity key did not change, or add its current key (keyFile) to the inventory and re-run, or re-provision the device' });
-      } else if (rotatedAt && rotatedAt > opts.backupTakenAt && !opts.recreated.has(c.name)) {
-        out.push({
-          name: c.name,
-          reason: `symkey mode: identity key changed at ${c.identityKeyRotatedAt}, after the backup (${opts.backupTakenAt.toISOString()}); C2 holds the old key and the device cannot read commands`,
-          action: c.keyFile ? 'its current key is in the inventory: re-run the resync (it re-registers the client with NewClient), then re-link its topics' : 're-provision the device with a new identity key (NewClientKey would seal the new key with the old one and make it worse)',
-        });
-      }
-    }
-    if (c.lastSeen && opts.now.getTime() - new Date(c.lastSeen).getTime() > OFFLINE_LIMIT_MS) {
-      out.push({
-        name: c.name,
-        reason: `offline since ${c.lastSeen} (more than 10 minutes): it will reject the retained SetTopicKey commands as stale and only ever see the last one`,
-        action: `when it is back online, re-send each of its topic keys (PUT /e4/client/${c.name}/topic/<topic>) or re-run the resync for its topics`,
-      });
-    }
-  }
-  return out;
-}
-
-/** Run (or resume) a topic-key resync. Never throws for per-topic failures: they land in the report. */
+/**
+ * Run (or resume) a topic-key resync: identify → repair inventory → rotate (with in-doubt settling
+ * and pushes) → links made after rotation → follow → report. Never throws for per-topic failures:
+ * they land in the report.
+ */
 export async function resyncTopicKeys(opts: ResyncOptions): Promise<ResyncReport> {
-  const log = opts.logger ?? createLogger({ component: 'resync' });
-  const now = opts.now ?? (() => new Date());
-  const started = now();
-  const c2 = opts.c2;
-  const checks: ReportCheck[] = [];
-
-  if (!opts.automationEnginePaused) {
-    throw new ResyncRefusedError('refusing to resync: confirm the automation engine is paused (it rotates keys on its own and would race the resync; pause it, then pass --automation-engine-paused)');
+  const run = await identifyRestoredC2(opts);
+  try {
+    await startDelivery(run);
+    await repairInventory(run);
+    await rotateTopics(run);
+    if (!run.dryRun && !run.rotation.interrupted) await createLinks(run, run.deferredLinks);
+    if (run.dryRun) return buildResyncReport(run);
+    const report = buildResyncReport(run);
+    if (run.rotation.interrupted) return report;
+    run.writer!.append({ type: 'finish', at: run.at(), ok: report.ok });
+    await followDevices(run, opts.followMs);
+    return finalReport(run);
+  } finally {
+    await run.delivery?.close();
+    run.writer?.close();
   }
+}
 
-  const journal: JournalState = readJournal(opts.journalFile);
-  if (journal.finished) {
-    throw new ResyncRefusedError(`the resync journal ${opts.journalFile} belongs to a resync that already finished at its last line (ok=${journal.finishedOk}); running it again would rotate every topic a second time. Start a new resync with a new --journal file`);
-  }
-  const resumed = journal.exists && !!journal.resyncId;
-
-  // Identity: the C2 we talk to must be the restored one, before anything changes.
-  const [clientCount, topicCount] = await Promise.all([c2.countClients(), c2.countTopics()]);
-  if (resumed) {
-    // An earlier run may have created clients/topics from the inventory: accept the journal's start counts plus those.
-    const sc = journal.startCounts!;
-    const okClients = clientCount >= sc.clients && clientCount <= sc.clients + journal.clientsCreated.size;
-    const okTopics = topicCount >= sc.topics && topicCount <= sc.topics + journal.created.size;
-    if (!okClients || !okTopics) {
-      throw new ResyncRefusedError(`refusing to resume: C2 at ${c2.endpoint} has ${clientCount} clients and ${topicCount} topics, but the journal ${opts.journalFile} started on ${sc.clients} clients and ${sc.topics} topics (plus ${journal.clientsCreated.size} clients and ${journal.created.size} topics it created). Is this the same C2?`);
-    }
-    checks.push(check('c2-is-restored-one', true, `resuming: C2 shows ${clientCount} clients, ${topicCount} topics, consistent with the journal`));
-  } else if (opts.expected) {
-    const ok = opts.expected.clients === clientCount && opts.expected.topics === topicCount;
-    if (!ok) {
-      throw new ResyncRefusedError(`refusing to resync: C2 at ${c2.endpoint} has ${clientCount} clients and ${topicCount} topics, but the restored set (${opts.expected.source}) has ${opts.expected.clients} clients and ${opts.expected.topics} topics. Point --c2-url at the restored C2, or give the right --expected-counts`);
-    }
-    checks.push(check('c2-is-restored-one', true, `C2 shows ${clientCount} clients and ${topicCount} topics, as ${opts.expected.source}`));
-  } else {
-    throw new ResyncRefusedError('refusing to resync: no expected counts to check that this C2 is the restored one; give --expected-counts FILE (backup manifest or drill report) or --expect-clients N --expect-topics N');
-  }
-
-  const resyncId = journal.resyncId ?? `resync-${started.toISOString().replace(/[:.]/g, '-')}-${crypto.randomBytes(3).toString('hex')}`;
-  const dryRun = !!opts.dryRun;
-  const writer = dryRun ? undefined : new JournalWriter(opts.journalFile);
-  const at = () => now().toISOString();
-  if (writer) {
-    if (resumed) writer.append({ type: 'resume', at: at(), pid: process.pid });
-    else await writer.appendDurable({ type: 'start', resyncId, at: at(), c2: c2.endpoint, counts: { clients: clientCount, topics: topicCount }, pid: process.pid });
-  }
-  log.info('resync.start', { resyncId, c2: c2.endpoint, resumed, dryRun, clients: clientCount, topics: topicCount, alreadyRotated: journal.rotated.size });
-
-  const retry = {
-    attempts: opts.attempts ?? 5,
-    baseDelayMs: opts.baseDelayMs ?? 200,
-    maxDelayMs: opts.maxDelayMs ?? 5_000,
-    retryable: c2.isTransientError ? (e: unknown) => c2.isTransientError!(e) : undefined,
-  };
-  const call = <T>(what: string, fn: () => Promise<T>) =>
-    withRetries(() => fn(), { ...retry, onRetry: (e, attempt, delayMs) => log.warn('resync.retry', { what, attempt, delayMs, error: (e as Error)?.message }) });
-
-  // Does this C2 push a rotated key to the linked clients itself (2020 builds), or only store it (2019 builds)?
-  const pushKeys = opts.pushKeysToLinkedClients ?? (c2.rotationPushesKeys ? !(await c2.rotationPushesKeys()) : false);
-  log.info('resync.push-mode', { resyncPushesKeys: pushKeys });
-
-  // 1. Re-create what the inventory lists but the restored database lacks.
-  const existingTopics = await c2.listTopics();
-  const existingTopicSet = new Set(existingTopics);
-  const createdTopics: string[] = [...journal.created];
-  const clientsCreated: string[] = [...journal.clientsCreated];
-  let linksCreated = journal.linksCreated;
-  const failed: { topic: string; error: string }[] = [];
-  const recreatedClients = new Set<string>(journal.clientsCreated);
-  if (opts.inventory) {
-    const inv = opts.inventory;
-    const missingTopics = inventoryTopics(inv).filter((t) => !existingTopicSet.has(t));
-    const existingClients = new Set(await c2.listClients());
-    const missingClients = inv.clients.filter((c) => !existingClients.has(c.name));
-    log.info('resync.inventory', { missingTopics: missingTopics.length, missingClients: missingClients.length });
-    checks.push(check('inventory-topics-present', missingTopics.length === 0,
-      missingTopics.length ? `${missingTopics.length} topic(s) in the inventory were missing from the restored database (created after the backup): ${missingTopics.slice(0, 20).join(', ')}${missingTopics.length > 20 ? ' ...' : ''}` : 'every inventory topic exists in the restored database'));
-    checks.push(check('inventory-clients-present', missingClients.length === 0,
-      missingClients.length ? `${missingClients.length} client(s) in the inventory were missing from the restored database: ${missingClients.slice(0, 20).map((c) => c.name).join(', ')}${missingClients.length > 20 ? ' ...' : ''}` : 'every inventory client exists in the restored database'));
-    if (!dryRun) {
-      for (const t of missingTopics) {
-        await call(`create topic ${t}`, () => c2.newTopic(t));
-        writer!.append({ type: 'topic-created', topic: t, at: at() });
-        createdTopics.push(t);
-        existingTopicSet.add(t);
-      }
-      const unrecoverable: string[] = [];
-      for (const c of missingClients) {
-        const key = readInventoryKey(inv, c);
-        if (!key) { unrecoverable.push(c.name); continue; }
-        await call(`create client ${c.name}`, () => c2.newClient(c.name, key));
-        writer!.append({ type: 'client-created', name: c.name, at: at() });
-        clientsCreated.push(c.name);
-        recreatedClients.add(c.name);
-      }
-      if (unrecoverable.length) {
-        checks.push(check('inventory-clients-recreated', false, `${unrecoverable.length} missing client(s) have no keyFile in the inventory and could not be re-created: ${unrecoverable.slice(0, 20).join(', ')}`));
-      }
-      // Links: for every inventory client C2 now knows, add the links it lacks.
-      const linkJobs: { name: string; topic: string }[] = [];
-      await forEachBounded(inv.clients.filter((c) => (c.topics?.length ?? 0) > 0 && (existingClients.has(c.name) || recreatedClients.has(c.name))), opts.concurrency ?? DEFAULT_RESYNC_CONCURRENCY, async (c) => {
-        const have = new Set(recreatedClients.has(c.name) && !existingClients.has(c.name) ? [] : await c2.topicsOfClient(c.name));
-        for (const t of c.topics ?? []) if (!have.has(t)) linkJobs.push({ name: c.name, topic: t });
-      });
-      await forEachBounded(linkJobs, opts.concurrency ?? DEFAULT_RESYNC_CONCURRENCY, async (j) => {
-        await call(`link ${j.name} ${j.topic}`, () => c2.linkClientTopic(j.name, j.topic));
-        writer!.append({ type: 'link-created', name: j.name, topic: j.topic, at: at() });
-        linksCreated++;
-      });
-      log.info('resync.inventory.repaired', { topicsCreated: missingTopics.length, clientsCreated: clientsCreated.length, linksCreated });
-    } else {
-      createdTopics.push(...missingTopics);
-    }
-  }
-
-  // 2. Rotate every topic that existed in the restored database, once.
-  const createdSet = new Set(createdTopics);
-  const todo = existingTopics.filter((t) => !journal.rotated.has(t) && !createdSet.has(t));
-  const alreadyRotated = existingTopics.filter((t) => journal.rotated.has(t)).length;
-  const inDoubtRotatedAgain: string[] = [];
-  let rotated = 0;
-  let alreadyRotatedTotal = alreadyRotated;
-
-  if (dryRun) {
-    const report = finishReport();
-    report.topics.wouldRotate = todo;
-    return report;
-  }
-
-  // In-doubt topics from a killed run: if the sealed key in the database changed since the `begin`, the rotation happened.
-  const digests = opts.probe ? await opts.probe.digests(todo) : undefined;
-  const toRotate: string[] = [];
-  const pushOnly = new Set<string>(journal.rotatedNotPushed);
-  for (const t of todo) {
-    const doubt = journal.inDoubt.get(t);
-    if (doubt && doubt.keyDigest && digests?.has(t) && digests.get(t) !== doubt.keyDigest) {
-      if (pushKeys) { writer!.append({ type: 'rotated', topic: t, at: at(), attempts: 0, confirmedBy: 'database' }); pushOnly.add(t); }
-      else { writer!.append({ type: 'done', topic: t, at: at(), attempts: 0, confirmedBy: 'database' }); journal.rotated.add(t); }
-      log.info('resync.in-doubt.confirmed', { topic: t });
-      if (!pushKeys) continue;
-    } else if (doubt) inDoubtRotatedAgain.push(t);
-    toRotate.push(t);
-  }
-  alreadyRotatedTotal = alreadyRotated + (todo.length - toRotate.length) + [...pushOnly].filter((t) => toRotate.includes(t)).length;
-
-  let completed = 0;
-  let pushes = 0;
-  // Who must receive each new key: from the restored database in one query, else through the API from
-  // whichever side needs fewer paged calls (per client when there are fewer clients than topics).
-  let linkMap: Map<string, string[]> | undefined;
-  if (pushKeys && toRotate.length) {
-    if (opts.probe?.clientsByTopic) linkMap = await opts.probe.clientsByTopic(toRotate);
-    else if (clientCount + clientsCreated.length < toRotate.length) {
-      linkMap = new Map();
-      const m = linkMap;
-      const wanted = new Set(toRotate);
-      const clients = await c2.listClients();
-      await forEachBounded(clients, opts.concurrency ?? DEFAULT_RESYNC_CONCURRENCY, async (name) => {
-        const { value: topics } = await call(`list topics of ${name}`, () => c2.topicsOfClient(name));
-        for (const t of topics) {
-          if (!wanted.has(t)) continue;
-          const list = m.get(t);
-          if (list) list.push(name); else m.set(t, [name]);
-        }
-      });
-    }
-  }
-  const progress = createProgressLine('rotating topic keys', toRotate.length);
-  await forEachBounded(toRotate, opts.concurrency ?? DEFAULT_RESYNC_CONCURRENCY, async (topic) => {
-    const rotateNow = !pushOnly.has(topic);
-    let attempts = 0;
-    try {
-      if (rotateNow) {
-        // On disk before the request leaves: a crash after this point leaves the topic in doubt, never forgotten.
-        await writer!.appendDurable({ type: 'begin', topic, at: at(), ...(digests?.get(topic) ? { keyDigest: digests.get(topic) } : {}) });
-        ({ attempts } = await call(`rotate ${topic}`, () => c2.newTopic(topic)));
-        if (pushKeys) writer!.append({ type: 'rotated', topic, at: at(), attempts, confirmedBy: 'api' });
-      }
-      let pushedTo: number | undefined;
-      if (pushKeys) {
-        // This C2 stores the new key without telling the devices: send it to every linked client.
-        const clients = linkMap ? (linkMap.get(topic) ?? []) : (await call(`list clients of ${topic}`, () => c2.clientsOfTopic(topic))).value;
-        for (const name of clients) await call(`push ${topic} to ${name}`, () => c2.linkClientTopic(name, topic));
-        pushedTo = clients.length;
-        pushes += clients.length;
-      }
-      writer!.append({ type: 'done', topic, at: at(), attempts, confirmedBy: 'api', ...(pushedTo !== undefined ? { pushedTo } : {}) });
-      completed++;
-      if (rotateNow) {
-        rotated++;
-        opts.onRotated?.(topic, rotated);
-      }
-    } catch (e) {
-      const error = e instanceof RetriesExhaustedError ? e.message : (e as Error)?.message ?? String(e);
-      writer!.append({ type: 'failed', topic, at: at(), attempts: e instanceof RetriesExhaustedError ? e.attempts : 1, error });
-      failed.push({ topic, error });
-      log.error('resync.topic.failed', { topic, error });
-    }
-    progress.tick(completed + failed.length, failed.length);
-    if ((completed + failed.length) % 1000 === 0) log.info('resync.progress', { rotated, pushes, failed: failed.length, total: toRotate.length });
-  }, opts.signal);
-  progress.end();
-  if (pushKeys) {
-    checks.push(check('keys-pushed-to-devices', failed.length === 0, `this C2 stores a rotated key without sending it (2019 builds); the resync sent each new key to every linked client itself: ${pushes} SetTopicKey pushes`));
-  }
-
-  const interrupted = !!opts.signal?.aborted && completed + failed.length < toRotate.length;
-  const report = finishReport();
-  if (interrupted) {
-    report.ok = false;
-    report.checks.push(check('all-topics-rotated', false, `interrupted after ${completed} of ${toRotate.length} topics; re-run with the same --journal to finish the rest`));
-  } else {
-    writer!.append({ type: 'finish', at: at(), ok: report.ok });
-  }
-  writer!.close();
-  log.info('resync.finish', { ok: report.ok, rotated, failed: failed.length, created: createdTopics.length });
+function finalReport(run: ResyncRun): ResyncReport {
+  const report = buildResyncReport(run);
+  run.log.info('resync.finish', { ok: report.ok, rotated: run.rotation.rotated, failed: run.rotation.failed.length, created: run.createdTopics.length, devicesNotServed: report.devices?.notServed.length });
   return report;
+}
 
-  function finishReport(): ResyncReport {
-    const finished = now();
-    const allChecks = [...checks];
-    if (!dryRun) {
-      allChecks.push(check('all-topics-rotated', failed.length === 0,
-        failed.length ? `${failed.length} topic(s) failed after retries: ${failed.slice(0, 20).map((f) => f.topic).join(', ')}; re-run with the same --journal to retry only those` : `${rotated + alreadyRotatedTotal} of ${existingTopics.length} topics rotated (${rotated} by this run)`));
+export interface FollowUpOptions extends Omit<ResyncOptions, 'journalFile' | 'expected' | 'dryRun' | 'followMs'> {
+  /** The journal of a finished resync. */
+  journalFile: string;
+  followMs: number;
+}
+
+/**
+ * `--follow-up JOURNAL`: serve the devices a finished resync left unserved, as they connect, without
+ * rotating anything. Resumable: devices served by earlier follows are in the journal.
+ */
+export async function followUpResync(opts: FollowUpOptions): Promise<ResyncReport> {
+  const journal = readJournal(opts.journalFile);
+  if (!journal.finished || !journal.resyncId) {
+    throw new ResyncRefusedError(`--follow-up ${opts.journalFile}: this journal has no finished main pass${journal.exists ? '' : ' (no such file)'}; finish the resync first (re-run it with the same --journal)`);
+  }
+  if (!opts.inventory) throw new ResyncRefusedError('--follow-up needs --inventory: it names the devices to serve and their MQTT client ids');
+  const run = await identifyRestoredC2({ ...opts, expected: undefined }, 'follow-up');
+  try {
+    await startDelivery(run);
+    if (!run.delivery) throw new ResyncRefusedError('--follow-up needs a broker to watch (--broker-url)');
+    for (const c of opts.inventory.clients) {
+      run.delivery.ledger.setTopics(c.name, await run.c2.topicsOfClient(c.name).catch(() => c.topics ?? []));
     }
-    const atRisk = listDevicesAtRisk(opts.inventory, { backupTakenAt: opts.backupTakenAt, now: finished, recreated: recreatedClients });
-    return {
-      kind: 'topic-key-resync',
-      ok: allChecks.every((c) => c.ok || c.name === 'inventory-topics-present' || c.name === 'inventory-clients-present'),
-      resyncId,
-      dryRun,
-      resumed,
-      journal: opts.journalFile,
-      startedAt: started.toISOString(),
-      finishedAt: finished.toISOString(),
-      durationSeconds: (finished.getTime() - started.getTime()) / 1000,
-      c2: c2.endpoint,
-      counts: { clients: clientCount, topics: topicCount },
-      topics: {
-        total: existingTopics.length,
-        rotated,
-        alreadyRotated: alreadyRotatedTotal,
-        created: createdTopics,
-        failed,
-        inDoubtRotatedAgain,
-      },
-      clientsCreated,
-      linksCreated,
-      atRisk,
-      checks: allChecks,
-    };
+    run.existingTopics = await run.c2.listTopics();
+    run.rotation.alreadyRotated = journal.rotated.size;
+    run.checks.push(check('follow-up', true, `follow-up of ${journal.resyncId}: ${journal.devicesServed.size} device(s) served earlier; nothing is rotated`));
+    await followDevices(run, opts.followMs, true);
+    return finalReport(run);
+  } finally {
+    await run.delivery?.close();
+    run.writer?.close();
   }
 }
 

@@ -29,6 +29,13 @@ export function createSealedTopicKeyProbe(databaseUrl: string): SealedTopicKeyPr
       }
       return out;
     }),
+    // Sealing is deterministic (AES-SIV, no per-row salt): the same identity key gives the same digest,
+    // so digests before and after a NewClient tell whether the key changed, without the passphrase.
+    clientKeyDigests: (names) => withClient(async (client) => {
+      const r = await client.query<{ name: string; digest: string }>(
+        `SELECT name, encode(sha256(key), 'hex') AS digest FROM ${C2_TABLES.clients} WHERE name = ANY($1::text[])`, [names]);
+      return new Map(r.rows.map((row) => [row.name, row.digest]));
+    }),
     async digests(topics: string[]): Promise<Map<string, string>> {
       const client = new pg.Client({ connectionString: databaseUrl });
       await client.connect();

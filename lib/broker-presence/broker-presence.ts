@@ -2,11 +2,14 @@
 //
 //   const presence = await watchBrokerPresence({ url: 'mqtt://broker:1883', flavor: 'mosquitto' });
 //   presence.state('dev-1')        // 'connected' | 'disconnected' | 'unknown'
-//   presence.onEvent((e) => ...)   // { kind: 'connected' | 'disconnected', clientId, atMs, detail }
+//   presence.onEvent((e) => ...)   // { kind: 'connected' | 'disconnected' | 'dropping', clientId, atMs, detail }
 //   presence.lastSeen('dev-1')     // ms of the last notice naming it (connect or disconnect)
+//   presence.onSubscribe((s) => ...) // { clientId, topic, atMs }: with `subscriptions: true` (Mosquitto)
 //   await presence.close()
 //
 // Pure parsers (no broker needed): parseMosquittoLogNotice(payload), parseEmqxPresence(topic, payload).
+// 'dropping' (Mosquitto only) means the broker started dropping messages to that client (its queue,
+// max_queued_messages, is full): it changes no state, but what was sent to it lately may be lost.
 //
 // Sources:
 // - Mosquitto: `log_dest topic` + `log_type notice` (+ error for take-overs) makes the broker publish
@@ -19,10 +22,11 @@ import mqtt, { type MqttClient } from 'mqtt';
 
 export type PresenceKind = 'connected' | 'disconnected';
 export type PresenceState = PresenceKind | 'unknown';
+export type PresenceEventKind = PresenceKind | 'dropping';
 export type BrokerFlavor = 'mosquitto' | 'emqx';
 
 export interface PresenceEvent {
-  kind: PresenceKind;
+  kind: PresenceEventKind;
   clientId: string;
   /** When the broker saw it (its timestamp when it sends one in ms, else the time we received it). */
   atMs: number;
@@ -31,6 +35,15 @@ export interface PresenceEvent {
 }
 
 export const MOSQUITTO_PRESENCE_TOPICS = ['$SYS/broker/log/N', '$SYS/broker/log/E', '$SYS/broker/log/W'];
+/** Mosquitto's `log_type subscribe` lines: "<ts>: <client id> <qos> <topic filter>". */
+export const MOSQUITTO_SUBSCRIBE_TOPIC = '$SYS/broker/log/M/subscribe';
+
+/** A client subscribed to a topic filter (provisioning waits for a device's command-topic subscription). */
+export interface SubscribeNotice {
+  clientId: string;
+  topic: string;
+  atMs: number;
+}
 export const EMQX_PRESENCE_TOPICS = ['$SYS/brokers/+/clients/+/connected', '$SYS/brokers/+/clients/+/disconnected'];
 
 // Mosquitto 2.0 notice texts (src/loop.c, src/handle_connect.c); an optional "<timestamp>: " prefix
@@ -39,6 +52,7 @@ const TIMESTAMP_PREFIX = /^(?:(\d{9,12})|[0-9T:.\- ]+): /;
 const CONNECTED = /^New client connected from \S+ as (.+) \(p\d+, c\d+, k\d+(?:, u'.*')?\)\.$/;
 const DISCONNECTED = /^Client (.+?) (closed its connection|disconnected(?:[ ,:].*)?|has exceeded timeout, disconnecting|been disconnected.*)\.$/;
 const SOCKET_ERROR = /^Socket error on client (.+), disconnecting\.$/;
+const DROPPING = /^Outgoing messages are being dropped for client (.+)\.$/;
 
 /** One Mosquitto log line (a $SYS/broker/log/# payload) → a presence event, or undefined. */
 export function parseMosquittoLogNotice(payload: string, receivedAtMs = Date.now()): PresenceEvent | undefined {
@@ -48,11 +62,22 @@ export function parseMosquittoLogNotice(payload: string, receivedAtMs = Date.now
   const line = ts ? text.slice(ts[0].length) : text;
   let m = CONNECTED.exec(line);
   if (m) return { kind: 'connected', clientId: m[1], atMs };
+  m = DROPPING.exec(line);
+  if (m) return { kind: 'dropping', clientId: m[1], atMs, detail: 'queue full (max_queued_messages)' };
   m = DISCONNECTED.exec(line) ?? SOCKET_ERROR.exec(line);
   if (m && m[1] !== '<unknown>' && !line.includes('already connected')) {
     return { kind: 'disconnected', clientId: m[1], atMs, detail: m[2] ?? 'socket error' };
   }
   return undefined;
+}
+
+/** One Mosquitto subscribe log line → who subscribed to what. Client ids with spaces are ambiguous here: the last two fields are qos and topic. */
+export function parseMosquittoSubscribeNotice(payload: string, receivedAtMs = Date.now()): SubscribeNotice | undefined {
+  const text = payload.trim();
+  const ts = TIMESTAMP_PREFIX.exec(text);
+  const line = ts ? text.slice(ts[0].length) : text;
+  const m = /^(.+) ([012]) (\S+)$/.exec(line);
+  return m ? { clientId: m[1], topic: m[3], atMs: ts?.[1] ? Number(ts[1]) * 1000 : receivedAtMs } : undefined;
 }
 
 /** One EMQX $SYS client event → a presence event, or undefined (other $SYS topics, bad JSON). */
@@ -80,10 +105,14 @@ export class PresenceBook {
   private readonly listeners = new Set<(e: PresenceEvent) => void>();
 
   apply(e: PresenceEvent): void {
+    if (e.kind === 'dropping') {
+      for (const l of this.listeners) l(e);
+      return;
+    }
     const prev = this.current.get(e.clientId);
     // a late notice must not undo a newer one (EMQX nodes publish independently)
     if (prev && e.atMs < prev.sinceMs) return;
-    this.current.set(e.clientId, { state: e.kind, sinceMs: e.atMs, lastSeenMs: Math.max(e.atMs, prev?.lastSeenMs ?? 0) });
+    this.current.set(e.clientId, { state: e.kind as PresenceKind, sinceMs: e.atMs, lastSeenMs: Math.max(e.atMs, prev?.lastSeenMs ?? 0) });
     for (const l of this.listeners) l(e);
   }
   state(clientId: string): PresenceState { return this.current.get(clientId)?.state ?? 'unknown'; }
@@ -106,6 +135,8 @@ export interface WatchBrokerPresenceOptions {
   clientId?: string;
   /** EMQX only: REST API for the initial list of connected clients (e.g. http://emqx:18083, API key + secret). */
   emqxApi?: { baseUrl: string; apiKey: string; apiSecret: string };
+  /** Mosquitto only: also report subscriptions (needs `log_type subscribe`, which the rendered conf sets). */
+  subscriptions?: boolean;
 }
 
 export interface BrokerPresence {
@@ -113,6 +144,8 @@ export interface BrokerPresence {
   lastSeen(clientId: string): number | undefined;
   connected(): string[];
   onEvent(listener: (e: PresenceEvent) => void): () => void;
+  /** Subscribe notices (only with `subscriptions: true`). */
+  onSubscribe(listener: (s: SubscribeNotice) => void): () => void;
   close(): Promise<void>;
 }
 
@@ -123,11 +156,19 @@ export async function watchBrokerPresence(opts: WatchBrokerPresenceOptions): Pro
   const parse = opts.flavor === 'mosquitto'
     ? (_t: string, p: string) => parseMosquittoLogNotice(p)
     : (t: string, p: string) => parseEmqxPresence(t, p);
+  const subscribeListeners = new Set<(s: SubscribeNotice) => void>();
+  const ownId = client.options.clientId;
   client.on('message', (topic, payload) => {
+    if (topic === MOSQUITTO_SUBSCRIBE_TOPIC) {
+      const s = parseMosquittoSubscribeNotice(payload.toString('utf8'));
+      if (s && s.clientId !== ownId) for (const l of subscribeListeners) l(s);
+      return;
+    }
     const e = parse(topic, payload.toString('utf8'));
     if (e) book.apply(e);
   });
-  await client.subscribeAsync(opts.flavor === 'mosquitto' ? MOSQUITTO_PRESENCE_TOPICS : EMQX_PRESENCE_TOPICS, { qos: 0 });
+  const subscribeTo = opts.flavor === 'mosquitto' ? [...MOSQUITTO_PRESENCE_TOPICS, ...(opts.subscriptions ? [MOSQUITTO_SUBSCRIBE_TOPIC] : [])] : EMQX_PRESENCE_TOPICS;
+  await client.subscribeAsync(subscribeTo, { qos: 0 });
   if (opts.flavor === 'emqx' && opts.emqxApi) {
     const atMs = Date.now();
     for (const id of await listEmqxConnectedClients(opts.emqxApi)) {
@@ -139,6 +180,11 @@ export async function watchBrokerPresence(opts: WatchBrokerPresenceOptions): Pro
     lastSeen: (id) => book.lastSeen(id),
     connected: () => book.connected(),
     onEvent: (l) => book.onEvent(l),
+    onSubscribe: (l) => {
+      if (!opts.subscriptions || opts.flavor !== 'mosquitto') throw new Error('onSubscribe needs watchBrokerPresence({ flavor: "mosquitto", subscriptions: true })');
+      subscribeListeners.add(l);
+      return () => subscribeListeners.delete(l);
+    },
     close: async () => { await client.endAsync(); },
   };
 }

@@ -118,10 +118,32 @@ export class Fleet {
     this.log.info('fleet_connected', { devices: this.members.size, broker: this.opts.brokerUrl });
   }
 
+  /** Take one device off the broker (it keeps its keys), as a device losing its network does. */
+  async offline(name: string): Promise<void> {
+    const m = this.member(name);
+    const c = m.client;
+    m.client = undefined;
+    if (c) await c.endAsync(true);
+  }
+
+  /** Bring a device back: a new clean session that subscribes to its command and data topics again. */
+  async online(name: string): Promise<void> {
+    const m = this.member(name);
+    if (m.client) throw new Error(`fleet: device "${name}" is online already`);
+    await this.connectMember(m);
+    if (m.dataTopics.size) await m.client!.subscribeAsync(Object.fromEntries([...m.dataTopics].map(([t, qos]) => [t, { qos }])));
+    m.client!.options.reconnectPeriod = 1000;
+  }
+
+  /** The MQTT client id a device connects with. */
+  clientIdOf(name: string): string {
+    return `${this.opts.clientIdPrefix ?? 'e4sim-'}${this.member(name).device.name}`;
+  }
+
   private connectMember(m: Member): Promise<void> {
     return new Promise((resolve, reject) => {
       const client = mqtt.connect(this.opts.brokerUrl, {
-        clientId: `${this.opts.clientIdPrefix ?? 'e4sim-'}${m.device.name}`,
+        clientId: this.clientIdOf(m.device.name),
         keepalive: this.opts.keepaliveSeconds ?? 300,
         reconnectPeriod: 0,
         connectTimeout: this.opts.connectTimeoutMs ?? 30_000,

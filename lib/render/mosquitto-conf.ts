@@ -70,6 +70,8 @@ export function renderMosquittoConf(s: MosquittoConfSettings): string {
     'log_type warning',
     'log_type notice',
     'log_type information',
+    '# who subscribed to what: provisioning pushes keys once a device listens on its command topic',
+    'log_type subscribe',
     'connection_messages true',
     'log_timestamp_format %Y-%m-%dT%H:%M:%S',
     '',

@@ -73,6 +73,7 @@ describe('presence notice parsers', () => {
     expect(parseMosquittoLogNotice('Client dev-d has exceeded timeout, disconnecting.', 7)).toMatchObject({ kind: 'disconnected', clientId: 'dev-d' });
     expect(parseMosquittoLogNotice('Socket error on client dev-e, disconnecting.', 7)).toMatchObject({ kind: 'disconnected', clientId: 'dev-e' });
     expect(parseMosquittoLogNotice('Client dev-f disconnected, not authorised.', 7)).toMatchObject({ kind: 'disconnected', clientId: 'dev-f' });
+    expect(parseMosquittoLogNotice('1796242499: Outgoing messages are being dropped for client dev-g.')).toMatchObject({ kind: 'dropping', clientId: 'dev-g' });
     expect(parseMosquittoLogNotice('1796242499: Client dev-d already connected, closing old connection.')).toBeUndefined();
     expect(parseMosquittoLogNotice('1796242499: Client <unknown> closed its connection.')).toBeUndefined();
     expect(parseMosquittoLogNotice('1796242499: New connection from 127.0.0.1:54116 on port 18831.')).toBeUndefined();

@@ -25,12 +25,12 @@ export const EXIT_CODE_PRODUCERS: Record<ExitKind, Producer> = {
   checkFailed: { test: 'test/drill/restore-drill-e2e.test.ts' },
   refused: { test: 'test/cli/resync-cli-c2.test.ts' },
   topicsFailed: { test: 'test/cli/resync-cli-c2.test.ts' },
-  devicesUnserved: { reserved: 'resync follow window (issue-14)' },
+  devicesUnserved: { test: 'test/resync/resync-devices.test.ts' }, // --follow-up while a device stays away
   timedOut: { test: 'test/backups/backup-defects.test.ts' }, // lock wait and --timeout
   wrongPassphrase: { test: 'test/backups/backup-defects.test.ts' }, // passphrase opens no stored key
   pgbackrest: { test: 'test/pitr/pitr-drill.test.ts' }, // missing WAL segment
-  c2Unreachable: { reserved: 'e4ops restore / provision (issues 13, 16)' },
-  incomplete: { reserved: 'e4ops restore / provision (issues 13, 16)' },
+  c2Unreachable: { test: 'test/provisioning/bundles-and-input.test.ts' }, // provision new against a C2 that does not answer
+  incomplete: { test: 'test/provisioning/provision-c2.test.ts' }, // first-use could not serve a device
   interrupted: { test: 'test/cli/command.test.ts' },
   terminated: { test: 'test/drill/drill-teardown.test.ts' },
 };

@@ -44,6 +44,8 @@ export interface E4goDeviceReport {
   online: boolean;
   /** topic → hex key currently held (only the spec's topics). */
   topicKeys: Record<string, string>;
+  /** hex of the identity key it holds now (SetIDKey commands change it). */
+  identityKey: string;
   commandsOk: number;
   commandsFailed: number;
   commandErrors: string[] | null;

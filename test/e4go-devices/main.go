@@ -7,7 +7,7 @@
 //	{"id":2,"op":"offline","name":"dev-1"}      disconnect (a persistent session stays on the broker)
 //	{"id":3,"op":"online","name":"dev-1"}       reconnect with the same client id and session flag
 //	{"id":4,"op":"publish","name":"dev-1","topic":"t1","payload":"hello"}   protect with e4go, QoS 1
-//	{"id":5,"op":"report","name":"dev-1"}       topic keys held, commands processed, messages read
+//	{"id":5,"op":"report","name":"dev-1"}       topic keys held, identity key, commands processed, messages read
 //	{"id":6,"op":"clear","name":"dev-1"}        forget the messages read so far
 //	{"id":7,"op":"remove","name":"dev-1"}       disconnect and forget the device
 //
@@ -130,21 +130,25 @@ func (d *device) disconnect() {
 	}
 }
 
-// topicKeys reads e4go's saved state (the store holds the JSON e4go writes after every command).
-func (d *device) topicKeys() (map[string]string, error) {
+// savedState reads e4go's saved state (the store holds the JSON e4go writes after every command):
+// the topic keys of the spec's topics, and the identity key (which SetIDKey commands change).
+func (d *device) savedState() (map[string]string, string, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var state struct {
 		TopicKeys map[string][]byte
+		Key       struct {
+			KeyData struct{ Key []byte } `json:"keyData"`
+		}
 	}
 	if _, err := d.store.Seek(0, 0); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if err := json.NewDecoder(d.store).Decode(&state); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if _, err := d.store.Seek(0, 0); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	out := map[string]string{}
 	for _, t := range d.opts.Topics {
@@ -153,7 +157,7 @@ func (d *device) topicKeys() (map[string]string, error) {
 			out[t] = hex.EncodeToString(k)
 		}
 	}
-	return out, nil
+	return out, hex.EncodeToString(state.Key.KeyData.Key), nil
 }
 
 func find(name string) (*device, error) {
@@ -226,7 +230,7 @@ func handle(r request) (map[string]interface{}, error) {
 		}
 		return nil, nil
 	case "report":
-		keys, err := d.topicKeys()
+		keys, idKey, err := d.savedState()
 		if err != nil {
 			return nil, err
 		}
@@ -234,7 +238,7 @@ func handle(r request) (map[string]interface{}, error) {
 		defer d.mu.Unlock()
 		msgs := append([]received{}, d.messages...)
 		sort.SliceStable(msgs, func(i, j int) bool { return msgs[i].Topic < msgs[j].Topic })
-		return map[string]interface{}{"online": d.conn != nil, "topicKeys": keys, "commandsOk": d.cmdOK,
+		return map[string]interface{}{"online": d.conn != nil, "topicKeys": keys, "identityKey": idKey, "commandsOk": d.cmdOK,
 			"commandsFailed": d.cmdFailed, "commandErrors": d.cmdErrors, "messages": msgs}, nil
 	case "clear":
 		d.mu.Lock()

@@ -1,5 +1,6 @@
 // Safety rails of the resync that hold before C2 is contacted, the journal format, the inventory
 // schema and the at-risk device list. The end-to-end runs against a real C2 are in resync-c2.test.ts.
+import { runCommand } from '../../lib/cli/command.ts';
 import { describe, it, expect, afterAll } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -32,6 +33,42 @@ describe('resync safety rails', () => {
     expect(r.status).toBe(2);
     expect(r.stderr).toContain('--concurrency must be a whole number >= 1, not "0"');
     expect(fs.existsSync(path.join(dir, 'flags.jsonl'))).toBe(false);
+  });
+
+  it('presence flags: --follow needs a broker and the inventory, credentials stay out of URLs, --follow-up needs --follow (exit 2)', async () => {
+    const { command } = await import('../../scripts/resync-topic-keys.ts');
+    const run = async (...extra: string[]) => {
+      let err = '';
+      const code = await runCommand(command, ['--c2-url', 'https://127.0.0.1:1', '--automation-engine-paused', '--expect-clients', '1', '--expect-topics', '1', ...extra],
+        { stdout: () => {}, stderr: (t) => { err += t; } });
+      return { code, err };
+    };
+    const inv = path.join(dir, 'flags-inv.yaml');
+    fs.writeFileSync(inv, 'version: 1\ncryptoMode: symkey\nclients:\n  - name: d1\n');
+    expect(await run('--journal', path.join(dir, 'f1.jsonl'), '--follow', '10m')).toMatchObject({ code: 2, err: expect.stringContaining('--follow needs --broker-url and --inventory') });
+    expect(await run('--journal', path.join(dir, 'f2.jsonl'), '--inventory', inv, '--broker-url', 'mqtt://monitor:hunter2@127.0.0.1:1883'))
+      .toMatchObject({ code: 2, err: expect.stringContaining('--broker-url must not hold credentials') });
+    expect(await run('--follow-up', path.join(dir, 'f3.jsonl'), '--inventory', inv, '--broker-url', 'mqtt://127.0.0.1:1883'))
+      .toMatchObject({ code: 2, err: expect.stringContaining('--follow-up needs --follow DURATION') });
+    expect(await run('--inventory', inv)).toMatchObject({ code: 2, err: expect.stringContaining('--journal FILE is required') });
+    for (const f of ['f1.jsonl', 'f2.jsonl', 'f3.jsonl']) expect(fs.existsSync(path.join(dir, f))).toBe(false);
+  });
+
+  it('prints a follow-up unit that holds file paths, never the broker password', async () => {
+    const { command } = await import('../../scripts/resync-topic-keys.ts');
+    const pw = path.join(dir, 'broker.pw');
+    fs.writeFileSync(pw, 'hunter2-secret\n');
+    const inv = path.join(dir, 'unit-inv.yaml');
+    fs.writeFileSync(inv, 'version: 1\ncryptoMode: symkey\nclients:\n  - name: d1\n');
+    let out = '';
+    const code = await runCommand(command, ['--c2-url', 'https://c2.example:8888', '--journal', path.join(dir, 'unit.jsonl'), '--inventory', inv,
+      '--broker-url', 'mqtt://broker:1883', '--broker-username', 'monitor', '--broker-password-file', pw, '--follow', '24h', '--print-follow-up-unit'],
+    { stdout: (t) => { out += t; }, stderr: () => {} });
+    expect(code).toBe(0);
+    expect(out).toMatch(/^ExecStart=\/.*\/bin\/e4ops resync --follow-up \/.*unit\.jsonl --follow 86400s .*--broker-password-file \/.*broker\.pw/m);
+    expect(out).not.toContain('hunter2');
+    expect(out).toContain('SuccessExitStatus=11');
+    expect(fs.existsSync(path.join(dir, 'unit.jsonl'))).toBe(false);
   });
 
   it('refuses to start unless the operator confirms the automation engine is paused, before touching C2', async () => {

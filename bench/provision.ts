@@ -1,0 +1,100 @@
+// bench:provision — devices provisioned per second against the real C2 (scripts/build-c2.sh), next to a
+// bare loop of the same API calls.
+//   bare: for each device NewClient(random key) + one link per topic (PUT, C2 pushes the key), with the
+//         same concurrency, nothing else.
+//   ours: provisionDevices(): the same calls plus what provisioning adds: plan against the inventory and
+//         C2's client list, a bundle (0600 JSON) and a QR label (PNG + SVG) per device, the key escrowed
+//         with age, and the fleet inventory written (every 2 s and at the end).
+// The two phases alternate in rounds (bare, ours, bare, ours ...) so that C2's growing tables and the
+// shared machine's load weigh on both alike. Target (issue 16): ratio ours/bare <= 1.1.
+// Usage: npm run bench:provision -- [--devices 10000] [--topics 3] [--rounds 4] [--concurrency 4]
+// Last stdout line: one JSON object.
+import crypto from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startC2, pickLoopbackHostFor5432 } from '../lib/servers/c2.ts';
+import { startThrowawayPostgres } from '../lib/servers/postgres.ts';
+import { startThrowawayMosquitto } from '../lib/servers/mosquitto.ts';
+import { renderMosquittoConf } from '../lib/render/mosquitto-conf.ts';
+import { C2Api } from '../lib/c2/c2-api.ts';
+import { createLogger } from '../lib/log.ts';
+import { forEachBounded } from '../lib/retry-with-backoff.ts';
+import { provisionDevices } from '../provisioning/provision-new.ts';
+import { provisioningC2FromApi } from '../provisioning/provisioning-c2.ts';
+
+function arg(name: string, def: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : def;
+}
+
+const devices = arg('devices', 10_000);
+const topicCount = arg('topics', 3);
+const rounds = Math.max(1, arg('rounds', 4));
+const concurrency = arg('concurrency', 4);
+const topics = Array.from({ length: topicCount }, (_, i) => `bench/provision/topic-${i}`);
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'e4ops-bench-provision-'));
+const identity = path.join(dir, 'escrow.key');
+execFileSync('age-keygen', ['-o', identity], { stdio: 'ignore' });
+const recipient = /public key: (age1\S+)/.exec(fs.readFileSync(identity, 'utf8'))![1];
+
+const postgres = await startThrowawayPostgres({ host: await pickLoopbackHostFor5432(), port: 5432 });
+await postgres.createDatabase('e4c2');
+const mosquitto = await startThrowawayMosquitto({ confText: renderMosquittoConf({ listeners: [{ port: '{{PORT}}', address: '{{HOST}}' }], persistenceDir: '{{DIR}}', allowAnonymous: true }) });
+const c2server = await startC2({ db: { host: postgres.host, database: 'e4c2', username: 'postgres' }, passphrase: 'e4ops-bench-provision-passphrase', mqttBroker: mosquitto.url, logLevel: 'warn' });
+const quiet = createLogger({ component: 'bench', level: 'warn' });
+const api = new C2Api({ baseUrl: c2server.baseUrl, ca: c2server.ca.certPem, logger: quiet });
+const c2 = provisioningC2FromApi(api);
+
+try {
+  for (const t of topics) await api.newTopic(t);
+  const perRound = Math.ceil(devices / rounds);
+  const inventoryFile = path.join(dir, 'inventory', 'fleet.yaml');
+  let bareSeconds = 0;
+  let oursSeconds = 0;
+  let provisioned = 0;
+  let bareDone = 0;
+  for (let r = 0; r < rounds; r++) {
+    const n = Math.min(perRound, devices - r * perRound);
+    if (n <= 0) break;
+    const names = Array.from({ length: n }, (_, i) => `bare-${r}-${i}`);
+    let t0 = performance.now();
+    await forEachBounded(names, concurrency, async (name) => {
+      await api.newClient(name, crypto.randomBytes(32));
+      for (const t of topics) await api.linkClientTopic(name, t);
+    });
+    bareSeconds += (performance.now() - t0) / 1000;
+    bareDone += n;
+
+    t0 = performance.now();
+    const report = await provisionDevices({
+      c2, devices: Array.from({ length: n }, (_, i) => ({ name: `dev-${r}-${i}` })), method: 'prekeyed', topics, inventoryFile,
+      outDir: path.join(dir, 'bundles'), broker: mosquitto.url, escrowRecipients: [recipient], concurrency, logger: quiet,
+    });
+    oursSeconds += (performance.now() - t0) / 1000;
+    provisioned += report.provisioned.length;
+    process.stderr.write(`round ${r + 1}/${rounds}: ${n} devices; bare ${bareSeconds.toFixed(1)} s, ours ${oursSeconds.toFixed(1)} s so far\n`);
+  }
+  const bundles = fs.readdirSync(path.join(dir, 'bundles'));
+  const result = {
+    bench: 'provision',
+    c2: c2server.version,
+    devices, topicsPerDevice: topicCount, rounds, concurrency,
+    apiCallsPerDevice: 1 + topicCount,
+    ours: { seconds: +oursSeconds.toFixed(2), devicesPerSecond: +(provisioned / oursSeconds).toFixed(1), provisioned, bundleFiles: bundles.length },
+    bare: { seconds: +bareSeconds.toFixed(2), devicesPerSecond: +(bareDone / bareSeconds).toFixed(1), devices: bareDone },
+    ratio: +(oursSeconds / bareSeconds).toFixed(3),
+    target: 1.1,
+    clientsInC2: await api.countClients(),
+  };
+  console.log(`provision: ${result.ours.devicesPerSecond} devices/s (${devices} devices x ${topicCount} topics, bundles + labels + escrow) vs bare API loop ${result.bare.devicesPerSecond} devices/s: ratio ${result.ratio} (target <= 1.1)`);
+  console.log(JSON.stringify(result));
+} finally {
+  api.close();
+  await c2server.stop();
+  await mosquitto.stop();
+  await postgres.stop();
+  fs.rmSync(dir, { recursive: true, force: true });
+}

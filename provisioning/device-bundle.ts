@@ -1,0 +1,110 @@
+// What the provisioning station flashes onto a device (DIR/<name>.json, 0600, or DIR/<name>.json.age
+// when a bundle recipient is given) and the label stuck on its case (DIR/<name>.label.png/.svg: a QR
+// code of the device's name and id, never its key: labels are seen by everyone who handles the device).
+import fs from 'node:fs';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import QRCode from 'qrcode';
+import { ageEncrypt } from '../lib/age.ts';
+import { clientIdFromName, commandTopicForClient } from '../lib/e4/ids.ts';
+
+export interface DeviceBundle {
+  name: string;
+  /** Client id, hex (SHA3-256(name)[0:16]). */
+  id: string;
+  /** Identity key, hex (symkey: 32 bytes). */
+  idKey: string;
+  /** Where C2 sends this device its commands. */
+  commandTopic: string;
+  topics: string[];
+  /** MQTT broker the device connects to. */
+  broker: string;
+  /** MQTT client id the device should use (presence is matched on its command-topic subscription). */
+  mqttClientId: string;
+  cryptoMode: 'symkey';
+}
+
+export function buildDeviceBundle(name: string, idKey: Uint8Array, topics: string[], broker: string): DeviceBundle {
+  const id = clientIdFromName(name);
+  return {
+    name, id: id.toString('hex'), idKey: Buffer.from(idKey).toString('hex'), commandTopic: commandTopicForClient(id),
+    topics: [...topics], broker, mqttClientId: name, cryptoMode: 'symkey',
+  };
+}
+
+/** What the QR code carries: name and id only. */
+export function labelText(bundle: Pick<DeviceBundle, 'name' | 'id'>): string {
+  return JSON.stringify({ name: bundle.name, id: bundle.id });
+}
+
+export function bundlePaths(dir: string, name: string, encrypted: boolean) {
+  return {
+    bundle: path.join(dir, `${name}.json${encrypted ? '.age' : ''}`),
+    labelPng: path.join(dir, `${name}.label.png`),
+    labelSvg: path.join(dir, `${name}.label.svg`),
+  };
+}
+
+/** Write a file readable by its owner only, replacing any earlier one atomically (async: off the event loop). */
+export async function writePrivateFile(file: string, data: string | Uint8Array): Promise<void> {
+  const tmp = `${file}.tmp-${process.pid}`;
+  await fs.promises.writeFile(tmp, data, { mode: 0o600 });
+  await fs.promises.chmod(tmp, 0o600); // a umask cannot widen it, but an existing tmp could have other bits
+  await fs.promises.rename(tmp, file);
+}
+
+/** Bundle (plain 0600 JSON, or age-encrypted to `recipients`) and the two label files. */
+export async function writeDeviceBundle(dir: string, bundle: DeviceBundle, recipients: readonly string[] = []): Promise<ReturnType<typeof bundlePaths>> {
+  const paths = bundlePaths(dir, bundle.name, recipients.length > 0);
+  const json = JSON.stringify(bundle, null, 2) + '\n';
+  const sealed = recipients.length ? await ageEncrypt(Buffer.from(json), recipients) : json;
+  const label = renderLabel(labelText(bundle));
+  const [png, svg] = [label.png, label.svg];
+  await Promise.all([writePrivateFile(paths.bundle, sealed), fs.promises.writeFile(paths.labelPng, png), fs.promises.writeFile(paths.labelSvg, svg)]);
+  return paths;
+}
+
+const LABEL_SCALE = 4;
+const LABEL_MARGIN = 2;
+
+function pngChunk(type: string, data: Buffer): Buffer {
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(data.length);
+  const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(zlib.crc32(body));
+  return Buffer.concat([len, body, crc]);
+}
+
+/**
+ * The QR code (qrcode computes the modules, error correction M) drawn as a 1-bit PNG and an SVG path:
+ * both from the one matrix, a few hundred bytes each, cheap enough for thousands of devices a run.
+ */
+export function renderLabel(text: string): { png: Buffer; svg: string } {
+  const { size, data } = QRCode.create(text, { errorCorrectionLevel: 'M' }).modules;
+  const dark = (x: number, y: number) => x >= 0 && y >= 0 && x < size && y < size && data[y * size + x] === 1;
+  const px = (size + 2 * LABEL_MARGIN) * LABEL_SCALE;
+  const rowBytes = Math.ceil(px / 8);
+  const raw = Buffer.alloc((rowBytes + 1) * px, 0xff);
+  for (let y = 0; y < px; y++) {
+    raw[y * (rowBytes + 1)] = 0; // filter: none
+    for (let x = 0; x < px; x++) {
+      if (dark(Math.floor(x / LABEL_SCALE) - LABEL_MARGIN, Math.floor(y / LABEL_SCALE) - LABEL_MARGIN)) raw[y * (rowBytes + 1) + 1 + (x >> 3)] &= ~(0x80 >> (x & 7));
+    }
+  }
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(px, 0);
+  ihdr.writeUInt32BE(px, 4);
+  ihdr.set([1, 0, 0, 0, 0], 8); // bit depth 1, greyscale, deflate, no filter, no interlace
+  const png = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), pngChunk('IHDR', ihdr), pngChunk('IDAT', zlib.deflateSync(raw)), pngChunk('IEND', Buffer.alloc(0))]);
+  let d = '';
+  for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) if (dark(x, y)) d += `M${x + LABEL_MARGIN} ${y + LABEL_MARGIN}h1v1h-1z`;
+  const n = size + 2 * LABEL_MARGIN;
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${n} ${n}" shape-rendering="crispEdges"><rect width="${n}" height="${n}" fill="#fff"/><path fill="#000" d="${d}"/></svg>\n`;
+  return { png, svg };
+}
+
+/** Read a plain bundle back (tests and the provisioning station). */
+export function readDeviceBundle(file: string): DeviceBundle {
+  return JSON.parse(fs.readFileSync(file, 'utf8')) as DeviceBundle;
+}

@@ -1,0 +1,157 @@
+// Without C2: what the provisioning station and the label printer get, and how bad input is refused.
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import jsQRModule from 'jsqr';
+import { PNG } from 'pngjs';
+import { buildDeviceBundle, writeDeviceBundle, readDeviceBundle } from '../../provisioning/device-bundle.ts';
+import { parseFactoryKeysCsv, namesFromFile, namesFromCount, checkTopics, ProvisionInputError } from '../../provisioning/provisioning-input.ts';
+import { ageDecrypt, ageEncrypt, decodeAgeRecipient } from '../../lib/age.ts';
+import { clientIdFromName } from '../../lib/e4/ids.ts';
+import { runCommand } from '../../lib/cli/command.ts';
+import { command } from '../../scripts/provision.ts';
+import { freeLoopbackPort } from '../../lib/ports.ts';
+
+let dir: string;
+let identity: string;
+let recipient: string;
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'e4ops-prov-'));
+  identity = path.join(dir, 'station.key');
+  execFileSync('age-keygen', ['-o', identity], { stdio: 'ignore' });
+  recipient = /public key: (age1\S+)/.exec(fs.readFileSync(identity, 'utf8'))![1];
+});
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+// jsqr ships CommonJS typed as an ES default export: the default import is the function at run time.
+const jsQR = jsQRModule as unknown as (data: Uint8ClampedArray, width: number, height: number) => { data: string } | null;
+const decodeQrPng = (file: string) => {
+  const png = PNG.sync.read(fs.readFileSync(file));
+  return jsQR(new Uint8ClampedArray(png.data), png.width, png.height)?.data;
+};
+
+describe('device bundles and labels', () => {
+  it('the bundle holds name, id, key, command topic, topics and broker, readable by its owner only; the QR label decodes to name and id, no key', async () => {
+    const key = crypto.randomBytes(32);
+    const b = buildDeviceBundle('sensor-0001', key, ['plant/t', 'plant/a'], 'tcp://mqtt.plant:1883');
+    const out = path.join(dir, 'plain');
+    fs.mkdirSync(out);
+    const paths = await writeDeviceBundle(out, b);
+    expect(fs.statSync(paths.bundle).mode & 0o777).toBe(0o600);
+    const back = readDeviceBundle(paths.bundle);
+    expect(back).toMatchObject({ name: 'sensor-0001', idKey: key.toString('hex'), topics: ['plant/t', 'plant/a'], broker: 'tcp://mqtt.plant:1883' });
+    const id = clientIdFromName('sensor-0001').toString('hex');
+    expect(back.id).toBe(id);
+    expect(back.commandTopic).toBe(`e4/${id}`);
+
+    const qr = decodeQrPng(paths.labelPng);
+    expect(JSON.parse(qr!)).toEqual({ name: 'sensor-0001', id });
+    const svg = fs.readFileSync(paths.labelSvg, 'utf8');
+    expect(svg).toMatch(/^<svg/);
+    for (const f of [paths.labelPng, paths.labelSvg]) {
+      const bytes = fs.readFileSync(f);
+      expect(bytes.includes(key.toString('hex'))).toBe(false);
+      expect(bytes.includes(key)).toBe(false);
+    }
+    expect(qr).not.toContain(key.toString('hex'));
+  });
+
+  it('with a bundle recipient the bundle is age-encrypted: no key in the file, the station identity opens it', async () => {
+    const key = crypto.randomBytes(32);
+    const out = path.join(dir, 'sealed');
+    fs.mkdirSync(out);
+    const paths = await writeDeviceBundle(out, buildDeviceBundle('sensor-0002', key, ['plant/t'], 'tcp://b:1883'), [recipient]);
+    expect(paths.bundle.endsWith('.json.age')).toBe(true);
+    const raw = fs.readFileSync(paths.bundle);
+    expect(raw.subarray(0, 21).toString()).toBe('age-encryption.org/v1');
+    expect(raw.includes(key.toString('hex'))).toBe(false);
+    expect(fs.statSync(paths.bundle).mode & 0o777).toBe(0o600);
+    const opened = JSON.parse((await ageDecrypt(raw, identity)).toString());
+    expect(opened.idKey).toBe(key.toString('hex'));
+  });
+});
+
+describe('age in process (escrow and bundles)', () => {
+  it('what e4ops encrypts, the real age CLI decrypts, for one or two recipients and any size; a mistyped recipient is refused', async () => {
+    const other = path.join(dir, 'other.key');
+    execFileSync('age-keygen', ['-o', other], { stdio: 'ignore' });
+    const otherRecipient = /public key: (age1\S+)/.exec(fs.readFileSync(other, 'utf8'))![1];
+    for (const size of [0, 32, 65536, 100_000]) {
+      const data = crypto.randomBytes(size);
+      const sealed = await ageEncrypt(data, [recipient, otherRecipient]);
+      expect((await ageDecrypt(sealed, identity)).equals(data)).toBe(true);
+      expect((await ageDecrypt(sealed, other)).equals(data)).toBe(true);
+    }
+    const typo = recipient.slice(0, 10) + (recipient[10] === 'q' ? 'p' : 'q') + recipient.slice(11);
+    expect(() => decodeAgeRecipient(typo)).toThrow(/bad checksum/);
+    await expect(ageEncrypt(Buffer.from('x'), [typo])).rejects.toThrow(/bad checksum/);
+  });
+});
+
+describe('operator input is checked line by line before anything is registered', () => {
+  const k = () => crypto.randomBytes(32).toString('hex');
+  it('factory CSV: a good file parses (serial column becomes the name)', () => {
+    const rows = parseFactoryKeysCsv(`serial,key\nSN-001,${k()}\n# comment\nSN-002,${k()}\n`, 'f.csv');
+    expect(rows.map((r) => [r.name, r.serial, r.key.length])).toEqual([['SN-001', 'SN-001', 32], ['SN-002', 'SN-002', 32]]);
+  });
+  it.each([
+    ['malformed row', `name,key\ndev-1,${'ab'.repeat(32)}\ndev-2\n`, /f\.csv line 3: 1 column\(s\), the header has 2/],
+    ['key of the wrong length', `name,key\ndev-1,${'ab'.repeat(16)}\n`, /f\.csv line 2: key of "dev-1" has 16 bytes .* 32 bytes/],
+    ['key not hex', `name,key\ndev-1,${'zz'.repeat(32)}\n`, /line 2: key of "dev-1" is not hexadecimal/],
+    ['duplicate names', `name,key\ndev-1,${'ab'.repeat(32)}\ndev-1,${'cd'.repeat(32)}\n`, /f\.csv line 3: device name "dev-1" is listed twice \(first at f\.csv line 2\)/],
+    ['the same key twice', `name,key\ndev-1,${'ab'.repeat(32)}\ndev-2,${'ab'.repeat(32)}\n`, /line 3: "dev-2" has the same key as f\.csv line 2/],
+    ['bad header', `device,secret\n`, /line 1: header "device,secret" must name the columns name \(or serial\) and key/],
+    ['bad name', `name,key\ndev 1,${'ab'.repeat(32)}\n`, /line 2: device name "dev 1" is not allowed/],
+  ])('factory CSV refused: %s', (_what, text, message) => {
+    expect(() => parseFactoryKeysCsv(text, 'f.csv')).toThrow(message);
+  });
+  it('names file: duplicates are refused naming both lines; topics with wildcards are refused', () => {
+    const f = path.join(dir, 'names.txt');
+    fs.writeFileSync(f, 'a-1\na-2\n\na-1\n');
+    expect(() => namesFromFile(f)).toThrow(new RegExp(`${f} line 4: device name "a-1" is listed twice \\(first at ${f} line 1\\)`));
+    expect(namesFromCount(3, 'dev-')).toEqual(['dev-0001', 'dev-0002', 'dev-0003']);
+    expect(() => checkTopics(['ok', 'bad/#'])).toThrow(ProvisionInputError);
+    expect(() => checkTopics(['$SYS/x'])).toThrow(/not allowed/);
+  });
+});
+
+describe('e4ops provision command line', () => {
+  const run = async (argv: string[]) => {
+    let out = '';
+    let err = '';
+    const code = await runCommand(command, argv, { stdout: (t) => void (out += t), stderr: (t) => void (err += t) });
+    return { code, out, err };
+  };
+  it('--help lists the subcommands; bad flags exit 2 naming the flag; a bad CSV exits 2 naming the line', async () => {
+    const help = await run(['--help']);
+    expect(help.code).toBe(0);
+    for (const s of ['new', 'import', 'first-use', 'list']) expect(help.out).toContain(s);
+    const typo = await run(['new', '--cuont', '3']);
+    expect(typo.code).toBe(2);
+    expect(typo.err).toMatch(/unknown flag --cuont; did you mean --count\?/);
+    const both = await run(['new', '--count', '3', '--names-file', 'x', '--out', dir, '--topics', 't', '--broker', 'tcp://b:1', '--inventory', 'i.yaml', '--c2-url', 'https://127.0.0.1:1']);
+    expect(both.code).toBe(2);
+    expect(both.err).toMatch(/either --count N with --name-prefix P, or --names-file FILE/);
+    const csv = path.join(dir, 'bad.csv');
+    fs.writeFileSync(csv, `name,key\ndev-1,abc\n`);
+    const imp = await run(['import', '--factory-keys', csv, '--topics', 't', '--inventory', path.join(dir, 'i.yaml'), '--c2-url', 'https://127.0.0.1:1']);
+    expect(imp.code).toBe(2);
+    expect(imp.err).toContain(`${csv} line 2: key of "dev-1"`);
+    const list = await run(['list', '--inventory', path.join(dir, 'missing.yaml')]);
+    expect(list.code).toBe(2);
+  });
+
+  it('a C2 that does not answer exits 15 naming it, with nothing written', async () => {
+    const port = await freeLoopbackPort('127.0.0.1');
+    const out = path.join(dir, 'unreachable-bundles');
+    const inventory = path.join(dir, 'unreachable', 'fleet.yaml');
+    const r = await run(['new', '--count', '1', '--name-prefix', 'x-', '--out', out, '--topics', 't', '--broker', 'tcp://b:1', '--inventory', inventory, '--escrow-recipient', recipient, '--c2-url', `https://127.0.0.1:${port}`]);
+    expect(r.code).toBe(15);
+    expect(r.err).toContain(`is C2 running at https://127.0.0.1:${port}?`);
+    expect(fs.existsSync(out)).toBe(false);
+    expect(fs.existsSync(inventory)).toBe(false);
+  }, 30_000);
+});
