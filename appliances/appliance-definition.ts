@@ -33,13 +33,19 @@ export interface ValidatedAppliance {
 }
 
 /** Rules for a stack that runs on one VM with systemd (no Docker, no load balancer). */
-export function checkApplianceRules(s: StackSettings): string[] {
+export function checkApplianceRules(s: StackSettings, suite = 'trixie', extraPackages: string[] = []): string[] {
   const p: string[] = [];
   if (s.profile !== 'minimal') p.push(`settings.profile: is ${s.profile}; an appliance is one VM. Fix: use profile minimal (run the ha profile as a Pulumi stack)`);
   if (s.broker.kind !== 'mosquitto') p.push(`settings.broker.kind: is ${s.broker.kind}; the appliance runs Debian's Mosquitto. Fix: set it to mosquitto`);
   if (s.elasticsearch.enabled) p.push('settings.elasticsearch.enabled: Elasticsearch is not part of the appliance (no Debian package). Fix: set it to false');
   if (s.automationEngine.enabled) p.push('settings.automationEngine.enabled: the automation engine is not in the appliance yet. Fix: set it to false');
-  if (s.backup.enabled) p.push('settings.backup.enabled: scheduled backups are not in the appliance yet (the backup job needs Node.js 20, Debian 12 has 18). Fix: set it to false and back up from another machine with scripts/backup.ts');
+  if (s.backup.enabled) {
+    if (suite === 'bookworm') p.push('settings.backup.enabled: the backup timer runs the toolkit, which needs Node.js 20; Debian 12 (bookworm) has 18. Fix: build with suite trixie, or set it to false');
+    for (const [i, t] of s.backup.targets.entries()) {
+      if (t.type === 'local' && !t.path?.startsWith('/')) p.push(`settings.backup.targets[${i}].path: a local target on the appliance needs an absolute directory. Fix: e.g. /var/backups/e4ops`);
+      if (t.type === 'rclone' && !extraPackages.includes('rclone')) p.push(`settings.backup.targets[${i}]: an rclone target needs rclone in the image. Fix: add rclone to extraPackages (and rebuild)`);
+    }
+  }
   if (s.monitoring.prometheus.enabled || s.tracing.enabled || s.logShipper.enabled) {
     p.push('settings.monitoring.prometheus.enabled / tracing.enabled / logShipper.enabled: not in the appliance. Fix: set them to false');
   }
@@ -72,7 +78,7 @@ export function validateApplianceDefinition(raw: unknown, source?: string): Vali
     if (err instanceof StackSettingsError) throw new ApplianceDefinitionError(err.problems.map((q) => `settings.${q}`), source);
     throw err;
   }
-  const rules = checkApplianceRules(settings);
+  const rules = checkApplianceRules(settings, String(def.suite), def.extraPackages as string[]);
   if (rules.length) throw new ApplianceDefinitionError(rules, source);
   return { definition: def as unknown as ApplianceDefinition, settings };
 }

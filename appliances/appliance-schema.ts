@@ -12,7 +12,8 @@ export const APPLIANCE_SCHEMA = {
   properties: {
     name: { type: 'string', pattern: '^[a-z][a-z0-9-]{1,40}$', description: 'Appliance name; the image file is <name>.<format>' },
     description: { type: 'string' },
-    suite: { enum: ['bookworm'], default: 'bookworm', description: 'Debian release the image is built from' },
+    suite: { enum: ['trixie', 'bookworm'], default: 'trixie', description: 'Debian release the image is built from (trixie: Node.js 20, PostgreSQL 17; bookworm has Node.js 18, too old for the backup timer)' },
+    version: { type: 'string', pattern: '^[0-9A-Za-z][0-9A-Za-z.+~-]{0,40}$', description: 'Image version recorded in /etc/e4ops/image-release (default: the toolkit version from package.json)' },
     architecture: { enum: ['amd64'], default: 'amd64' },
     hostname: { type: 'string', pattern: '^[a-z][a-z0-9-]{0,62}$', default: 'e4c2', description: 'Host name of the VM (also a SAN of its C2 certificate)' },
     mirror: { type: 'string', pattern: '^https?://\\S+$', default: 'http://deb.debian.org/debian', description: 'Debian mirror mmdebstrap downloads from' },
@@ -21,8 +22,14 @@ export const APPLIANCE_SCHEMA = {
       additionalProperties: false,
       default: {},
       properties: {
-        format: { enum: ['qcow2', 'raw'], default: 'qcow2' },
+        formats: {
+          type: 'array', minItems: 1, uniqueItems: true, default: ['qcow2', 'raw', 'ova'],
+          items: { enum: ['qcow2', 'raw', 'ova'] },
+          description: 'Outputs, each with a .sha256 file: qcow2 (compressed; Proxmox, OpenStack, libvirt), raw, ova (OVF + streamOptimized VMDK; VMware, VirtualBox)',
+        },
         sizeMb: { type: 'integer', minimum: 1024, maximum: 1_048_576, default: 3072, description: 'Size of the root file system (ext4) in MiB' },
+        cpus: { type: 'integer', minimum: 1, maximum: 64, default: 2, description: 'Virtual CPUs the OVA asks for' },
+        memoryMb: { type: 'integer', minimum: 512, maximum: 262_144, default: 2048, description: 'Memory the OVA asks for' },
       },
     },
     extraPackages: {
@@ -38,11 +45,12 @@ export const APPLIANCE_SCHEMA = {
 export interface ApplianceDefinition {
   name: string;
   description?: string;
-  suite: 'bookworm';
+  suite: 'trixie' | 'bookworm';
+  version?: string;
   architecture: 'amd64';
   hostname: string;
   mirror: string;
-  image: { format: 'qcow2' | 'raw'; sizeMb: number };
+  image: { formats: Array<'qcow2' | 'raw' | 'ova'>; sizeMb: number; cpus: number; memoryMb: number };
   extraPackages: string[];
   settings: Record<string, unknown>;
 }

@@ -1,4 +1,8 @@
-// The appliance's first-boot script: everything secret is made HERE, on the VM, once, so no two
+// The appliance's first-boot script. It first runs `e4ops appliance apply-settings`: the image's
+// settings merged with the cloud-init block (/etc/e4ops/settings.yaml), validated by the schema the
+// definition uses and rendered by the same renderers; a bad block stops here, before any file is
+// changed, with the key named on the console and in the journal (C2 and Mosquitto require this unit,
+// so they stay stopped). Then everything secret is made HERE, on the VM, once, so no two
 // VMs built from one image share a secret and the image itself holds none. It fills in the
 // C2 config's MQTT password placeholder, writes C2's environment file (DB password, passphrase),
 // makes C2's TLS key and certificate with openssl, Mosquitto's password file with mosquitto_passwd,
@@ -6,10 +10,14 @@
 // post-bootstrap script, the one the stacks run), then leaves a marker so it never runs again.
 
 export interface FirstBootSettings {
-  hostname: string;
-  /** SANs of C2's certificate. */
-  dnsNames: string[];
-  ipAddresses: string[];
+  /** Validates and renders the settings; writes runtimeEnvFile (host name, certificate SANs). */
+  applySettingsCommand: string;
+  /** E4OPS_HOSTNAME and E4OPS_CERT_SAN, from the host name cloud-init set. */
+  runtimeEnvFile: string;
+  /** PGPASSWORD for the backup job (root only). */
+  backupEnvFile: string;
+  /** Timer to enable when settings.backup.enabled (apply-settings renders it). */
+  backupTimer: string;
   c2User: string;
   c2ConfigsDir: string;
   c2ConfigFile: string;
@@ -34,7 +42,6 @@ const shq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 export function renderFirstBootScript(s: FirstBootSettings): string {
   if (!/^[A-Za-z0-9@_]+$/.test(s.mqttPasswordPlaceholder)) throw new Error(`firstboot mqttPasswordPlaceholder "${s.mqttPasswordPlaceholder}": use letters, digits, @ and _ only (it goes into a sed expression)`);
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(s.database)) throw new Error(`firstboot database "${s.database}": use lowercase letters, digits and _`);
-  const san = [...s.dnsNames.map((d) => `DNS:${d}`), ...s.ipAddresses.map((i) => `IP:${i}`)].join(',');
   return `#!/bin/sh
 # Rendered by e4ops (appliances/first-boot.ts); runs once, from e4ops-firstboot.service.
 # Re-running after a failure is safe: secrets already written are kept, steps already done are skipped.
@@ -42,6 +49,13 @@ set -eu
 umask 077
 log() { echo "e4ops-firstboot: $*"; }
 secret() { openssl rand -hex "$1"; }
+
+# Settings first: nothing below runs on a block that does not validate.
+if ! ${s.applySettingsCommand}; then
+  log "FAILED: the e4ops settings are invalid (see the lines above); C2 and Mosquitto stay stopped. Fix the cloud-init settings block and reboot."
+  exit 2
+fi
+. ${shq(s.runtimeEnvFile)}
 
 install -d -m 0750 -o root -g ${shq(s.c2User)} ${shq(s.secretsDir)}
 if [ ! -s ${shq(s.c2EnvFile)} ]; then
@@ -59,9 +73,9 @@ DB_PASSWORD=$(sed -n 's/^E4C2_DB_PASSWORD=//p' ${shq(s.c2EnvFile)})
 MQTT_PASSWORD=$(sed -n 's/^E4OPS_MQTT_PASSWORD=//p' ${shq(s.c2EnvFile)})
 
 if [ ! -s ${shq(s.keyFile)} ]; then
-  log "making C2's RSA key and self-signed certificate (${san})"
-  openssl req -x509 -newkey rsa:3072 -nodes -sha256 -days 3650 -subj ${shq(`/CN=${s.hostname}`)} \\
-    -addext ${shq(`subjectAltName=${san}`)} \\
+  log "making C2's RSA key and self-signed certificate ($E4OPS_CERT_SAN)"
+  openssl req -x509 -newkey rsa:3072 -nodes -sha256 -days 3650 -subj "/CN=$E4OPS_HOSTNAME" \\
+    -addext "subjectAltName=$E4OPS_CERT_SAN" \\
     -addext 'basicConstraints=critical,CA:TRUE' \\
     -addext 'keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign' \\
     -addext 'extendedKeyUsage=serverAuth,clientAuth' \\
@@ -96,6 +110,15 @@ done
 if [ -z "$(runuser -u postgres -- psql -tAc "SELECT 1 FROM pg_database WHERE datname = '${s.database}'")" ]; then
   log "creating C2's role and database"
   E4_DB_PASSWORD="$DB_PASSWORD" runuser -u postgres -- sh ${shq(s.postBootstrapScript)} "postgresql:///postgres?host=/var/run/postgresql" >/dev/null
+fi
+
+umask 077
+printf 'PGPASSWORD=%s\n' "$DB_PASSWORD" > ${shq(s.backupEnvFile)}
+if [ -e ${shq(`/etc/systemd/system/${s.backupTimer}`)} ]; then
+  log "enabling ${s.backupTimer} (settings.backup.enabled)"
+  systemctl daemon-reload
+  systemctl enable ${shq(s.backupTimer)} >/dev/null 2>&1
+  systemctl start --no-block ${shq(s.backupTimer)}
 fi
 
 touch ${shq(s.doneMarker)}

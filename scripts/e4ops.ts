@@ -22,6 +22,7 @@ export const SUBCOMMANDS: Record<string, string> = {
   'build-appliance': './build-appliance.ts',
   restore: './restore.ts',
   provision: './provision.ts',
+  appliance: './appliance.ts',
 };
 
 /** The entry point's file. */

@@ -40,6 +40,8 @@ export interface C2ServiceSettings {
   /** Units C2 needs before it starts (its fail-fast start-up exits if the DB or broker is missing). */
   after: string[];
   requires?: string[];
+  /** Checks that must pass before C2 starts (a failing one keeps C2 stopped and is retried with it). */
+  execStartPre?: string[];
 }
 
 /** C2 as a service: restart always, because C2 exits on any start-up hiccup (DB, MQTT > 1 s). */
@@ -61,7 +63,11 @@ export function renderC2ServiceUnit(s: C2ServiceSettings): string {
       User: s.user,
       Group: s.user,
       EnvironmentFile: s.environmentFile,
+      // '+': the check runs as root (it reads the PostgreSQL data directory), C2 itself as its user.
+      ExecStartPre: s.execStartPre?.map((c) => `+${c}`),
       ExecStart: s.binary,
+      // The checks run Node; on a slow (emulated) VM they take longer than the default 90 s.
+      TimeoutStartSec: s.execStartPre?.length ? 600 : undefined,
       Restart: 'always',
       RestartSec: 3,
       NoNewPrivileges: true,
@@ -106,4 +112,34 @@ export function renderFirstBootServiceUnit(s: FirstBootServiceSettings): string 
 /** systemd-networkd .network file: DHCP on every Ethernet interface matching `match`. */
 export function renderDhcpNetwork(match = 'en* eth*'): string {
   return renderSystemdUnit({ Match: { Name: match }, Network: { DHCP: 'yes' } });
+}
+
+const DOW = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun'];
+
+/**
+ * A 5-field cron expression as a systemd OnCalendar= value ("17 3 * * *" → "*-*-* 03:17:00"), so one
+ * `schedule` setting drives cron in the containers and timers on the appliance. Numbers, *, lists,
+ * ranges and steps; a day-of-month plus a day-of-week restriction is refused (cron ORs them, systemd ANDs).
+ */
+export function cronToOnCalendar(cron: string): string {
+  const f = cron.trim().split(/\s+/);
+  if (f.length !== 5) throw new Error(`schedule "${cron}": needs 5 cron fields (minute hour day-of-month month day-of-week)`);
+  const [min, hour, dom, month, dow] = f;
+  const field = (v: string, what: string, lo: number, hi: number, pad: number, name?: (n: number) => string): string =>
+    v.split(',').map((part) => {
+      const m = /^(\*|\d+)(?:-(\d+))?(?:\/(\d+))?$/.exec(part);
+      if (!m) throw new Error(`schedule "${cron}": ${what} "${part}" is not a number, *, range a-b or step /n`);
+      const [, start, end, step] = m;
+      for (const n of [start, end]) if (n !== undefined && n !== '*' && (Number(n) < lo || Number(n) > hi)) throw new Error(`schedule "${cron}": ${what} ${n} is outside ${lo}-${hi}`);
+      const fmt = (n: string) => (name ? name(Number(n)) : n.padStart(pad, '0'));
+      if (start === '*') return step ? `${fmt(String(lo))}/${step}` : '*';
+      if (end !== undefined) {
+        if (step) { if (name) throw new Error(`schedule "${cron}": ${what} steps over a range are not supported`); return `${fmt(start)}..${fmt(end)}/${step}`; }
+        return `${fmt(start)}..${fmt(end)}`;
+      }
+      return step ? `${fmt(start)}/${step}` : fmt(start);
+    }).join(',');
+  if (dom !== '*' && dow !== '*') throw new Error(`schedule "${cron}": restricts both day-of-month and day-of-week; systemd would need both to match, cron either. Fix: restrict one`);
+  const days = dow === '*' ? '' : `${field(dow, 'day-of-week', 0, 7, 0, (n) => DOW[n])} `;
+  return `${days}*-${field(month, 'month', 1, 12, 2)}-${field(dom, 'day-of-month', 1, 31, 2)} ${field(hour, 'hour', 0, 23, 2)}:${field(min, 'minute', 0, 59, 2)}:00`;
 }

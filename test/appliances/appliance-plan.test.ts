@@ -9,7 +9,8 @@ import {
   loadApplianceDefinition, validateApplianceDefinition, ApplianceDefinitionError,
 } from '../../appliances/appliance-definition.ts';
 import {
-  planAppliance, stagePlanFiles, mmdebstrapArgs, APPLIANCE_PATHS, MQTT_PASSWORD_PLACEHOLDER, C2_SERVICE, FIRST_BOOT_SERVICE,
+  planAppliance, stagePlanFiles, mmdebstrapArgs, renderSettingsFiles, writeFilesUnder, APPLIANCE_PATHS, MQTT_PASSWORD_PLACEHOLDER, C2_SERVICE, FIRST_BOOT_SERVICE,
+  BACKUP_SERVICE, BACKUP_TIMER,
 } from '../../appliances/build-appliance.ts';
 import { renderSystemdUnit } from '../../lib/render/systemd-units.ts';
 import { REPO_ROOT } from '../../lib/servers/c2.ts';
@@ -39,18 +40,20 @@ describe('appliance definition', () => {
     delete d.image;
     delete d.hostname;
     const v = validateApplianceDefinition(d);
-    expect(v.definition.image).toEqual({ format: 'qcow2', sizeMb: 3072 });
+    expect(v.definition.image).toEqual({ formats: ['qcow2', 'raw', 'ova'], sizeMb: 3072, cpus: 2, memoryMb: 2048 });
     expect(v.definition.hostname).toBe('e4c2');
+    delete d.suite;
+    expect(validateApplianceDefinition(d).definition.suite).toBe('trixie');
   });
 
   it('rejects bad appliance keys, naming the field', () => {
     const d = raw();
-    d.image.format = 'vmdk';
+    d.image.formats = ['vmdk'];
     d.image.sizeMb = 100;
     d.suite = 'sid';
     d.hostnme = 'x';
     const p = problemsOf(d);
-    expect(p.some((x) => x.startsWith('image.format: must be one of "qcow2", "raw"'))).toBe(true);
+    expect(p.some((x) => x.startsWith('image.formats[0]: must be one of "qcow2", "raw", "ova"'))).toBe(true);
     expect(p.some((x) => x.startsWith('image.sizeMb:') && x.includes('1024'))).toBe(true);
     expect(p.some((x) => x.startsWith('suite:'))).toBe(true);
     expect(p.some((x) => x.startsWith('hostnme: unknown key'))).toBe(true);
@@ -73,16 +76,29 @@ describe('appliance definition', () => {
 
   it('refuses what one VM does not run, naming the field and the fix', () => {
     const d = raw();
-    d.settings.backup.enabled = true;
-    d.settings.backup.targets = [{ name: 'l', type: 'local', path: '/b' }];
-    d.settings.backup.ageRecipients = ['age1' + 'q'.repeat(58)];
     d.settings.publish.c2Address = '10.1.2.3';
+    d.settings.elasticsearch = { enabled: true };
     const p = problemsOf(d);
-    expect(p).toContainEqual(expect.stringMatching(/^settings\.backup\.enabled: .*Fix: set it to false/));
     expect(p).toContainEqual(expect.stringMatching(/^settings\.publish\.c2Address: is 10\.1\.2\.3.*Fix: use 0\.0\.0\.0/));
+    expect(p).toContainEqual(expect.stringMatching(/^settings\.elasticsearch\.enabled: .*Fix: set it to false/));
     const ha = raw();
     ha.settings.profile = 'ha';
     expect(problemsOf(ha).length).toBeGreaterThan(0);
+  });
+
+  it('takes a backup schedule on trixie, with targets and age recipients; refuses it on bookworm (Node 18)', () => {
+    const d = raw();
+    d.settings.backup = { enabled: true, targets: [{ name: 'l', type: 'local', path: '/var/backups/e4ops' }], ageRecipients: ['age1' + 'q'.repeat(58)] };
+    expect(problemsOf(d)).toEqual([]);
+    d.suite = 'bookworm';
+    expect(problemsOf(d)).toContainEqual(expect.stringMatching(/^settings\.backup\.enabled: .*Node\.js 20.*Fix: build with suite trixie/));
+    const e = raw();
+    e.settings.backup = { enabled: true, targets: [{ name: 'r', type: 'rclone', remote: 's3:bucket' }, { name: 'l', type: 'local', path: 'relative' }] };
+    expect(problemsOf(e)).toContainEqual(expect.stringMatching(/^settings\.backup\.ageRecipients: is empty/));
+    e.settings.backup.ageRecipients = ['age1' + 'q'.repeat(58)];
+    const p = problemsOf(e);
+    expect(p).toContainEqual(expect.stringMatching(/^settings\.backup\.targets\[0\]: an rclone target needs rclone in the image\. Fix: add rclone to extraPackages/));
+    expect(p).toContainEqual(expect.stringMatching(/^settings\.backup\.targets\[1\]\.path: .*absolute/));
   });
 
   it('names the file when it cannot be read', () => {
@@ -100,7 +116,7 @@ describe('appliance build plan', () => {
   };
 
   it('lists the packages the three services, the kernel and first boot need', () => {
-    for (const p of ['postgresql', 'mosquitto', 'openssl', 'linux-image-amd64', 'systemd-sysv']) expect(plan.packages).toContain(p);
+    for (const p of ['postgresql', 'mosquitto', 'openssl', 'linux-image-amd64', 'systemd-sysv', 'grub-pc-bin', 'grub-efi-amd64-bin', 'cloud-init', 'openssh-server', 'nodejs', 'age', 'zstd', 'pgbackrest']) expect(plan.packages).toContain(p);
     const d = raw();
     d.extraPackages = ['htop', 'postgresql'];
     const withExtra = planAppliance(validateApplianceDefinition(d), '/bin/true');
@@ -111,11 +127,17 @@ describe('appliance build plan', () => {
 
   it('lists every file that goes into the image, from the shared renderers', () => {
     expect(plan.files.map((f) => f.path).sort()).toEqual([
-      '/etc/e4ops/post-bootstrap.sh', '/etc/e4ops/postgresql.conf', '/etc/fstab', '/etc/hostname', '/etc/hosts',
-      '/etc/mosquitto/mosquitto.conf', '/etc/systemd/network/80-e4ops-dhcp.network',
+      '/boot/grub/grub.cfg', '/etc/cloud/cloud.cfg.d/99-e4ops.cfg',
+      '/etc/e4ops/appliance.yaml', '/etc/e4ops/post-bootstrap.sh', '/etc/e4ops/postgresql.conf', '/etc/fstab', '/etc/hostname', '/etc/hosts',
+      '/etc/mosquitto/mosquitto.conf', '/etc/ssh/sshd_config.d/50-e4ops.conf', '/etc/systemd/network/80-e4ops-dhcp.network',
       `/etc/systemd/system/${C2_SERVICE}`, `/etc/systemd/system/${FIRST_BOOT_SERVICE}`,
-      '/opt/e4/configs/config.yaml', '/usr/local/sbin/e4ops-firstboot',
+      '/etc/systemd/system/mosquitto.service.d/e4ops.conf', '/etc/systemd/system/ssh.service.d/e4ops-host-keys.conf',
+      '/opt/e4/configs/config.yaml', '/usr/local/bin/e4ops', '/usr/local/sbin/e4ops-firstboot',
     ]);
+    expect(file(APPLIANCE_PATHS.grubConfig)).toMatch(/linux \/vmlinuz root=LABEL=e4root ro console=tty0 console=ttyS0/);
+    expect(file('/etc/cloud/cloud.cfg.d/99-e4ops.cfg')).toContain('datasource_list: [NoCloud, ConfigDrive, None]');
+    expect(file(`/etc/systemd/system/${C2_SERVICE}`)).toContain('ExecStartPre=+/usr/local/bin/e4ops appliance upgrade-check --guard');
+    expect(file(`/etc/systemd/system/${FIRST_BOOT_SERVICE}`)).toMatch(/^After=.*cloud-config\.service/m);
     const c2 = YAML.parse(file(APPLIANCE_PATHS.c2ConfigFile));
     expect(c2['db-host']).toBe('127.0.0.1');
     expect(c2['db-database']).toBe('e4');
@@ -165,6 +187,16 @@ describe('appliance build plan', () => {
     fs.mkdirSync(path.join(root, 'usr/lib/systemd'), { recursive: true });
     fs.cpSync('/lib/systemd/system', path.join(root, 'usr/lib/systemd/system'), { recursive: true, verbatimSymlinks: true });
     const units = [`etc/systemd/system/${C2_SERVICE}`, `etc/systemd/system/${FIRST_BOOT_SERVICE}`];
+    // The backup pair as first boot renders it when the settings enable it.
+    const d = raw();
+    d.settings.backup = { enabled: true, targets: [{ name: 'l', type: 'local', path: '/var/backups/e4ops' }], ageRecipients: ['age1' + 'q'.repeat(58)] };
+    writeFilesUnder(renderSettingsFiles(validateApplianceDefinition(d)), root);
+    units.push(`etc/systemd/system/${BACKUP_SERVICE}`, `etc/systemd/system/${BACKUP_TIMER}`);
+    // What the packages and the toolkit put there in the real image.
+    for (const exe of ['usr/local/bin/e4ops', 'usr/bin/node']) {
+      fs.mkdirSync(path.dirname(path.join(root, exe)), { recursive: true });
+      fs.writeFileSync(path.join(root, exe), '#!/bin/sh\n', { mode: 0o755 });
+    }
     const ok = spawnSync('systemd-analyze', ['verify', '--man=no', `--root=${root}`, ...units], { cwd: root, encoding: 'utf8' });
     expect(ok.stderr).toBe('');
     expect(ok.status).toBe(0);
