@@ -8,6 +8,7 @@ import { defineCommand, runIfMain } from '../lib/cli/command.ts';
 import { EXIT, OpsError } from '../lib/cli/exit-codes.ts';
 import { UsageError } from '../lib/cli/flags.ts';
 import { C2_CONNECTION_FLAGS, readFlagFile } from '../lib/cli/shared-flags.ts';
+import { REPO_ROOT } from '../lib/repo-root.ts';
 import { createResyncC2 } from '../backups/resync/c2-resync-adapter.ts';
 import { createSealedTopicKeyProbe } from '../backups/resync/sealed-topic-key-probe.ts';
 import { loadInventory, InventoryError } from '../backups/resync/fleet-inventory.ts';
@@ -167,7 +168,7 @@ function followUpUnit(flags: Flags, journal: string): string {
     ['--report', abs(flags.report)], ['--metrics-file', abs(flags['metrics-file'])],
   ];
   const args = pairs.filter((p): p is [string, string] => !!p[1]).flat();
-  const e4ops = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', 'bin', 'e4ops');
+  const e4ops = path.join(REPO_ROOT, 'bin', 'e4ops');
   return renderFollowUpUnit({ e4ops, args, journal, follow: `${flags.follow}s` });
 }
 
