@@ -71,7 +71,7 @@ export function renderDrillMarkdown(r: DrillReport): string {
     '',
     `- source: ${r.source === 'pgbackrest' ? 'pgBackRest (physical, point in time)' : 'logical backup set (e4ops backup)'}`,
     `- target: ${r.target}`,
-    `- RTO ${r.rtoSeconds.toFixed(1)} s (drill start to verified restore); RPO ${r.rpoSeconds === null ? 'unknown' : `${(r.rpoSeconds / 3600).toFixed(2)} h`} (age of the set)`,
+    `- RTO ${r.rtoSeconds.toFixed(1)} s (drill start to verified restore); RPO ${r.rpoSeconds === null ? 'unknown' : `${(r.rpoSeconds / 3600).toFixed(2)} h`} (data committed since the set's snapshot, lost if production failed now)`,
     `- restored ${r.counts.clients} clients, ${r.counts.topics} topics, ${r.counts.links} links`,
   ];
   if (r.pitr) lines.push(`- point in time: asked ${r.pitr.target}, restored to the commit of ${r.pitr.restoredPointInTime ?? 'unknown'}; newest commit in the archive ${r.pitr.newestCommitInArchive ?? 'unknown'} (${r.pitr.rpoToArchiveSeconds ?? '?'} s not recovered${r.pitr.rpoToProductionSeconds !== undefined ? `; ${r.pitr.rpoToProductionSeconds.toFixed(1)} s behind production now` : ''})`);
@@ -92,7 +92,7 @@ export function drillMetricSamples(r: DrillReport, previousSuccess?: number): Me
   if (lastSuccess !== undefined) samples.push({ name: OPS_METRICS.drillLastSuccessTimestamp, help: 'Unix time of the last restore drill that passed.', value: lastSuccess });
   if (r.ok) {
     samples.push({ name: OPS_METRICS.drillRtoSeconds, help: 'Recovery time measured by the last passing drill (start to verified restore).', value: r.rtoSeconds });
-    if (r.rpoSeconds !== null) samples.push({ name: OPS_METRICS.drillRpoSeconds, help: 'Age of the set the last passing drill restored.', value: r.rpoSeconds });
+    if (r.rpoSeconds !== null) samples.push({ name: OPS_METRICS.drillRpoSeconds, help: 'Seconds between the snapshot of the set the last passing drill restored and the drill (data a restore of it would lose).', value: r.rpoSeconds });
   }
   return samples;
 }

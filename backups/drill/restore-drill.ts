@@ -154,7 +154,9 @@ export async function runRestoreDrill(opts: RestoreDrillOptions): Promise<DrillR
   }
   return buildDrillReport(run, {
     backupId: set?.setId ?? null, target: opts.target, counts,
-    rpoSeconds: set ? Math.max(0, (run.startedAt.getTime() - Date.parse(set.manifest.finishedAt ?? set.manifest.startedAt)) / 1000) : null,
+    // RPO: what a restore of this set would lose if production failed now = everything committed since the
+    // set's consistent snapshot, which pg_dump takes at the start of the run (not when the upload finished).
+    rpoSeconds: set ? Math.max(0, (run.startedAt.getTime() - Date.parse(set.manifest.startedAt)) / 1000) : null,
   });
 }
 
