@@ -204,7 +204,7 @@ async function prepareC2Directory(opts: StartC2Options): Promise<C2Layout> {
   const dir = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'e4ops-c2-'));
   const layout: C2Layout = {
     dir, ownDir: !opts.dir, binDir: path.join(dir, 'bin'), configsDir: path.join(dir, 'configs'), logFile: path.join(dir, 'c2.log'),
-    host, grpcPort, httpPort, baseUrl: `https://${host.includes(':') ? `[${host}]` : host}:${httpPort}`,
+    host, grpcPort, httpPort, baseUrl: c2BaseUrl(host, httpPort),
   };
   fs.mkdirSync(layout.binDir, { recursive: true });
   fs.mkdirSync(layout.configsDir, { recursive: true });
@@ -322,10 +322,23 @@ async function launchUntilReady(opts: StartC2Options, layout: C2Layout, ca: Cert
         if (!keep) fs.rmSync(layout.dir, { recursive: true, force: true });
         throw new Error(`C2 did not start after ${attempt} attempt(s) (${(err as Error).message}); ${keep ? `config ${configFile}` : 'scratch dir removed (E4OPS_KEEP_C2_DIR=1 keeps it)'}; log:\n${tail}`);
       }
+      // A port we picked can be taken between the pick and C2's bind (other servers start too): pick again.
+      if (/address already in use/.test(daemon.tail(40)) && await repickPorts(opts, layout)) writeC2Config(opts, layout);
       fs.appendFileSync(layout.logFile, `\n[e4ops] C2 exited during start-up (attempt ${attempt} of ${attempts}); starting it again\n`);
       await new Promise((r) => setTimeout(r, 500 * attempt));
     }
   }
+}
+
+const c2BaseUrl = (host: string, httpPort: number) => `https://${host.includes(':') ? `[${host}]` : host}:${httpPort}`;
+
+/** New free ports for the ones the launcher chose (never for ports the caller asked for). */
+async function repickPorts(opts: StartC2Options, layout: C2Layout): Promise<boolean> {
+  if (opts.grpcPort !== undefined && opts.httpPort !== undefined) return false;
+  if (opts.grpcPort === undefined) layout.grpcPort = await freeLoopbackPort(layout.host);
+  if (opts.httpPort === undefined) layout.httpPort = await freeLoopbackPort(layout.host);
+  layout.baseUrl = c2BaseUrl(layout.host, layout.httpPort);
+  return true;
 }
 
 function runningC2(opts: StartC2Options, layout: C2Layout, ca: CertificateAuthority, configFile: string, launch: C2Launch, daemon: Daemon): RunningC2 {
