@@ -194,7 +194,9 @@ describe('PITR drill on a pgBackRest repository (real PostgreSQL 15 + pgBackRest
     expect(c.status, c.stderr).toBe(0);
     const metrics = fs.readFileSync(prom, 'utf8');
     expect(metrics).toMatch(/^e4ops_pitr_repository_check_success\{stanza="c2"\} 1$/m);
-    expect(metrics).toMatch(/^e4ops_pitr_archive_ready_segments\{stanza="c2"\} 0$/m);
+    // The check itself switches WAL, so one segment may be on its way to the archiver; a stuck archive grows.
+    const ready = Number(/^e4ops_pitr_archive_ready_segments\{stanza="c2"\} (\d+)$/m.exec(metrics)?.[1] ?? NaN);
+    expect(ready).toBeLessThanOrEqual(1);
     expect(metrics).toMatch(/^e4ops_pitr_archive_failed_count\{stanza="c2"\} 0$/m);
     const lastWal = Number(/^e4ops_pitr_last_archived_wal_timestamp_seconds\{stanza="c2"\} (\d+)$/m.exec(metrics)![1]);
     expect(Date.now() / 1000 - lastWal).toBeLessThan(120);
