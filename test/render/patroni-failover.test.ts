@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { renderEtcdConfig } from '../../lib/render/etcd-conf.ts';
+import { startThrowawayEtcd } from '../../lib/servers/etcd.ts';
 import { renderPatroniConfig, renderPostBootstrapScript } from '../../lib/render/postgres-conf.ts';
 import { renderHaproxyCfg } from '../../lib/render/haproxy-cfg.ts';
 import { asUser, chownTo, startDaemon, type Daemon } from '../../lib/servers/daemon.ts';
@@ -33,15 +33,8 @@ describe.skipIf(!process.env.E4OPS_SLOW_TESTS)('Patroni failover behind HAProxy 
   };
 
   it('fails over to the replica and HAProxy follows; committed data survives', async () => {
-    const [peer, client] = [await freeLoopbackPort(), await freeLoopbackPort()];
-    const etcdFile = path.join(tmp, 'etcd.yml');
-    fs.writeFileSync(etcdFile, renderEtcdConfig({
-      name: 'etcd-0', dataDir: path.join(tmp, 'etcd'), listenPeerUrl: `http://127.0.0.1:${peer}`, listenClientUrl: `http://127.0.0.1:${client}`,
-      advertisePeerUrl: `http://127.0.0.1:${peer}`, advertiseClientUrl: `http://127.0.0.1:${client}`,
-      initialCluster: [{ name: 'etcd-0', peerUrl: `http://127.0.0.1:${peer}` }], clusterToken: 'e4ops-failover', enableV2: true,
-    }));
-    daemons.push(startDaemon('etcd', ['--config-file', etcdFile], path.join(tmp, 'etcd.log')));
-    await waitForTcp('127.0.0.1', client);
+    const etcd = await startThrowawayEtcd(tmp, 'e4ops-failover');
+    daemons.push(etcd.daemon);
 
     const script = path.join(tmp, 'post-bootstrap.sh');
     fs.writeFileSync(script, renderPostBootstrapScript({ database: 'e4', username: 'e4' }), { mode: 0o755 });
@@ -54,7 +47,7 @@ describe.skipIf(!process.env.E4OPS_SLOW_TESTS)('Patroni failover behind HAProxy 
       fs.writeFileSync(path.join(tmp, `${m.name}.yml`), renderPatroniConfig({
         scope: 'e4', name: m.name,
         restApi: { listen: `${ip}:${m.restPort}`, connectAddress: `${ip}:${m.restPort}` },
-        etcdHosts: [`127.0.0.1:${client}`], etcdApi: 'etcd',
+        etcdHosts: [etcd.clientHostPort], etcdApi: 'etcd',
         postgres: { listen: `${ip}:${m.pgPort}`, connectAddress: `${ip}:${m.pgPort}`, dataDir: m.dataDir, binDir: postgresBinDir(), clientNetworks: ['127.0.0.0/8'], parameters: { unix_socket_directories: sock, fsync: false } },
         superuser: 'postgres', replicationUser: 'replicator', postBootstrap: script,
         ttlSeconds: 10, loopWaitSeconds: 2, retryTimeoutSeconds: 4,
