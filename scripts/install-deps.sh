@@ -11,6 +11,7 @@ PACKAGES=(
   patroni etcd-server rsyslog rsyslog-elasticsearch prometheus-blackbox-exporter  # validate rendered stack configs
   openssl ca-certificates curl git
   systemd                        # systemd-analyze verify on the appliance's rendered units
+  libxml2-utils                  # xmllint: the appliance's OVF descriptor against its schema
   docker.io mmdebstrap           # a private Docker engine for the C2 image tests; their Debian base from mmdebstrap
 )
 missing=()
