@@ -8,10 +8,9 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { startThrowawayEtcd } from '../../lib/servers/etcd.ts';
-import { renderPatroniConfig, renderPostBootstrapScript } from '../../lib/render/postgres-conf.ts';
+import { writePatroniTestMember, type PatroniTestMember } from '../harness/patroni-member.ts';
+import { renderPostBootstrapScript } from '../../lib/render/postgres-conf.ts';
 import { asUser, chownTo, startDaemon, type Daemon } from '../../lib/servers/daemon.ts';
-import { postgresBinDir } from '../../lib/servers/postgres.ts';
-import { freeLoopbackPort, waitForTcp } from '../../lib/ports.ts';
 import { createThrowawayPgBackRestRepo } from '../../lib/servers/pgbackrest-repo.ts';
 import { runPgBackRest } from '../../lib/pgbackrest/pgbackrest-command.ts';
 
@@ -44,24 +43,19 @@ describe.skipIf(!process.env.E4OPS_SLOW_TESTS)('Patroni with PITR: archives from
     const script = path.join(tmp, 'post-bootstrap.sh');
     fs.writeFileSync(script, renderPostBootstrapScript({ database: 'e4', username: 'e4' }), { mode: 0o755 });
 
-    interface Member { name: string; ip: string; pgPort: number; restPort: number; dataDir: string; conf: string }
+    type Member = PatroniTestMember & { conf: string };
     const members: Member[] = [];
     for (const [i, ip] of ['127.0.0.2', '127.0.0.3'].entries()) {
-      const sock = path.join(tmp, `sock${i}`);
-      fs.mkdirSync(sock);
-      const m = { name: `pg-${i}`, ip, pgPort: await freeLoopbackPort(ip), restPort: await freeLoopbackPort(ip), dataDir: path.join(tmp, `data${i}`), conf: '' };
+      let conf = '';
       // Each member host has its own pgbackrest.conf (its pg1-path) on the one shared repository.
-      m.conf = repo.configFor(m.name, { dataDir: m.dataDir, port: m.pgPort, socketDir: sock });
-      fs.writeFileSync(path.join(tmp, `${m.name}.yml`), renderPatroniConfig({
-        scope: 'e4', name: m.name,
-        restApi: { listen: `${ip}:${m.restPort}`, connectAddress: `${ip}:${m.restPort}` },
-        etcdHosts: [etcd.clientHostPort], etcdApi: 'etcd',
-        postgres: { listen: `${ip}:${m.pgPort}`, connectAddress: `${ip}:${m.pgPort}`, dataDir: m.dataDir, binDir: postgresBinDir(), clientNetworks: ['127.0.0.0/8'], parameters: { unix_socket_directories: sock, fsync: false } },
-        superuser: 'postgres', replicationUser: 'replicator', postBootstrap: script,
-        ttlSeconds: 10, loopWaitSeconds: 2, retryTimeoutSeconds: 4,
-        pitr: { stanza: repo.stanza, configFile: m.conf, configIncludePath: repo.configIncludePath, archiveTimeoutSeconds: 5 },
-      }));
-      members.push(m);
+      const m = await writePatroniTestMember({
+        dir: tmp, index: i, ip, etcdHostPort: etcd.clientHostPort, postBootstrap: script,
+        extra: (m) => {
+          conf = repo.configFor(m.name, { dataDir: m.dataDir, port: m.pgPort, socketDir: m.socketDir });
+          return { pitr: { stanza: repo.stanza, configFile: conf, configIncludePath: repo.configIncludePath, archiveTimeoutSeconds: 5 } };
+        },
+      });
+      members.push({ ...m, conf });
     }
     chownTo(tmp, 'postgres');
     chownTo(repo.dir, 'postgres');

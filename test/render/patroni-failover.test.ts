@@ -4,11 +4,11 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { startThrowawayEtcd } from '../../lib/servers/etcd.ts';
-import { renderPatroniConfig, renderPostBootstrapScript } from '../../lib/render/postgres-conf.ts';
+import { writePatroniTestMember, type PatroniTestMember } from '../harness/patroni-member.ts';
+import { renderPostBootstrapScript } from '../../lib/render/postgres-conf.ts';
 import { renderHaproxyCfg } from '../../lib/render/haproxy-cfg.ts';
 import { asUser, chownTo, startDaemon, type Daemon } from '../../lib/servers/daemon.ts';
-import { postgresBinDir } from '../../lib/servers/postgres.ts';
-import { freeLoopbackPort, waitForTcp } from '../../lib/ports.ts';
+import { freeLoopbackPort } from '../../lib/ports.ts';
 
 // Slow (E4OPS_SLOW_TESTS=1): a real two-member Patroni cluster from the rendered member configs,
 // with the rendered post-bootstrap script and a real HAProxy on the rendered haproxy.cfg in front.
@@ -38,20 +38,10 @@ describe.skipIf(!process.env.E4OPS_SLOW_TESTS)('Patroni failover behind HAProxy 
 
     const script = path.join(tmp, 'post-bootstrap.sh');
     fs.writeFileSync(script, renderPostBootstrapScript({ database: 'e4', username: 'e4' }), { mode: 0o755 });
-    interface Member { name: string; ip: string; pgPort: number; restPort: number; dataDir: string; daemon?: Daemon }
+    type Member = PatroniTestMember & { daemon?: Daemon };
     const members: Member[] = [];
     for (const [i, ip] of ['127.0.0.2', '127.0.0.3'].entries()) {
-      const m: Member = { name: `pg-${i}`, ip, pgPort: await freeLoopbackPort(ip), restPort: await freeLoopbackPort(ip), dataDir: path.join(tmp, `data${i}`) };
-      const sock = path.join(tmp, `sock${i}`);
-      fs.mkdirSync(sock);
-      fs.writeFileSync(path.join(tmp, `${m.name}.yml`), renderPatroniConfig({
-        scope: 'e4', name: m.name,
-        restApi: { listen: `${ip}:${m.restPort}`, connectAddress: `${ip}:${m.restPort}` },
-        etcdHosts: [etcd.clientHostPort], etcdApi: 'etcd',
-        postgres: { listen: `${ip}:${m.pgPort}`, connectAddress: `${ip}:${m.pgPort}`, dataDir: m.dataDir, binDir: postgresBinDir(), clientNetworks: ['127.0.0.0/8'], parameters: { unix_socket_directories: sock, fsync: false } },
-        superuser: 'postgres', replicationUser: 'replicator', postBootstrap: script,
-        ttlSeconds: 10, loopWaitSeconds: 2, retryTimeoutSeconds: 4,
-      }));
+      const m: Member = await writePatroniTestMember({ dir: tmp, index: i, ip, etcdHostPort: etcd.clientHostPort, postBootstrap: script });
       members.push(m);
     }
     chownTo(tmp, 'postgres');
