@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import pg from 'pg';
 import { redactUrl, type Logger } from '../lib/log.ts';
 import { C2SchemaMissingError, readC2Inventory, type C2Inventory } from '../lib/c2-db/inventory.ts';
-import { C2_TABLES } from '../lib/c2-db/c2-schema.ts';
+import { C2_TABLES } from '../lib/c2/db-schema.ts';
 import { BackupError } from './exit-codes.ts';
 import type { PipelineStage } from './encrypted-object.ts';
 

@@ -2,7 +2,7 @@
 // manifest, every sealed key opening with the escrowed passphrase, and orphan links (C2 never
 // creates the foreign key on the topic side of clients_topickeys).
 import pg from 'pg';
-import { C2_TABLES, c2SchemaDdl } from '../../lib/c2-db/c2-schema.ts';
+import { C2_TABLES, c2SchemaDdl } from '../../lib/c2/db-schema.ts';
 import { readC2Inventory, type C2Inventory } from '../../lib/c2-db/inventory.ts';
 import { verifyKeyStore, type OpenDbValue, type OpenDbValuesBatch, type KeyStoreReport } from '../../lib/c2-db/key-store.ts';
 import { compareSchemas, dumpSchema } from '../../lib/c2/db-schema.ts';

@@ -12,7 +12,7 @@ import { createFleet, type Fleet, type FleetSnapshot } from '../../lib/fleet/fle
 import type { DeviceSnapshot } from '../../lib/fleet/simulated-device.ts';
 import { topicHash } from '../../lib/e4/ids.ts';
 import { openDbValue } from '../../lib/e4/keystore.ts';
-import { C2_TABLES } from '../../lib/c2-db/c2-schema.ts';
+import { C2_TABLES } from '../../lib/c2/db-schema.ts';
 import { createResyncC2 } from '../resync/c2-resync-adapter.ts';
 import { resyncTopicKeys } from '../resync/resync-topic-keys.ts';
 import { createSealedTopicKeyProbe } from '../resync/sealed-topic-key-probe.ts';

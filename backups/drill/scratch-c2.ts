@@ -4,7 +4,7 @@ import pg from 'pg';
 import { startC2, type RunningC2 } from '../../lib/servers/c2.ts';
 import { startThrowawayMosquitto, type ThrowawayMosquitto } from '../../lib/servers/mosquitto.ts';
 import { createC2Api, type C2Api } from '../../lib/c2/c2-api.ts';
-import { C2_TABLES } from '../../lib/c2-db/c2-schema.ts';
+import { C2_TABLES } from '../../lib/c2/db-schema.ts';
 import { removeDirSync, type ScratchResources } from './scratch-resources.ts';
 import { killTreeSync } from '../../lib/process-tree.ts';
 import type { DrillCheck } from './restored-database-checks.ts';

@@ -3,7 +3,7 @@
 // digest recorded before the request, compared with the one stored now, settles it without rotating
 // the topic a second time. Read-only; the sealed values are hashed, never decrypted or logged.
 import pg from 'pg';
-import { C2_TABLES } from '../../lib/c2-db/c2-schema.ts';
+import { C2_TABLES } from '../../lib/c2/db-schema.ts';
 import type { SealedTopicKeyProbe } from './resync-topic-keys.ts';
 
 export function createSealedTopicKeyProbe(databaseUrl: string): SealedTopicKeyProbe {
