@@ -9,6 +9,7 @@ import { C2SchemaMissingError, readC2Inventory, type C2Inventory } from '../lib/
 import { C2_TABLES } from '../lib/c2/db-schema.ts';
 import { BackupError } from './exit-codes.ts';
 import type { PipelineStage } from './encrypted-object.ts';
+import { createPgClient } from '../lib/pg/pg-client.ts';
 
 export const DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS = 300;
 /** Sealed keys opened with the passphrase before its fingerprint is recorded. */
@@ -66,8 +67,8 @@ export const isLockTimeout = (text: string) => /lock timeout|could not obtain lo
 export async function openSourceSnapshot(o: SnapshotOptions): Promise<SourceSnapshot> {
   const display = redactUrl(o.databaseUrl);
   const lockWait = o.lockWaitTimeoutSeconds ?? DEFAULT_LOCK_WAIT_TIMEOUT_SECONDS;
-  const db = new pg.Client({ connectionString: o.databaseUrl, connectionTimeoutMillis: 15_000, application_name: 'e4ops-backup' });
-  db.on('error', (e) => o.log.warn('database_connection_error', { error: e.message }));
+  const db = createPgClient({ connectionString: o.databaseUrl, connectionTimeoutMillis: 15_000, application_name: 'e4ops-backup' },
+    (e) => o.log.warn('database_connection_error', { error: e.message }));
   const close = () => db.end().catch(() => undefined);
   try { await db.connect(); } catch (e) {
     await close();

@@ -10,7 +10,6 @@ import os from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { execFileSync, spawn } from 'node:child_process';
-import pg from 'pg';
 import { startThrowawayPostgres } from '../lib/servers/postgres.ts';
 import { startThrowawayMosquitto } from '../lib/servers/mosquitto.ts';
 import { startC2, c2BinaryAvailable, c2BinaryDir, pickLoopbackHostFor5432 } from '../lib/servers/c2.ts';
@@ -28,6 +27,7 @@ import { runRestoreDrill, SCRATCH_POSTGRES_SETTINGS } from '../backups/drill/res
 import { createResyncC2 } from '../backups/resync/c2-resync-adapter.ts';
 import { resyncTopicKeys, DEFAULT_RESYNC_CONCURRENCY } from '../backups/resync/resync-topic-keys.ts';
 import { createSealedTopicKeyProbe } from '../backups/resync/sealed-topic-key-probe.ts';
+import { createPgClient } from '../lib/pg/pg-client.ts';
 
 const N = { clients: Number(process.env.BENCH_CLIENTS ?? 1_000_000), topics: Number(process.env.BENCH_TOPICS ?? 100_000), links: Number(process.env.BENCH_LINKS ?? 5_000_000) };
 const R = { topics: Number(process.env.BENCH_RESYNC_TOPICS ?? 10_000), devices: Number(process.env.BENCH_RESYNC_DEVICES ?? 1_000) };
@@ -111,7 +111,7 @@ async function benchDrill(dir: string): Promise<Record<string, unknown>> {
           const tA = process.hrtime.bigint();
           const dbKey = keystore.deriveDbKey(PASSPHRASE);
           const argon2iSeconds = Number(process.hrtime.bigint() - tA) / 1e9;
-          const c = new pg.Client({ connectionString: db });
+          const c = createPgClient(db);
           await c.connect();
           const r = await verifyKeyStore(c, (s) => keystore.openDbValue(dbKey, s), { openBatch: (sealed) => keystore.openDbValuesBatch(dbKey, sealed) });
           await c.end();
@@ -165,7 +165,7 @@ async function benchResync(dir: string): Promise<Record<string, unknown>> {
     // C2's tables with known device identity keys (so the simulated fleet can open C2's commands).
     const devices = Array.from({ length: R.devices }, (_, i) => ({ name: `bench-device-${String(i).padStart(5, '0')}`, key: crypto.randomBytes(32) }));
     const perDevice = Math.max(1, Math.ceil(R.topics / R.devices));
-    const db = new pg.Client({ connectionString: url });
+    const db = createPgClient(url);
     await db.connect();
     await db.query(c2SchemaDdl().sql);
     await db.query('SET search_path = public');
@@ -207,7 +207,7 @@ async function benchResync(dir: string): Promise<Record<string, unknown>> {
     const ours = await run(`ours (concurrency ${conc}, journal, --database-url)`, path.join(dir, 'resync-ours.jsonl'), conc, true);
     const naive = await run('serial loop (concurrency 1, links listed through the API)', path.join(dir, 'resync-serial.jsonl'), 1, false);
     // Check the end state on a sample: device keys equal C2's stored keys.
-    const check = new pg.Client({ connectionString: url });
+    const check = createPgClient(url);
     await check.connect();
     let matched = 0;
     const sample = devices.slice(0, 50);

@@ -11,7 +11,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import pg from 'pg';
 import { startThrowawayPostgres, type ThrowawayPostgres } from '../lib/servers/postgres.ts';
 import { createThrowawayPgBackRestRepo, type ThrowawayPgBackRestRepo } from '../lib/servers/pgbackrest-repo.ts';
 import { seedC2Database, type SealDbValuesBatch } from '../lib/c2-db/seed-database.ts';
@@ -20,6 +19,7 @@ import { createMemoryLogger } from '../lib/log.ts';
 import { takePitrBackup } from '../backups/pitr/pitr-operations.ts';
 import { runPitrDrill } from '../backups/pitr/pitr-drill.ts';
 import { createScratchDataDir, restoreClusterFromRepository, neutralizeRestoredConfig, startRestoredServer, waitForPromotion, PITR_SCRATCH_SETTINGS } from '../backups/pitr/pitr-restore.ts';
+import { createPgClient } from '../lib/pg/pg-client.ts';
 
 const N = { clients: Number(process.env.BENCH_CLIENTS ?? 1_000_000), topics: Number(process.env.BENCH_TOPICS ?? 100_000), links: Number(process.env.BENCH_LINKS ?? 5_000_000) };
 const ARCHIVE_TIMEOUT = Number(process.env.BENCH_ARCHIVE_TIMEOUT ?? 5);
@@ -82,9 +82,8 @@ async function bareRestoreAndStart(repo: ThrowawayPgBackRestRepo, work: string):
 /** (3) Acknowledged commits until the primary is killed with SIGKILL; returns each commit's id and ack time. */
 async function writeLoadThenKill(source: ThrowawayPostgres): Promise<{ acked: Map<number, number>; killedAt: number }> {
   source.psql('CREATE TABLE bench_writes (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())', 'e4');
-  const c = new pg.Client({ connectionString: source.url('e4') });
+  const c = createPgClient(source.url('e4'));
   await c.connect();
-  c.on('error', () => undefined);
   const acked = new Map<number, number>();
   const until = Date.now() + LOAD_SECONDS * 1000;
   let id = 0;
@@ -138,7 +137,7 @@ async function main() {
     say(`write load for ${LOAD_SECONDS} s, then kill -9 of the primary (archive_timeout ${ARCHIVE_TIMEOUT} s) ...`);
     const { acked, killedAt } = await writeLoadThenKill(source);
     const after = await bareRestoreAndStart(repo, work);
-    const c = new pg.Client({ connectionString: after.url });
+    const c = createPgClient(after.url);
     await c.connect();
     const recovered = Number((await c.query('SELECT coalesce(max(id), 0) AS m FROM bench_writes')).rows[0].m);
     await c.end();

@@ -2,7 +2,6 @@
 // `e4ops pitr`: point-in-time recovery of C2's database with pgBackRest as the engine: create the stanza,
 // take backups, show what can be restored (sets, WAL range, newest recoverable time), check the archive,
 // print the backup timers. Library: backups/pitr/. Drills on PITR: `e4ops drill --pgbackrest-config`.
-import pg from 'pg';
 import { defineCommand, runIfMain } from '../lib/cli/command.ts';
 import { EXIT } from '../lib/cli/exit-codes.ts';
 import { UsageError, type FlagSpecs } from '../lib/cli/flags.ts';
@@ -11,6 +10,7 @@ import { writeTextfileMetrics } from '../lib/ops-metrics.ts';
 import type { PgBackRestTarget } from '../lib/pgbackrest/pgbackrest-command.ts';
 import { initPitrStanza, takePitrBackup, checkPitrRepository, pitrMetricSamples, renderPitrTimers, readArchiverStatus, type ArchiverStatus } from '../backups/pitr/pitr-operations.ts';
 import { readPitrInfo, type PitrInfo } from '../backups/pitr/pitr-repository.ts';
+import { createPgClient } from '../lib/pg/pg-client.ts';
 
 const REPO = 'pgBackRest repository';
 const TARGET_FLAGS = {
@@ -32,7 +32,7 @@ function targetOf(f: TargetFlags): PgBackRestTarget {
 /** The production server's archiver (failures, segments waiting), when --database-url is given. */
 async function archiverOf(url: string | undefined): Promise<ArchiverStatus | undefined> {
   if (!url) return undefined;
-  const c = new pg.Client({ connectionString: url });
+  const c = createPgClient(url);
   try {
     await c.connect();
     return await readArchiverStatus(c);

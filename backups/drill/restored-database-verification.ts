@@ -3,7 +3,6 @@
 // (when the restore brought them) C2's configs. The read-only half may start while the restore still
 // builds indexes (READ_ONLY_CHECKS_MAY_START); the rest runs once the restore is done.
 import fs from 'node:fs';
-import pg from 'pg';
 import { deriveDbKey, dbKeyFingerprint, openDbValue, openDbValuesBatch } from '../../lib/e4/keystore.ts';
 import { verifyKeyStore, type KeyStoreReport } from '../../lib/c2-db/key-store.ts';
 import {
@@ -11,6 +10,7 @@ import {
 } from './restored-database-checks.ts';
 import { checkRestoredConfigs } from './restored-config-checks.ts';
 import { failCheck, lap, type DrillRun } from './drill-run.ts';
+import { withPgClient } from '../../lib/pg/pg-client.ts';
 
 /** The C2 database key derived from the passphrase (Argon2i, once) and its fingerprint. */
 export interface DrillKey { dbKey: Buffer; fingerprint: string }
@@ -49,12 +49,6 @@ export interface RestoredDatabaseVerification {
   dbUrl: string;
 }
 
-async function withClient<T>(dbUrl: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: dbUrl });
-  await c.connect();
-  try { return await fn(c); } finally { await c.end(); }
-}
-
 /** Prepare the checks on dbUrl; nothing runs until startReadOnlyChecks or checkRestoredDatabase. */
 export function prepareRestoredDatabaseVerification(run: DrillRun, dbUrl: string, key: DrillKey, expect: VerificationExpectations): RestoredDatabaseVerification {
   let readOnly: Promise<ReadOnlyResults> | undefined;
@@ -66,9 +60,9 @@ export function prepareRestoredDatabaseVerification(run: DrillRun, dbUrl: string
       if (readOnly) return readOnly;
       run.timings.readOnlyChecksStartedAt = (Date.now() - run.t0) / 1000;
       readOnly = Promise.all([
-        withClient(dbUrl, (c) => verifyKeyStore(c, (s) => openDbValue(key.dbKey, s), { openBatch })),
-        withClient(dbUrl, (c) => checkInventoryCounts(c, expect.counts)),
-        withClient(dbUrl, (c) => countLinksMissingTopic(c)),
+        withPgClient(dbUrl, (c) => verifyKeyStore(c, (s) => openDbValue(key.dbKey, s), { openBatch })),
+        withPgClient(dbUrl, (c) => checkInventoryCounts(c, expect.counts)),
+        withPgClient(dbUrl, (c) => countLinksMissingTopic(c)),
       ]);
       readOnly.catch(() => undefined); // awaited (and reported) after the restore
       return readOnly;
@@ -94,10 +88,10 @@ function keyChecksWithoutFingerprint(report: KeyStoreReport, ours: string): Dril
  */
 export async function checkRestoredDatabase(run: DrillRun, v: RestoredDatabaseVerification, key: DrillKey, expect: VerificationExpectations, configsDir?: string): Promise<DrillReportCounts> {
   const since = Date.now();
-  const [schema, [keyReport, inv, missingTopic]] = await Promise.all([withClient(v.dbUrl, (c) => checkRestoredSchema(c, v.dbUrl)), v.startReadOnlyChecks()]);
+  const [schema, [keyReport, inv, missingTopic]] = await Promise.all([withPgClient(v.dbUrl, (c) => checkRestoredSchema(c, v.dbUrl)), v.startReadOnlyChecks()]);
   // The client side of the orphan links after the restore: by then C2's foreign key on client_id is
   // validated and nothing is left to count (before, it would repeat the validation PostgreSQL was doing).
-  const orphans = await withClient(v.dbUrl, (c) => checkOrphanLinks(c, { missingTopic }));
+  const orphans = await withPgClient(v.dbUrl, (c) => checkOrphanLinks(c, { missingTopic }));
   const keyChecks = expect.sourceRecordsFingerprint
     ? sealedKeyChecks(keyReport, { ours: key.fingerprint, manifest: expect.passphraseFingerprint })
     : keyChecksWithoutFingerprint(keyReport, key.fingerprint);

@@ -5,7 +5,7 @@
 // is linked to and read a protected message on each of them.
 import crypto from 'node:crypto';
 import path from 'node:path';
-import pg from 'pg';
+import type pg from 'pg';
 import type { Logger } from '../../lib/log.ts';
 import { createMemoryLogger } from '../../lib/log.ts';
 import { createFleet, type Fleet, type FleetSnapshot } from '../../lib/fleet/fleet.ts';
@@ -20,6 +20,7 @@ import type { FleetInventory } from '../resync/fleet-inventory.ts';
 import type { ScratchC2 } from './scratch-c2.ts';
 import type { DrillCheck } from './restored-database-checks.ts';
 import type { DrillReport } from './drill-report.ts';
+import { createPgClient } from '../../lib/pg/pg-client.ts';
 
 export interface RehearsalOptions {
   c2: ScratchC2;
@@ -53,7 +54,7 @@ async function topicKeysOf(db: pg.Client, dbKey: Uint8Array, topics: string[]): 
 
 export async function rehearseResync(o: RehearsalOptions): Promise<RehearsalResult> {
   const checks: DrillCheck[] = [];
-  const db = new pg.Client({ connectionString: o.dbUrl });
+  const db = createPgClient(o.dbUrl);
   await db.connect();
   let fleet: Fleet | undefined;
   try {

@@ -1,6 +1,5 @@
 // A scratch C2 for a drill: the real C2 binary on the restored database, talking to its own scratch
 // Mosquitto (never the production broker), and the check that it serves what the database holds.
-import pg from 'pg';
 import { startC2, type RunningC2 } from '../../lib/servers/c2.ts';
 import { startThrowawayMosquitto, type ThrowawayMosquitto } from '../../lib/servers/mosquitto.ts';
 import { createC2Api, type C2Api } from '../../lib/c2/c2-api.ts';
@@ -8,6 +7,7 @@ import { C2_TABLES } from '../../lib/c2/db-schema.ts';
 import { removeDirSync, type ScratchResources } from './scratch-resources.ts';
 import { killTreeSync } from '../../lib/process-tree.ts';
 import type { DrillCheck } from './restored-database-checks.ts';
+import { createPgClient } from '../../lib/pg/pg-client.ts';
 
 export interface ScratchC2 {
   c2: RunningC2;
@@ -45,7 +45,7 @@ export async function startScratchC2(opts: { dbUrl: string; dbHost: string; pass
  * 20,000, else a sample), and for a sample of clients the same number of linked topics.
  */
 export async function checkC2ServesRestoredData(s: ScratchC2, dbUrl: string, sample = 50): Promise<DrillCheck> {
-  const db = new pg.Client({ connectionString: dbUrl });
+  const db = createPgClient(dbUrl);
   await db.connect();
   try {
     const problems: string[] = [];

@@ -1,7 +1,6 @@
 // The database a logical drill restores into: a scratch PostgreSQL the drill starts (registered for
 // teardown), or an operator-given scratch URL that is provably not production and empty.
 import path from 'node:path';
-import pg from 'pg';
 import { redactUrl } from '../../lib/log.ts';
 import { pickLoopbackHostFor5432 } from '../../lib/servers/c2.ts';
 import { startThrowawayPostgres } from '../../lib/servers/postgres.ts';
@@ -10,6 +9,7 @@ import { BackupError } from '../exit-codes.ts';
 import { assertScratchIsNotProduction, pgTargetOf } from './scratch-database-guard.ts';
 import { startScratchPostgres } from './scratch-postgres.ts';
 import { removeDirSync, type ScratchResources } from './scratch-resources.ts';
+import { withPgClient } from '../../lib/pg/pg-client.ts';
 
 /**
  * Settings of the scratch PostgreSQL the drill starts: throwaway data (no fsync, minimal WAL, no
@@ -38,12 +38,10 @@ export function productionUrlOfManifest(host: string | undefined, database: stri
 }
 
 async function assertEmpty(dbUrl: string): Promise<void> {
-  const c = new pg.Client({ connectionString: dbUrl });
-  await c.connect();
-  try {
+  await withPgClient(dbUrl, async (c) => {
     const r = await c.query(`SELECT count(*)::int AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')`);
     if (r.rows[0].n > 0) throw new BackupError('config', `--scratch-database-url ${redactUrl(dbUrl)} is not empty (${r.rows[0].n} tables): a drill restores into an empty scratch database only`);
-  } finally { await c.end(); }
+  });
 }
 
 async function useGivenScratch(req: ScratchDatabaseRequest & { scratchDatabaseUrl: string }): Promise<ScratchDatabase> {

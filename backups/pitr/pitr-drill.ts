@@ -5,7 +5,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
 import { OpsError } from '../../lib/cli/exit-codes.ts';
 import { redactUrl, type Logger } from '../../lib/log.ts';
 import type { PgBackRestTarget } from '../../lib/pgbackrest/pgbackrest-command.ts';
@@ -24,6 +23,7 @@ import {
   configuredPgPaths, createScratchDataDir, restoreClusterFromRepository, neutralizeRestoredConfig, waitForPromotion, findC2Database, startRestoredServer,
   PITR_SCRATCH_SETTINGS, type RecoveredPoint,
 } from './pitr-restore.ts';
+import { createPgClient } from '../../lib/pg/pg-client.ts';
 
 export interface PitrDrillOptions {
   pgbackrestConfig: string;
@@ -118,7 +118,7 @@ function checkRestoredPoint(run: DrillRun, point: RecoveredPoint, target: Date |
 /** The production database's clock (read-only), for the RPO against now. */
 async function productionNow(url: string | undefined, run: DrillRun): Promise<number | undefined> {
   if (!url) return undefined;
-  const c = new pg.Client({ connectionString: url });
+  const c = createPgClient(url);
   try {
     await c.connect();
     return Date.parse((await c.query<{ now: Date }>('SELECT now() AS now')).rows[0].now.toISOString());

@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
+import type pg from 'pg';
 import { OpsError } from '../../lib/cli/exit-codes.ts';
 import { runPgBackRestRaw, PgBackRestError, type PgBackRestTarget } from '../../lib/pgbackrest/pgbackrest-command.ts';
 import { asUser, chownTo, startDaemon } from '../../lib/servers/daemon.ts';
@@ -12,6 +12,7 @@ import { postgresBinDir } from '../../lib/servers/postgres.ts';
 import { freeLoopbackPort } from '../../lib/ports.ts';
 import { killTreeSync } from '../../lib/process-tree.ts';
 import { asPgBackRestOpsError } from './pitr-repository.ts';
+import { withPgClient } from '../../lib/pg/pg-client.ts';
 
 /** Every pg1-path (pgN-path) the operator's config and its include files name: the production data directories. */
 export function configuredPgPaths(configFile: string, configIncludePath?: string): string[] {
@@ -190,9 +191,7 @@ export async function startRestoredServer(dataDir: string, o: { host?: string; p
   return {
     host, port, logFile, url,
     async query(sql, db) {
-      const c = new pg.Client({ connectionString: url(db) });
-      await c.connect();
-      try { return (await c.query(sql)).rows; } finally { await c.end(); }
+      return withPgClient(url(db), async (c) => (await c.query(sql)).rows);
     },
     async stop() {
       await daemon.stop('SIGINT'); // fast shutdown

@@ -6,11 +6,11 @@
 // archiving after the recovery, so the restore arguments here leave archive_mode alone.
 import fs from 'node:fs';
 import path from 'node:path';
-import pg from 'pg';
 import { OpsError } from '../../lib/cli/exit-codes.ts';
 import { chownTo } from '../../lib/servers/daemon.ts';
 import { runPgBackRest, type PgBackRestTarget } from '../../lib/pgbackrest/pgbackrest-command.ts';
 import { asPgBackRestOpsError, readStanzaInfo } from '../pitr/pitr-repository.ts';
+import { createPgClient } from '../../lib/pg/pg-client.ts';
 
 export interface PgBackRestBackup { label: string; type: string; startedAt: string; stoppedAt: string; sizeBytes: number }
 
@@ -59,7 +59,7 @@ export async function waitForRecoveredPostgres(url: string, timeoutMs: number): 
   const t0 = Date.now();
   let last = 'no answer yet';
   while (Date.now() - t0 < timeoutMs) {
-    const c = new pg.Client({ connectionString: url });
+    const c = createPgClient(url);
     try {
       await c.connect();
       const r = await c.query<{ recovering: boolean; replayed: Date | null }>('SELECT pg_is_in_recovery() AS recovering, pg_last_xact_replay_timestamp() AS replayed');
@@ -73,7 +73,7 @@ export async function waitForRecoveredPostgres(url: string, timeoutMs: number): 
 
 /** After the stop commands: PostgreSQL must be down, or pgBackRest refuses to restore over it. */
 export async function assertPostgresStopped(url: string): Promise<void> {
-  const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3000 });
+  const c = createPgClient({ connectionString: url, connectionTimeoutMillis: 3000 });
   const answers = await c.connect().then(() => true, () => false);
   await c.end().catch(() => undefined);
   if (answers) throw new OpsError('refused', 'PostgreSQL still accepts connections after the --postgres-stop-command: stop it before restoring its data directory');

@@ -2,11 +2,12 @@
 // maintenance connection (same server, database `postgres`), the restore database created owned by
 // C2's role, the swap by rename in one transaction (the production name is never free), ownership
 // checks, and dropping the kept database on --finalize.
-import pg from 'pg';
+import type pg from 'pg';
 import { OpsError } from '../../lib/cli/exit-codes.ts';
 import { UsageError } from '../../lib/cli/flags.ts';
 import { redactUrl } from '../../lib/log.ts';
 import type { DrillCheck } from '../drill/restored-database-checks.ts';
+import { createPgClient } from '../../lib/pg/pg-client.ts';
 
 export interface DatabaseNames { database: string; restore: string; kept: string }
 
@@ -39,7 +40,7 @@ export function productionDatabaseOf(url: string): { database: string; user: str
 }
 
 export async function withDatabase<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: url });
+  const c = createPgClient(url);
   try { await c.connect(); } catch (e) {
     throw new OpsError('sourceUnreachable', `cannot connect to ${redactUrl(url)}: ${(e as Error).message}`);
   }

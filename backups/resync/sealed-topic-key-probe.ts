@@ -2,21 +2,16 @@
 // a NewTopic request was in flight cannot tell from its journal whether C2 rotated that topic; the
 // digest recorded before the request, compared with the one stored now, settles it without rotating
 // the topic a second time. Read-only; the sealed values are hashed, never decrypted or logged.
-import pg from 'pg';
+import type pg from 'pg';
 import { C2_TABLES } from '../../lib/c2/db-schema.ts';
 import type { SealedTopicKeyProbe } from './resync-topic-keys.ts';
+import { withPgClient } from '../../lib/pg/pg-client.ts';
 
 export function createSealedTopicKeyProbe(databaseUrl: string): SealedTopicKeyProbe {
-  const withClient = async <T>(fn: (c: pg.Client) => Promise<T>): Promise<T> => {
-    const client = new pg.Client({ connectionString: databaseUrl });
-    await client.connect();
-    try {
-      await client.query('SET default_transaction_read_only = on');
-      return await fn(client);
-    } finally {
-      await client.end();
-    }
-  };
+  const withClient = <T>(fn: (c: pg.Client) => Promise<T>): Promise<T> => withPgClient(databaseUrl, async (client) => {
+    await client.query('SET default_transaction_read_only = on');
+    return fn(client);
+  });
   return {
     clientsByTopic: (topics) => withClient(async (client) => {
       const out = new Map<string, string[]>();
@@ -36,21 +31,14 @@ export function createSealedTopicKeyProbe(databaseUrl: string): SealedTopicKeyPr
         `SELECT name, encode(sha256(key), 'hex') AS digest FROM ${C2_TABLES.clients} WHERE name = ANY($1::text[])`, [names]);
       return new Map(r.rows.map((row) => [row.name, row.digest]));
     }),
-    async digests(topics: string[]): Promise<Map<string, string>> {
-      const client = new pg.Client({ connectionString: databaseUrl });
-      await client.connect();
-      try {
-        await client.query('SET default_transaction_read_only = on');
-        const out = new Map<string, string>();
-        for (let i = 0; i < topics.length; i += 10_000) {
-          const r = await client.query<{ topic: string; digest: string }>(
-            `SELECT topic, encode(sha256(key), 'hex') AS digest FROM ${C2_TABLES.topics} WHERE topic = ANY($1::text[])`, [topics.slice(i, i + 10_000)]);
-          for (const row of r.rows) out.set(row.topic, row.digest);
-        }
-        return out;
-      } finally {
-        await client.end();
+    digests: (topics) => withClient(async (client) => {
+      const out = new Map<string, string>();
+      for (let i = 0; i < topics.length; i += 10_000) {
+        const r = await client.query<{ topic: string; digest: string }>(
+          `SELECT topic, encode(sha256(key), 'hex') AS digest FROM ${C2_TABLES.topics} WHERE topic = ANY($1::text[])`, [topics.slice(i, i + 10_000)]);
+        for (const row of r.rows) out.set(row.topic, row.digest);
       }
-    },
+      return out;
+    }),
   };
 }

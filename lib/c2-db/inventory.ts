@@ -2,9 +2,10 @@
 // crypto mode C2 runs in. Backups record it in the manifest; the restore drill compares against it.
 import fs from 'node:fs';
 import path from 'node:path';
-import pg from 'pg';
+import type pg from 'pg';
 import YAML from 'yaml';
 import { C2_TABLES } from '../c2/db-schema.ts';
+import { withClientOrUrl } from '../pg/pg-client.ts';
 
 export interface C2Inventory {
   clients: number;
@@ -29,19 +30,12 @@ export class C2SchemaMissingError extends Error {
   }
 }
 
-async function withClient<T>(db: string | pg.ClientBase, fn: (c: pg.ClientBase) => Promise<T>): Promise<T> {
-  if (typeof db !== 'string') return fn(db);
-  const c = new pg.Client({ connectionString: db });
-  await c.connect();
-  try { return await fn(c); } finally { await c.end(); }
-}
-
 /**
  * Count C2's rows. Pass a client inside a REPEATABLE READ transaction to count exactly what a
  * pg_dump sharing its snapshot sees.
  */
 export async function readC2Inventory(db: string | pg.ClientBase): Promise<C2Inventory> {
-  return withClient(db, async (c) => {
+  return withClientOrUrl(db, async (c) => {
     const present = await c.query<{ name: string; present: boolean }>(
       `SELECT t AS name, to_regclass(t) IS NOT NULL AS present FROM unnest($1::text[]) t`, [Object.values(C2_TABLES)]);
     const has = new Map(present.rows.map((r) => [r.name, r.present]));

@@ -2,9 +2,10 @@
 // passphrase's key. Rows come out of PostgreSQL with COPY ... (FORMAT binary) and are parsed in
 // batches: about five times faster than a cursor (no per-row protocol messages, no hex decoding of
 // bytea), and memory stays at one batch at any size. Used by backups' key-store check and the drill.
-import pg from 'pg';
+import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import { C2_TABLES } from '../c2/db-schema.ts';
+import { createPgClient } from '../pg/pg-client.ts';
 
 /** Open a sealed DB value; return null (or throw) when it does not authenticate. */
 export type OpenDbValue = (sealed: Uint8Array) => Uint8Array | null;
@@ -101,7 +102,7 @@ const asBytes = (b: Buffer) => new Uint8Array(b.buffer, b.byteOffset, b.byteLeng
 /** Check every sealed key in C2's database opens with `open` (built from the DB passphrase). */
 export async function verifyKeyStore(db: string | pg.ClientBase, open: OpenDbValue, opts: VerifyKeyStoreOptions = {}): Promise<KeyStoreReport> {
   const t0 = Date.now();
-  const own = typeof db === 'string' ? new pg.Client({ connectionString: db }) : null;
+  const own = typeof db === 'string' ? createPgClient(db) : null;
   const client = own ?? (db as pg.ClientBase);
   if (own) await own.connect();
   const max = opts.maxFailuresListed ?? 20;

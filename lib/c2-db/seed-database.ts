@@ -5,9 +5,10 @@
 import crypto from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
-import pg from 'pg';
+import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { C2_TABLES, c2SchemaDdl } from '../c2/db-schema.ts';
+import { createPgClient } from '../pg/pg-client.ts';
 
 /** Seal a 32-byte key the way C2 stores it (tag16 ‖ ciphertext). */
 export type SealDbValue = (plain: Uint8Array) => Uint8Array;
@@ -86,7 +87,7 @@ async function copyInto(client: pg.ClientBase, sql: string, source: Readable): P
  */
 export async function seedC2Database(db: string | pg.ClientBase, opts: SeedOptions): Promise<SeedResult> {
   const t0 = Date.now();
-  const own = typeof db === 'string' ? new pg.Client({ connectionString: db }) : null;
+  const own = typeof db === 'string' ? createPgClient(db) : null;
   const client = own ?? (db as pg.ClientBase);
   if (own) await own.connect();
   try {
