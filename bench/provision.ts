@@ -21,6 +21,7 @@ import { renderMosquittoConf } from '../lib/render/mosquitto-conf.ts';
 import { C2Api } from '../lib/c2/c2-api.ts';
 import { createLogger } from '../lib/log.ts';
 import { forEachBounded } from '../lib/retry-with-backoff.ts';
+import { treeCpuSeconds } from '../lib/process-tree.ts';
 import { provisionDevices } from '../provisioning/provision-new.ts';
 import { provisioningC2FromApi } from '../provisioning/provisioning-c2.ts';
 
@@ -48,6 +49,19 @@ const quiet = createLogger({ component: 'bench', level: 'warn' });
 const api = new C2Api({ baseUrl: c2server.baseUrl, ca: c2server.ca.certPem, logger: quiet });
 const c2 = provisioningC2FromApi(api);
 
+// CPU seconds per phase, split by who spent them: this process (our work and the HTTPS client), C2, and
+// PostgreSQL. On 2 shared cores, CPU this process spends is CPU C2 and PostgreSQL do not get.
+interface Cpu { node: number; c2: number; postgres: number }
+const cpuNow = (): Cpu => {
+  const u = process.cpuUsage();
+  return { node: (u.user + u.system) / 1e6, c2: treeCpuSeconds(c2server.daemon.child.pid!), postgres: treeCpuSeconds(postgres.daemon.child.pid!) };
+};
+const addCpu = (acc: Cpu, from: Cpu) => { const to = cpuNow(); acc.node += to.node - from.node; acc.c2 += to.c2 - from.c2; acc.postgres += to.postgres - from.postgres; };
+const perDeviceMs = (c: Cpu, n: number) => ({ node: +(1000 * c.node / n).toFixed(2), c2: +(1000 * c.c2 / n).toFixed(2), postgres: +(1000 * c.postgres / n).toFixed(2) });
+const bareCpu: Cpu = { node: 0, c2: 0, postgres: 0 };
+const oursCpu: Cpu = { node: 0, c2: 0, postgres: 0 };
+
+const loadBefore = os.loadavg().map((x) => +x.toFixed(2));
 try {
   for (const t of topics) await api.newTopic(t);
   const perRound = Math.ceil(devices / rounds);
@@ -61,19 +75,23 @@ try {
     if (n <= 0) break;
     const names = Array.from({ length: n }, (_, i) => `bare-${r}-${i}`);
     let t0 = performance.now();
+    let cpu0 = cpuNow();
     await forEachBounded(names, concurrency, async (name) => {
       await api.newClient(name, crypto.randomBytes(32));
       for (const t of topics) await api.linkClientTopic(name, t);
     });
     bareSeconds += (performance.now() - t0) / 1000;
+    addCpu(bareCpu, cpu0);
     bareDone += n;
 
     t0 = performance.now();
+    cpu0 = cpuNow();
     const report = await provisionDevices({
       c2, devices: Array.from({ length: n }, (_, i) => ({ name: `dev-${r}-${i}` })), method: 'prekeyed', topics, inventoryFile,
       outDir: path.join(dir, 'bundles'), broker: mosquitto.url, escrowRecipients: [recipient], concurrency, logger: quiet,
     });
     oursSeconds += (performance.now() - t0) / 1000;
+    addCpu(oursCpu, cpu0);
     provisioned += report.provisioned.length;
     process.stderr.write(`round ${r + 1}/${rounds}: ${n} devices; bare ${bareSeconds.toFixed(1)} s, ours ${oursSeconds.toFixed(1)} s so far\n`);
   }
@@ -83,10 +101,11 @@ try {
     c2: c2server.version,
     devices, topicsPerDevice: topicCount, rounds, concurrency,
     apiCallsPerDevice: 1 + topicCount,
-    ours: { seconds: +oursSeconds.toFixed(2), devicesPerSecond: +(provisioned / oursSeconds).toFixed(1), provisioned, bundleFiles: bundles.length },
-    bare: { seconds: +bareSeconds.toFixed(2), devicesPerSecond: +(bareDone / bareSeconds).toFixed(1), devices: bareDone },
+    ours: { seconds: +oursSeconds.toFixed(2), devicesPerSecond: +(provisioned / oursSeconds).toFixed(1), provisioned, bundleFiles: bundles.length, cpuMsPerDevice: perDeviceMs(oursCpu, provisioned) },
+    bare: { seconds: +bareSeconds.toFixed(2), devicesPerSecond: +(bareDone / bareSeconds).toFixed(1), devices: bareDone, cpuMsPerDevice: perDeviceMs(bareCpu, bareDone) },
     ratio: +(oursSeconds / bareSeconds).toFixed(3),
     target: 1.1,
+    loadAverage: { before: loadBefore, after: os.loadavg().map((x) => +x.toFixed(2)) },
     clientsInC2: await api.countClients(),
   };
   console.log(`provision: ${result.ours.devicesPerSecond} devices/s (${devices} devices x ${topicCount} topics, bundles + labels + escrow) vs bare API loop ${result.bare.devicesPerSecond} devices/s: ratio ${result.ratio} (target <= 1.1)`);

@@ -25,7 +25,7 @@ import { forEachBounded } from '../lib/retry-with-backoff.ts';
 import { createResyncC2 } from '../backups/resync/c2-resync-adapter.ts';
 import { resyncTopicKeys, DEFAULT_RESYNC_CONCURRENCY } from '../backups/resync/resync-topic-keys.ts';
 import { createSealedTopicKeyProbe } from '../backups/resync/sealed-topic-key-probe.ts';
-import { parseInventory, renderInventory } from '../backups/resync/fleet-inventory.ts';
+import { parseInventory, renderInventory } from '../lib/fleet-inventory/fleet-inventory.ts';
 
 const DEVICES = Number(process.env.BENCH_FOLLOW_DEVICES ?? 200);
 const PER = Number(process.env.BENCH_FOLLOW_TOPICS_PER_DEVICE ?? 10);

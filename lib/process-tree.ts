@@ -64,3 +64,19 @@ export function treeRssBytes(root: number): number {
   }
   return total;
 }
+
+/**
+ * CPU seconds (user + system) used so far by a process and its live descendants, from /proc/PID/stat
+ * (utime and stime, in clock ticks of 1/100 s on Linux). Benchmarks diff two readings around a phase.
+ */
+export function treeCpuSeconds(root: number): number {
+  let ticks = 0;
+  for (const pid of descendantPids(root)) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(f[11]) + Number(f[12]);
+    } catch { /* exited */ }
+  }
+  return ticks / 100;
+}

@@ -35,19 +35,19 @@ export function ensureFirstUseKeyPair(inv: FleetInventory): { identityFile: stri
   return { identityFile, publicKey: m[1] };
 }
 
-const keyFile = (inv: FleetInventory, name: string) => path.join(dirOf(inv), `${name}.key.age`);
+export const firstUseKeyFile = (inv: FleetInventory, name: string) => path.join(dirOf(inv), `${name}.key.age`);
 
 export async function storeFirstUseKey(inv: FleetInventory, name: string, key: Uint8Array): Promise<void> {
   const { publicKey } = ensureFirstUseKeyPair(inv);
-  await writePrivateFile(keyFile(inv, name), await ageEncrypt(key, [publicKey]));
+  await writePrivateFile(firstUseKeyFile(inv, name), await ageEncrypt(key, [publicKey]));
 }
 
 export function hasFirstUseKey(inv: FleetInventory, name: string): boolean {
-  return fs.existsSync(keyFile(inv, name));
+  return fs.existsSync(firstUseKeyFile(inv, name));
 }
 
 export async function readFirstUseKey(inv: FleetInventory, name: string): Promise<Buffer> {
-  const file = keyFile(inv, name);
+  const file = firstUseKeyFile(inv, name);
   if (!fs.existsSync(file)) throw new Error(`no first-use key for ${name} (${file} missing): it was rotated already, or provisioned elsewhere`);
   const key = await ageDecrypt(fs.readFileSync(file), ensureFirstUseKeyPair(inv).identityFile);
   if (key.length !== KEY_LEN) throw new Error(`${file} holds ${key.length} bytes, expected ${KEY_LEN}`);
@@ -55,5 +55,5 @@ export async function readFirstUseKey(inv: FleetInventory, name: string): Promis
 }
 
 export function dropFirstUseKey(inv: FleetInventory, name: string): void {
-  fs.rmSync(keyFile(inv, name), { force: true });
+  fs.rmSync(firstUseKeyFile(inv, name), { force: true });
 }

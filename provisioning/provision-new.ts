@@ -1,7 +1,9 @@
 // `provision new` and `provision import`: register devices with C2 before they are switched on, link
 // their topics, write each device's bundle and label, escrow its key and record it in the fleet
 // inventory. Runbook order: check C2 and the input (nothing registered on any refusal) → plan against
-// the inventory and C2 (idempotent) → per device: bundle → escrow → NewClient → links → inventory.
+// the inventory and C2 (idempotent) → per device: bundle → escrow → journal → NewClient → links → inventory.
+// The per-device files are written a few devices ahead of the C2 lanes, in a worker thread
+// (device-files.ts); the journal (provision-journal.ts) makes a kill between checkpoints resumable.
 // The topic keys C2 pushes now are lost for an offline device (one retained command per device):
 // `provision first-use` delivers every topic key once the device is online.
 import crypto from 'node:crypto';
@@ -9,13 +11,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createLogger, type Logger } from '../lib/log.ts';
 import { KEY_LEN } from '../lib/e4/ids.ts';
-import { buildDeviceBundle, writeDeviceBundle } from './device-bundle.ts';
+import { openDeviceFileWriter, type DeviceFileWriter } from './device-files.ts';
+import { openProvisionJournal, readLeftOverJournals, type JournalRecord, type ProvisionJournal } from './provision-journal.ts';
 import { ProvisionInputError, checkTopics, type FactoryKeyRow } from './provisioning-input.ts';
 import type { ProvisioningC2 } from './provisioning-c2.ts';
-import { storeFirstUseKey } from './first-use-keys.ts';
+import { ensureFirstUseKeyPair, firstUseKeyFile } from './first-use-keys.ts';
 import {
-  escrowIdentityKey, findClient, openProvisioningInventory, settleEscrowRecipients, updateInventoryFile, upsertClient,
-  type FleetInventory, type InventoryProvisioning,
+  escrowKeyPath, findClient, openProvisioningInventory, settleEscrowRecipients, updateInventoryFile, upsertClient,
+  type FleetInventory, type InventoryClient, type InventoryProvisioning,
 } from './provisioning-inventory.ts';
 
 /** A safety precondition is not met (exit 9): nothing was registered. */
@@ -70,6 +73,8 @@ export interface ProvisionReport {
   inventoryFile: string;
   dryRun: boolean;
   seconds: number;
+  /** Devices a killed earlier run had started: finished from its journal, or provisioned again. */
+  resumed?: { fromJournal: number; again: number };
 }
 
 /** C2 must serve the crypto mode asked for; the 2019 build has symkey only. */
@@ -97,13 +102,15 @@ export async function checkTopicsKnown(c2: ProvisioningC2, topics: string[], cre
 interface DevicePlan { create: DeviceToProvision[]; unchanged: string[]; replace: Set<string> }
 
 /** Idempotency: a device the inventory already records is left alone unless --force (refused once rotated). */
-export function planDevices(inv: FleetInventory, devices: DeviceToProvision[], inC2: Set<string>, force: boolean): DevicePlan {
+export function planDevices(inv: FleetInventory, devices: DeviceToProvision[], inC2: Set<string>, force: boolean, unfinished: ReadonlySet<string> = new Set()): DevicePlan {
   const plan: DevicePlan = { create: [], unchanged: [], replace: new Set() };
   const refusedRotated: string[] = [];
   const foreign: string[] = [];
   for (const d of devices) {
     const known = findClient(inv, d.name);
-    if (known?.provisioning?.state === 'rotated' && force) { refusedRotated.push(d.name); continue; }
+    if (known?.provisioning?.state === 'rotated' && (force || unfinished.has(d.name))) { refusedRotated.push(d.name); continue; }
+    // A killed run's own device (its journal says it was prepared): in C2 perhaps, key not final: provision it again.
+    if (unfinished.has(d.name)) { if (known) plan.replace.add(d.name); plan.create.push(d); continue; }
     if (known?.provisioning && !force) { plan.unchanged.push(d.name); continue; }
     if ((known || inC2.has(d.name)) && !force) { foreign.push(d.name); continue; }
     if (known || inC2.has(d.name)) plan.replace.add(d.name);
@@ -121,23 +128,34 @@ export function planDevices(inv: FleetInventory, devices: DeviceToProvision[], i
 
 interface PreparedDevice { d: DeviceToProvision; key: Buffer; escrowedKeyFile?: string }
 
-/** A device's files, before C2 hears of it: a key in C2 always has its bundle and its escrow. */
-async function prepareDevice(o: ProvisionOptions, inv: FleetInventory, escrowTo: string[], d: DeviceToProvision): Promise<PreparedDevice> {
+interface RunContext { o: ProvisionOptions; inv: FleetInventory; escrowTo: string[]; writer: DeviceFileWriter; journal: ProvisionJournal; firstUseRecipient?: string }
+
+/**
+ * A device's files, then its `prepared` journal record, before C2 hears of it: a key in C2 always has its
+ * bundle and its escrow, and a kill after NewClient leaves a device the next run knows as its own.
+ */
+async function prepareDevice(c: RunContext, d: DeviceToProvision): Promise<PreparedDevice> {
+  const { o } = c;
   const key = d.key ?? crypto.randomBytes(KEY_LEN);
-  if (o.outDir) await writeDeviceBundle(o.outDir, buildDeviceBundle(d.name, key, o.topics, o.broker ?? ''), o.bundleRecipients ?? []);
   // TOFU keys are not escrowed: the key that counts is the one the first-use rotation sets.
-  const escrowedKeyFile = o.method === 'tofu' ? undefined : await escrowIdentityKey(inv, d.name, key, escrowTo);
-  // Factory and TOFU keys are rotated when the device first connects: the watcher needs the key it holds now.
-  if (o.method !== 'prekeyed') await storeFirstUseKey(inv, d.name, key);
-  return { d, key, ...(escrowedKeyFile ? { escrowedKeyFile } : {}) };
+  const escrow = o.method === 'tofu' ? undefined : escrowKeyPath(c.inv, d.name);
+  await c.writer.write({
+    name: d.name, key,
+    ...(o.outDir ? { bundle: { dir: o.outDir, topics: o.topics, broker: o.broker ?? '', recipients: [...(o.bundleRecipients ?? [])] } } : {}),
+    ...(escrow ? { escrow: { file: escrow.abs, recipients: c.escrowTo } } : {}),
+    // Factory and TOFU keys are rotated when the device first connects: the watcher needs the key it holds now.
+    ...(c.firstUseRecipient ? { firstUse: { file: firstUseKeyFile(c.inv, d.name), recipients: [c.firstUseRecipient] } } : {}),
+  });
+  await c.journal.append({ op: 'prepared', name: d.name });
+  return { d, key, ...(escrow ? { escrowedKeyFile: escrow.rel } : {}) };
 }
 
 /** NewClient, then one link per topic (each pushes the topic key), then the inventory entry. */
-async function registerDevice(o: ProvisionOptions, inv: FleetInventory, p: PreparedDevice): Promise<void> {
+async function registerDevice(o: ProvisionOptions, inv: FleetInventory, p: PreparedDevice): Promise<InventoryClient> {
   await o.c2.newClient(p.d.name, p.key);
   for (const t of o.topics) await o.c2.linkClientTopic(p.d.name, t);
   const rotate = o.method !== 'prekeyed';
-  upsertClient(inv, {
+  const entry: InventoryClient = {
     name: p.d.name,
     topics: [...o.topics],
     ...(p.escrowedKeyFile ? { escrowedKeyFile: p.escrowedKeyFile } : {}),
@@ -148,25 +166,34 @@ async function registerDevice(o: ProvisionOptions, inv: FleetInventory, p: Prepa
       ...(p.d.serial ? { serial: p.d.serial } : {}),
       provisionedAt: new Date().toISOString(),
     },
-  });
+  };
+  upsertClient(inv, entry);
+  return entry;
 }
 
 /**
- * `concurrency` lanes; each prepares its next device's files while its current device's API calls are in
- * flight, so C2 always has `concurrency` requests to work on (file work never idles a lane).
+ * `concurrency` lanes make the C2 calls, as a bare loop would; the devices' files are prepared up to
+ * `lookahead` devices ahead of the lanes (off the main thread), so a lane never waits for them once the
+ * pipeline is full.
  */
-async function runLanes(items: readonly DeviceToProvision[], concurrency: number, prepare: (d: DeviceToProvision) => Promise<PreparedDevice>,
+async function runLanes(items: readonly DeviceToProvision[], concurrency: number, lookahead: number, prepare: (d: DeviceToProvision) => Promise<PreparedDevice>,
   register: (p: PreparedDevice) => Promise<void>, signal?: AbortSignal): Promise<void> {
+  const prepared: Promise<PreparedDevice>[] = [];
+  let started = 0;
+  const fill = (upTo: number) => {
+    for (; started < Math.min(items.length, upTo) && !signal?.aborted; started++) {
+      prepared[started] = prepare(items[started]);
+      prepared[started].catch(() => undefined); // reported when its lane awaits it
+    }
+  };
   let next = 0;
-  const take = () => (next < items.length && !signal?.aborted ? items[next++] : undefined);
-  const later = (d: DeviceToProvision | undefined) => (d ? new Promise<void>((r) => setImmediate(r)).then(() => prepare(d)) : undefined);
   await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, items.length)) }, async () => {
-    let prepared = later(take());
-    while (prepared) {
-      const registering = register(await prepared);
-      prepared = later(take());
-      prepared?.catch(() => undefined); // reported when awaited
-      await registering;
+    while (next < items.length && !signal?.aborted) {
+      const i = next++;
+      fill(i + 1 + lookahead);
+      const p = await prepared[i];
+      if (signal?.aborted) return;
+      await register(p);
     }
   }));
 }
@@ -178,12 +205,18 @@ export async function provisionDevices(o: ProvisionOptions): Promise<ProvisionRe
   if (o.outDir && !o.broker) throw new ProvisionInputError('bundles need the broker address devices connect to: give --broker URL');
   await checkCryptoMode(o.c2, o.cryptoMode ?? 'symkey');
   const toCreate = await checkTopicsKnown(o.c2, topics, o.createTopics ?? false);
+  // What killed runs left: finished devices go into the inventory now; unfinished ones are ours to redo.
+  const left = readLeftOverJournals(o.inventoryFile);
+  if (left.done.length && !o.dryRun) await updateInventoryFile(o.inventoryFile, (fresh) => { for (const e of left.done) upsertClient(fresh, e); });
   const inv = openProvisioningInventory(o.inventoryFile);
+  if (o.dryRun) for (const e of left.done) upsertClient(inv, e);
   const escrowTo = settleEscrowRecipients(inv, o.escrowRecipients ?? []);
-  const plan = planDevices(inv, o.devices, new Set(await o.c2.clients()), o.force ?? false);
+  const unfinished = new Set(left.unfinished);
+  const plan = planDevices(inv, o.devices, new Set(await o.c2.clients()), o.force ?? false, unfinished);
   const report: ProvisionReport = {
     provisioned: [], unchanged: plan.unchanged, replaced: [], createdTopics: toCreate,
     ...(o.outDir ? { bundleDir: o.outDir } : {}), inventoryFile: o.inventoryFile, dryRun: !!o.dryRun, seconds: 0,
+    ...(left.files.length ? { resumed: { fromJournal: left.done.length, again: plan.create.filter((d) => unfinished.has(d.name)).length } } : {}),
   };
   log.info('provision.plan', { method: o.method, devices: plan.create.length, unchanged: plan.unchanged.length, replace: plan.replace.size, createTopics: toCreate, c2: o.c2.endpoint });
   if (o.dryRun) {
@@ -208,9 +241,30 @@ export async function provisionDevices(o: ProvisionOptions): Promise<ProvisionRe
     }, { checkpoint }));
     return saving;
   };
+  const journal = openProvisionJournal(o.inventoryFile);
+  // Unfinished devices of dead runs that this run does not redo stay in a journal: a later run still knows them.
+  const carried: JournalRecord[] = left.unfinished.filter((n) => !plan.create.some((d) => d.name === n)).map((name) => ({ op: 'prepared', name }));
+  await Promise.all(carried.map((r) => journal.append(r)));
+  for (const f of left.files) fs.rmSync(f, { force: true });
+  const preparedHere = new Set<string>();
+  let journalError: Error | undefined;
+  const writer = await openDeviceFileWriter();
+  log.info('provision.files', { writer: writer.mode });
+  const ctx: RunContext = {
+    o: { ...o, topics }, inv, escrowTo, writer, journal,
+    ...(o.method !== 'prekeyed' ? { firstUseRecipient: ensureFirstUseKeyPair(inv).publicKey } : {}),
+  };
+  let runError: unknown;
   try {
-    await runLanes(plan.create, o.concurrency ?? 4, (d) => prepareDevice({ ...o, topics }, inv, escrowTo, d), async (p) => {
-      await registerDevice({ ...o, topics }, inv, p);
+    const concurrency = o.concurrency ?? 4;
+    await runLanes(plan.create, concurrency, Math.max(8, 2 * concurrency), async (d) => {
+      const p = await prepareDevice(ctx, d);
+      preparedHere.add(d.name);
+      return p;
+    }, async (p) => {
+      const entry = await registerDevice(ctx.o, inv, p);
+      journal.append({ op: 'done', entry }).catch((e) => { journalError ??= e as Error; });
+      preparedHere.delete(p.d.name);
       unsaved.push(p.d.name);
       (plan.replace.has(p.d.name) ? report.replaced : report.provisioned).push(p.d.name);
       o.onProgress?.(report.provisioned.length + report.replaced.length, plan.create.length);
@@ -223,9 +277,15 @@ export async function provisionDevices(o: ProvisionOptions): Promise<ProvisionRe
         lastSave = Date.now();
       }
     }, o.signal);
-  } finally {
-    await save(false);
+  } catch (e) {
+    runError = e;
   }
+  await writer.close();
+  await save(false);
+  // Once the inventory holds every finished device, the journal is needed only for unfinished ones.
+  await journal.close([...carried, ...[...preparedHere].map((name): JournalRecord => ({ op: 'prepared', name }))]);
+  if (runError) throw runError;
+  if (journalError) throw journalError;
   log.info('provision.done', { provisioned: report.provisioned.length, replaced: report.replaced.length, unchanged: report.unchanged.length });
   return finish(report, started);
 }

@@ -1,11 +1,9 @@
 // The fleet inventory as provisioning keeps it: the same file and schema the resync reads
-// (backups/resync/inventory-schema.json), with each device's provisioning state and its escrowed
+// (lib/fleet-inventory/inventory-schema.json), with each device's provisioning state and its escrowed
 // identity key (an age file next to the inventory, to the inventory's escrowRecipients).
-// The inventory module lives in backups/resync today; it belongs in lib/ now that two capabilities
-// use it (left where it is while the resync's owner is changing it).
 import fs from 'node:fs';
 import path from 'node:path';
-import { loadInventory, parseInventory, type FleetInventory, type InventoryClient, type InventoryProvisioning } from '../backups/resync/fleet-inventory.ts';
+import { loadInventory, parseInventory, type FleetInventory, type InventoryClient, type InventoryProvisioning } from '../lib/fleet-inventory/fleet-inventory.ts';
 import { ageDecrypt, ageEncrypt, checkAgeRecipient } from '../lib/age.ts';
 import { KEY_LEN } from '../lib/e4/ids.ts';
 import { writePrivateFile } from './device-bundle.ts';
@@ -100,15 +98,21 @@ export function settleEscrowRecipients(inv: FleetInventory, given: readonly stri
   return inv.escrowRecipients;
 }
 
-/** Encrypt a device's current identity key to the recipients; returns the path to record (relative to the inventory). */
-export async function escrowIdentityKey(inv: FleetInventory, name: string, key: Uint8Array, recipients: readonly string[]): Promise<string> {
-  if (key.length !== KEY_LEN) throw new Error(`identity key of ${name} must be ${KEY_LEN} bytes`);
+/** Where a device's escrowed key goes: `rel` for the inventory, `abs` to write (its folder made, 0700). */
+export function escrowKeyPath(inv: FleetInventory, name: string): { rel: string; abs: string } {
   const rel = path.join(ESCROW_DIR, `${name}.key.age`);
   const abs = path.join(inv.baseDir, rel);
   if (!escrowDirsMade.has(path.dirname(abs))) {
     fs.mkdirSync(path.dirname(abs), { recursive: true, mode: 0o700 });
     escrowDirsMade.add(path.dirname(abs));
   }
+  return { rel, abs };
+}
+
+/** Encrypt a device's current identity key to the recipients; returns the path to record (relative to the inventory). */
+export async function escrowIdentityKey(inv: FleetInventory, name: string, key: Uint8Array, recipients: readonly string[]): Promise<string> {
+  if (key.length !== KEY_LEN) throw new Error(`identity key of ${name} must be ${KEY_LEN} bytes`);
+  const { rel, abs } = escrowKeyPath(inv, name);
   await writePrivateFile(abs, await ageEncrypt(key, recipients));
   return rel;
 }

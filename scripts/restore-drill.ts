@@ -11,7 +11,7 @@ import { runRestoreDrillAndRecord } from '../backups/drill/restore-drill.ts';
 import { cleanupDeadDrills } from '../backups/drill/scratch-registry.ts';
 import { runPitrDrillAndRecord } from '../backups/pitr/pitr-drill.ts';
 import { renderDrillMarkdown } from '../backups/drill/drill-report.ts';
-import { loadInventory, InventoryError } from '../backups/resync/fleet-inventory.ts';
+import { loadInventory, InventoryError } from '../lib/fleet-inventory/fleet-inventory.ts';
 import { DRILL_JOB, printedSchedule } from '../backups/schedule.ts';
 
 const SOURCE = 'Backup set (logical drill)';

@@ -10,7 +10,7 @@ import { EXIT, OpsError } from '../lib/cli/exit-codes.ts';
 import { UsageError } from '../lib/cli/flags.ts';
 import { readFlagFile, BACKUP_SET_FLAGS } from '../lib/cli/shared-flags.ts';
 import { checkStackFile, StackSettingsError } from '../lib/settings/stack-settings.ts';
-import { loadInventory, InventoryError } from '../backups/resync/fleet-inventory.ts';
+import { loadInventory, InventoryError } from '../lib/fleet-inventory/fleet-inventory.ts';
 import { c2LifecycleFromStack, type C2Lifecycle } from '../backups/restore/c2-lifecycle.ts';
 import { finalizeRestore, planRestore, runRestore, type RestoreOptions } from '../backups/restore/run-restore.ts';
 import { renderRestoreMarkdown } from '../backups/restore/restore-report.ts';

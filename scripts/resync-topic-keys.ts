@@ -11,7 +11,7 @@ import { C2_CONNECTION_FLAGS, readFlagFile } from '../lib/cli/shared-flags.ts';
 import { REPO_ROOT } from '../lib/repo-root.ts';
 import { createResyncC2 } from '../backups/resync/c2-resync-adapter.ts';
 import { createSealedTopicKeyProbe } from '../backups/resync/sealed-topic-key-probe.ts';
-import { loadInventory, InventoryError } from '../backups/resync/fleet-inventory.ts';
+import { loadInventory, InventoryError } from '../lib/fleet-inventory/fleet-inventory.ts';
 import { resyncTopicKeys, followUpResync, expectedCountsFromDocument, ResyncRefusedError, type ExpectedCounts, type ResyncOptions } from '../backups/resync/resync-topic-keys.ts';
 import { renderFollowUpUnit } from '../backups/resync/follow-up-unit.ts';
 import type { WatchBrokerPresenceOptions } from '../lib/broker-presence/broker-presence.ts';
@@ -48,7 +48,7 @@ serves the others as they connect; --follow-up JOURNAL --follow 24h does that la
     follow: { type: 'duration', min: 1, placeholder: 'DURATION', group: BROKER, help: 'after the main pass, re-send keys to each device as it connects, until all are served or DURATION ends (e.g. 30m)' },
     'follow-up': { type: 'string', placeholder: 'JOURNAL', group: BROKER, help: 'serve the devices a finished resync left unserved (with --follow); rotates nothing' },
     'print-follow-up-unit': { type: 'boolean', group: BROKER, help: 'print a systemd unit running --follow-up for this journal (with --journal or --follow-up, and --follow); change nothing' },
-    inventory: { type: 'string', placeholder: 'FILE', help: 'fleet inventory (YAML, backups/resync/inventory-schema.json)' },
+    inventory: { type: 'string', placeholder: 'FILE', help: 'fleet inventory (YAML, lib/fleet-inventory/inventory-schema.json)' },
     'database-url': { type: 'string', placeholder: 'URL', help: 'restored database (read-only): settles topics in flight when a run died' },
     concurrency: { type: 'integer', min: 1, placeholder: 'N', help: 'NewTopic requests in flight (default 4: C2 keeps only two idle DB connections)' },
     attempts: { type: 'integer', min: 1, placeholder: 'N', help: 'tries per topic for transient errors, with backoff (default 5)' },

@@ -1,7 +1,7 @@
 // The drill's C2 step (--with-c2): a scratch C2 with its own broker on the restored database must serve
 // what the database holds; with --resync, the topic-key resync is rehearsed against it. Shared by the
 // logical and the PITR drill. The restored database counts as verified (RTO) once C2 serves it.
-import type { FleetInventory } from '../resync/fleet-inventory.ts';
+import type { FleetInventory } from '../../lib/fleet-inventory/fleet-inventory.ts';
 import type { FleetSnapshot } from '../../lib/fleet/fleet.ts';
 import { lap, markVerified, type DrillRun } from './drill-run.ts';
 import type { DrillReportCounts } from './restored-database-verification.ts';

@@ -21,7 +21,7 @@ import { openDrillSet, restoreSetObjects, type OpenedSet } from './drill-backup-
 import { openScratchDatabase, productionUrlOfManifest } from './scratch-database.ts';
 import { deriveDrillKey, prepareRestoredDatabaseVerification, checkRestoredDatabase, type DrillKey, type DrillReportCounts } from './restored-database-verification.ts';
 import { checkScratchC2 } from './drill-c2-check.ts';
-import type { FleetInventory } from '../resync/fleet-inventory.ts';
+import type { FleetInventory } from '../../lib/fleet-inventory/fleet-inventory.ts';
 import type { FleetSnapshot } from '../../lib/fleet/fleet.ts';
 
 export { SCRATCH_POSTGRES_SETTINGS } from './scratch-database.ts';

@@ -16,7 +16,7 @@ import { C2_TABLES } from '../../lib/c2/db-schema.ts';
 import { createResyncC2 } from '../resync/c2-resync-adapter.ts';
 import { resyncTopicKeys } from '../resync/resync-topic-keys.ts';
 import { createSealedTopicKeyProbe } from '../resync/sealed-topic-key-probe.ts';
-import type { FleetInventory } from '../resync/fleet-inventory.ts';
+import type { FleetInventory } from '../../lib/fleet-inventory/fleet-inventory.ts';
 import type { ScratchC2 } from './scratch-c2.ts';
 import type { DrillCheck } from './restored-database-checks.ts';
 import type { DrillReport } from './drill-report.ts';

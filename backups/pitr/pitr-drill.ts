@@ -16,7 +16,7 @@ import { deriveDrillKey, prepareRestoredDatabaseVerification, checkRestoredDatab
 import { checkScratchC2 } from '../drill/drill-c2-check.ts';
 import { pickLoopbackHostFor5432 } from '../../lib/servers/c2.ts';
 import { removeDirSync } from '../drill/scratch-resources.ts';
-import type { FleetInventory } from '../resync/fleet-inventory.ts';
+import type { FleetInventory } from '../../lib/fleet-inventory/fleet-inventory.ts';
 import type { FleetSnapshot } from '../../lib/fleet/fleet.ts';
 import { readPitrInfo, newestArchivedCommit, type PitrInfo } from './pitr-repository.ts';
 import {

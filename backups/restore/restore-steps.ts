@@ -22,7 +22,7 @@ import { createSealedTopicKeyProbe } from '../resync/sealed-topic-key-probe.ts';
 import { resyncTopicKeys } from '../resync/resync-topic-keys.ts';
 import { readJournal as readResyncJournal } from '../resync/resync-journal.ts';
 import { writeResyncReport } from '../resync/resync-report.ts';
-import type { FleetInventory } from '../resync/fleet-inventory.ts';
+import type { FleetInventory } from '../../lib/fleet-inventory/fleet-inventory.ts';
 import { assertCanRestoreAs, checkObjectOwners, createRestoreDatabase, inspectServer, swapRestoredDatabaseIn, withDatabase, type DatabaseNames } from './production-database.ts';
 import { restoreDumpInto } from './logical-restore.ts';
 import { restoreConfigsDir, restoreExtraFiles } from './restore-configs.ts';

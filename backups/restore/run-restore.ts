@@ -15,7 +15,7 @@ import { openTarget } from '../targets.ts';
 import { openBackupSet, resolveSetId } from '../backup-sets.ts';
 import { acquireRunLock, type RunLock } from '../run-lock.ts';
 import { BackupError } from '../exit-codes.ts';
-import type { FleetInventory } from '../resync/fleet-inventory.ts';
+import type { FleetInventory } from '../../lib/fleet-inventory/fleet-inventory.ts';
 import { readPassphraseFile } from '../drill/restore-drill.ts';
 import { databaseOid, dropKeptDatabase, productionDatabaseOf, restoreDatabaseNames, restoreStamp, withDatabase } from './production-database.ts';
 import { opsErrorOf } from './logical-restore.ts';

@@ -1,5 +1,5 @@
 // Devices a resync alone cannot bring back, and what the operator should do for each.
-import type { FleetInventory } from './fleet-inventory.ts';
+import type { FleetInventory } from '../../lib/fleet-inventory/fleet-inventory.ts';
 import type { ResyncReport } from './resync-report.ts';
 
 const OFFLINE_LIMIT_MS = 10 * 60 * 1000;

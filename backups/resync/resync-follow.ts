@@ -5,7 +5,7 @@
 import { watchBrokerPresence, type WatchBrokerPresenceOptions } from '../../lib/broker-presence/broker-presence.ts';
 import { DeliveryLedger, DEFAULT_DELIVERY_GRACE_MS, type DeliveryDeviceSpec, type PresenceView } from './device-delivery.ts';
 import { check, pushKeyToDevice, type ResyncRun } from './resync-run.ts';
-import type { FleetInventory } from './fleet-inventory.ts';
+import type { FleetInventory } from '../../lib/fleet-inventory/fleet-inventory.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

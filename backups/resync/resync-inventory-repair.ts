@@ -4,7 +4,7 @@
 // links C2 lacks are made after their topic's rotation, so a device gets only the fresh key and keeps
 // the pre-restore key as its previous one (it can still read peers not yet served for 60 minutes).
 import { forEachBounded } from '../../lib/retry-with-backoff.ts';
-import { inventoryTopics, readInventoryKey, type FleetInventory, type InventoryClient } from './fleet-inventory.ts';
+import { inventoryTopics, readInventoryKey, type FleetInventory, type InventoryClient } from '../../lib/fleet-inventory/fleet-inventory.ts';
 import { check, type ResyncRun } from './resync-run.ts';
 
 export async function repairInventory(run: ResyncRun): Promise<void> {

@@ -8,7 +8,7 @@
 // a journal makes an interrupted run resumable without rotating any topic twice.
 import type { Logger } from '../../lib/log.ts';
 import type { WatchBrokerPresenceOptions } from '../../lib/broker-presence/broker-presence.ts';
-import type { FleetInventory } from './fleet-inventory.ts';
+import type { FleetInventory } from '../../lib/fleet-inventory/fleet-inventory.ts';
 import type { ResyncReport } from './resync-report.ts';
 import { buildResyncReport } from './resync-report.ts';
 import { identifyRestoredC2, ResyncRefusedError, DEFAULT_RESYNC_CONCURRENCY, check, type ResyncRun } from './resync-run.ts';

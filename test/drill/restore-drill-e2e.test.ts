@@ -15,7 +15,7 @@ import { openTarget } from '../../backups/targets.ts';
 import { readDrillVerification } from '../../backups/backup-sets.ts';
 import { runRestoreDrill, runRestoreDrillAndRecord } from '../../backups/drill/restore-drill.ts';
 import { validateDrillReport } from '../../backups/drill/drill-report.ts';
-import { parseInventory } from '../../backups/resync/fleet-inventory.ts';
+import { parseInventory } from '../../lib/fleet-inventory/fleet-inventory.ts';
 import { createMemoryLogger } from '../../lib/log.ts';
 import { OPS_METRICS } from '../../lib/ops-metrics.ts';
 import { startPrivateDockerEngine, importDebianBaseImage } from '../../lib/servers/docker-engine.ts';

@@ -25,9 +25,13 @@ import { watchFirstUse, type FirstUseReport } from '../../provisioning/first-use
 import { openProvisioningInventory, readEscrowedKey, findClient } from '../../provisioning/provisioning-inventory.ts';
 import { hasFirstUseKey } from '../../provisioning/first-use-keys.ts';
 import { listProvisionedDevices } from '../../provisioning/provision-list.ts';
-import { loadInventory } from '../../backups/resync/fleet-inventory.ts';
+import { loadInventory } from '../../lib/fleet-inventory/fleet-inventory.ts';
 import { startE4goDevices, type E4goDevices } from '../e4go-devices/e4go-devices.ts';
-import { startProvisioningStack, type ProvisioningStack } from './provisioning-stack.ts';
+import { startProvisioningStack, PROVISIONING_TEST_PASSPHRASE, type ProvisioningStack } from './provisioning-stack.ts';
+import { runE4ops } from '../cli/e4ops-run.ts';
+import { deriveDbKey, openDbValue } from '../../lib/e4/keystore.ts';
+import { REPO_ROOT } from '../../lib/repo-root.ts';
+import { spawn } from 'node:child_process';
 import { skipWithoutC2 } from '../c2/c2-stack.ts';
 
 const TOPICS = ['plant/temperature', 'plant/alarms', 'plant/firmware'];
@@ -323,4 +327,56 @@ describe.skipIf(skipWithoutC2)('provisioning with the real C2, Mosquitto and e4g
     expect(r.code).toBe(16);
     expect(r.out).toMatch(/lost-1: no first-use key for lost-1/);
   });
+
+  it('`provision new` killed with SIGKILL mid-run resumes: finished devices are not registered again, every device ends with one inventory entry and a bundle and escrow holding the key C2 has', async () => {
+    const N = 240;
+    const kdir = path.join(dir, 'killed');
+    const inv = path.join(kdir, 'inventory', 'fleet.yaml');
+    const out = path.join(kdir, 'bundles');
+    const args = ['provision', 'new', '--count', String(N), '--name-prefix', 'kill-', '--out', out, '--topics', TOPICS.join(','), '--broker', stack.mosquitto.url,
+      '--inventory', inv, '--escrow-recipient', escrowRecipient, '--json', ...c2Flags()];
+    // The operator's command in a child process (its device files are written by the worker thread there).
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'scripts', 'e4ops.ts'), ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+    const exited = new Promise((r) => child.once('close', r));
+    const journalOf = () => fs.readdirSync(path.dirname(inv)).filter((f) => f.startsWith('fleet.yaml.journal-')).map((f) => path.join(path.dirname(inv), f));
+    const doneIn = (files: string[]) => files.flatMap((f) => fs.readFileSync(f, 'utf8').split('\n')).filter((l) => l.includes('"op":"done"')).length;
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline && !(fs.existsSync(path.dirname(inv)) && doneIn(journalOf()) >= 40)) await new Promise((r) => setTimeout(r, 20));
+    child.kill('SIGKILL');
+    await exited;
+    const journals = journalOf();
+    expect(journals).toHaveLength(1);
+    const lines = fs.readFileSync(journals[0], 'utf8').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { op: string; name?: string; entry?: { name: string } });
+    const finished = lines.filter((l) => l.op === 'done').map((l) => l.entry!.name);
+    const unfinished = lines.filter((l) => l.op === 'prepared').map((l) => l.name!).filter((n) => !finished.includes(n));
+    expect(finished.length).toBeGreaterThanOrEqual(40);
+    expect(finished.length).toBeLessThan(N); // killed mid-run, not after
+    expect(unfinished.length).toBeGreaterThan(0); // devices prepared ahead of the C2 lanes (in C2 perhaps) when it died
+    const bundleBefore = new Map(finished.map((n) => [n, fs.readFileSync(path.join(out, `${n}.json`), 'utf8')]));
+
+    const again = await runE4ops(args, { timeoutMs: 120_000 });
+    expect(again.code, again.stderr).toBe(0);
+    const report = JSON.parse(again.stdout) as { provisioned: string[]; unchanged: string[]; resumed: { fromJournal: number; again: number } };
+    // Finished devices come from the journal (or the last checkpoint): none is provisioned a second time.
+    expect(report.provisioned.filter((n) => finished.includes(n))).toEqual([]);
+    expect(report.resumed.fromJournal).toBeGreaterThanOrEqual(1);
+    expect(report.resumed.again).toBe(unfinished.length);
+    expect(new Set([...report.provisioned, ...report.unchanged]).size).toBe(N);
+    expect(journalOf()).toEqual([]);
+    for (const [n, text] of bundleBefore) expect(fs.readFileSync(path.join(out, `${n}.json`), 'utf8'), n).toBe(text);
+
+    const fleet = loadInventory(inv); // refuses a name listed twice
+    const names = fleet.clients.map((c) => c.name).filter((n) => n.startsWith('kill-'));
+    expect(names).toHaveLength(N);
+    // C2 holds exactly the key of each device's bundle and escrow (sampled: the ones in flight at the kill, and some finished).
+    const dbKey = deriveDbKey(PROVISIONING_TEST_PASSPHRASE);
+    const rows = stack.postgres.psql(`select name, encode(key,'hex') from clients where name like 'kill-%'`, stack.database).trim().split('\n');
+    expect(rows).toHaveLength(N);
+    const inC2 = new Map(rows.map((r) => r.split('|')).map(([n, k]) => [n, openDbValue(dbKey, Buffer.from(k, 'hex'), 'clients.key').toString('hex')]));
+    for (const n of names) expect(readDeviceBundle(path.join(out, `${n}.json`)).idKey, n).toBe(inC2.get(n));
+    const owner = openProvisioningInventory(inv);
+    for (const n of [...unfinished, ...finished.slice(0, 5)]) {
+      expect((await readEscrowedKey(owner, findClient(owner, n)!, escrowIdentity)).toString('hex'), n).toBe(inC2.get(n));
+    }
+  }, 240_000);
 });

@@ -6,6 +6,9 @@ import { startThrowawayPostgres, type ThrowawayPostgres } from '../../lib/server
 import { startThrowawayMosquitto, type ThrowawayMosquitto } from '../../lib/servers/mosquitto.ts';
 import { renderMosquittoConf } from '../../lib/render/mosquitto-conf.ts';
 
+/** C2's database passphrase in these tests: lets a test open the keys C2 stored. */
+export const PROVISIONING_TEST_PASSPHRASE = 'e4ops-provisioning-test-passphrase';
+
 export interface ProvisioningStack {
   postgres: ThrowawayPostgres;
   mosquitto: ThrowawayMosquitto;
@@ -20,7 +23,7 @@ export async function startProvisioningStack(): Promise<ProvisioningStack> {
   try {
     await postgres.createDatabase('e4c2');
     mosquitto = await startThrowawayMosquitto({ confText: renderMosquittoConf({ listeners: [{ port: '{{PORT}}', address: '{{HOST}}' }], persistenceDir: '{{DIR}}', allowAnonymous: true }) });
-    const c2 = await startC2({ db: { host: postgres.host, database: 'e4c2', username: 'postgres' }, passphrase: 'e4ops-provisioning-test-passphrase', mqttBroker: mosquitto.url, logLevel: 'info' });
+    const c2 = await startC2({ db: { host: postgres.host, database: 'e4c2', username: 'postgres' }, passphrase: PROVISIONING_TEST_PASSPHRASE, mqttBroker: mosquitto.url, logLevel: 'info' });
     const mq = mosquitto;
     return {
       postgres, mosquitto: mq, c2, database: 'e4c2',

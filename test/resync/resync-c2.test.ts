@@ -13,7 +13,7 @@ import { createResyncC2 } from '../../backups/resync/c2-resync-adapter.ts';
 import { createSealedTopicKeyProbe } from '../../backups/resync/sealed-topic-key-probe.ts';
 import { resyncTopicKeys, ResyncRefusedError } from '../../backups/resync/resync-topic-keys.ts';
 import { readJournal } from '../../backups/resync/resync-journal.ts';
-import { parseInventory, renderInventory } from '../../backups/resync/fleet-inventory.ts';
+import { parseInventory, renderInventory } from '../../lib/fleet-inventory/fleet-inventory.ts';
 import { validateResyncReport } from '../../backups/resync/resync-report.ts';
 import { createMemoryLogger } from '../../lib/log.ts';
 

@@ -19,7 +19,7 @@ import { c2BinaryAvailable, c2BinaryDir } from '../../lib/servers/c2.ts';
 import { createResyncC2 } from '../../backups/resync/c2-resync-adapter.ts';
 import { createSealedTopicKeyProbe } from '../../backups/resync/sealed-topic-key-probe.ts';
 import { resyncTopicKeys } from '../../backups/resync/resync-topic-keys.ts';
-import { parseInventory, renderInventory, type InventoryClient } from '../../backups/resync/fleet-inventory.ts';
+import { parseInventory, renderInventory, type InventoryClient } from '../../lib/fleet-inventory/fleet-inventory.ts';
 import { validateResyncReport, type ResyncReport } from '../../backups/resync/resync-report.ts';
 import { createMemoryLogger } from '../../lib/log.ts';
 import { EXIT } from '../../lib/cli/exit-codes.ts';

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { resyncTopicKeys, listDevicesAtRisk, ResyncRefusedError, type ResyncC2 } from '../../backups/resync/resync-topic-keys.ts';
 import { readJournal, JournalWriter } from '../../backups/resync/resync-journal.ts';
-import { parseInventory, inventoryTopics, readInventoryKey, InventoryError } from '../../backups/resync/fleet-inventory.ts';
+import { parseInventory, inventoryTopics, readInventoryKey, InventoryError } from '../../lib/fleet-inventory/fleet-inventory.ts';
 import { validateResyncReport } from '../../backups/resync/resync-report.ts';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'e4ops-resync-safety-'));

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { c2BinaryAvailable } from '../../lib/servers/c2.ts';
 import { createResyncC2 } from '../../backups/resync/c2-resync-adapter.ts';
 import { resyncTopicKeys } from '../../backups/resync/resync-topic-keys.ts';
-import { parseInventory, renderInventory } from '../../backups/resync/fleet-inventory.ts';
+import { parseInventory, renderInventory } from '../../lib/fleet-inventory/fleet-inventory.ts';
 import { createMemoryLogger } from '../../lib/log.ts';
 import { startRestoredFleet, whatItReads, type RestoredFleet } from './restored-fleet.ts';
 

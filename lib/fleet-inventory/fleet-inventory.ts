@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { compileSchemaValidator } from '../../lib/json-schema.ts';
+import { compileSchemaValidator } from '../json-schema.ts';
 import inventorySchema from './inventory-schema.json' with { type: 'json' };
 
 export interface InventoryClient {
@@ -64,7 +64,7 @@ export function parseInventory(text: string, file = 'inventory', baseDir = '.'):
   }
   const errs = inventoryValidator.errors(doc);
   if (errs) {
-    throw new InventoryError(`inventory ${file} does not match backups/resync/inventory-schema.json: ${errs}`);
+    throw new InventoryError(`inventory ${file} does not match lib/fleet-inventory/inventory-schema.json: ${errs}`);
   }
   const inv = doc as Omit<FleetInventory, 'baseDir'>;
   const seen = new Set<string>();
