@@ -268,8 +268,9 @@ export async function provisionDevices(o: ProvisionOptions): Promise<ProvisionRe
       unsaved.push(p.d.name);
       (plan.replace.has(p.d.name) ? report.replaced : report.provisioned).push(p.d.name);
       o.onProgress?.(report.provisioned.length + report.replaced.length, plan.create.length);
-      // A checkpoint every 2 s, or less often when the inventory is large: never more than ~5% of the run.
-      if (Date.now() - lastSave > Math.max(2000, 20 * saveMs)) {
+      // A checkpoint every 5 s, or less often when the inventory is large (never over ~2% of the run): the
+      // journal covers a kill in between; checkpoints let a running first-use watcher see new devices.
+      if (Date.now() - lastSave > Math.max(5000, 50 * saveMs)) {
         lastSave = Date.now();
         const t = Date.now();
         await save(true);
