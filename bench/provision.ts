@@ -2,9 +2,12 @@
 // bare loop of the same API calls.
 //   bare: for each device NewClient(random key) + one link per topic (PUT, C2 pushes the key), with the
 //         same concurrency, nothing else.
-//   ours: provisionDevices(): the same calls plus what provisioning adds: plan against the inventory and
-//         C2's client list, a bundle (0600 JSON) and a QR label (PNG + SVG) per device, the key escrowed
-//         with age, and the fleet inventory written (every 2 s and at the end).
+//   ours: provisionDevices(): the same calls, with the same 4 lanes, plus what provisioning adds: plan
+//         against the inventory and C2's client list, a bundle (0600 JSON) and a QR label (PNG + SVG) per
+//         device, the key escrowed with age, the run journal, and the fleet inventory written (checkpoints
+//         and at the end).
+// Also reported: CPU per device of this process (worker threads included), C2 and PostgreSQL, per phase:
+// on a busy 2-core host the ratio follows the CPU ratio.
 // The two phases alternate in rounds (bare, ours, bare, ours ...) so that C2's growing tables and the
 // shared machine's load weigh on both alike. Target (issue 16): ratio ours/bare <= 1.1.
 // Usage: npm run bench:provision -- [--devices 10000] [--topics 3] [--rounds 4] [--concurrency 4]
@@ -70,12 +73,15 @@ try {
   let oursSeconds = 0;
   let provisioned = 0;
   let bareDone = 0;
+  const roundRatios: number[] = [];
   for (let r = 0; r < rounds; r++) {
     const n = Math.min(perRound, devices - r * perRound);
     if (n <= 0) break;
     const names = Array.from({ length: n }, (_, i) => `bare-${r}-${i}`);
     let t0 = performance.now();
     let cpu0 = cpuNow();
+    const bareBefore = bareSeconds;
+    const oursBefore = oursSeconds;
     await forEachBounded(names, concurrency, async (name) => {
       await api.newClient(name, crypto.randomBytes(32));
       for (const t of topics) await api.linkClientTopic(name, t);
@@ -92,6 +98,7 @@ try {
     });
     oursSeconds += (performance.now() - t0) / 1000;
     addCpu(oursCpu, cpu0);
+    roundRatios.push(+((oursSeconds - oursBefore) / (bareSeconds - bareBefore)).toFixed(3));
     provisioned += report.provisioned.length;
     process.stderr.write(`round ${r + 1}/${rounds}: ${n} devices; bare ${bareSeconds.toFixed(1)} s, ours ${oursSeconds.toFixed(1)} s so far\n`);
   }
@@ -104,6 +111,7 @@ try {
     ours: { seconds: +oursSeconds.toFixed(2), devicesPerSecond: +(provisioned / oursSeconds).toFixed(1), provisioned, bundleFiles: bundles.length, cpuMsPerDevice: perDeviceMs(oursCpu, provisioned) },
     bare: { seconds: +bareSeconds.toFixed(2), devicesPerSecond: +(bareDone / bareSeconds).toFixed(1), devices: bareDone, cpuMsPerDevice: perDeviceMs(bareCpu, bareDone) },
     ratio: +(oursSeconds / bareSeconds).toFixed(3),
+    roundRatios,
     target: 1.1,
     loadAverage: { before: loadBefore, after: os.loadavg().map((x) => +x.toFixed(2)) },
     clientsInC2: await api.countClients(),

@@ -101,15 +101,23 @@ function pngChunk(type: string, data: Buffer): Buffer {
 export function renderLabel(text: string): { png: Buffer; svg: string } {
   // One byte-mode segment: qrcode's segment optimiser (a shortest-path search per label) gains nothing on JSON text.
   const { size, data } = QRCode.create([{ data: Buffer.from(text), mode: 'byte' }], { errorCorrectionLevel: 'M' }).modules;
-  const dark = (x: number, y: number) => x >= 0 && y >= 0 && x < size && y < size && data[y * size + x] === 1;
-  const px = (size + 2 * LABEL_MARGIN) * LABEL_SCALE;
-  const rowBytes = Math.ceil(px / 8);
-  const raw = Buffer.alloc((rowBytes + 1) * px, 0xff);
-  for (let y = 0; y < px; y++) {
-    raw[y * (rowBytes + 1)] = 0; // filter: none
-    for (let x = 0; x < px; x++) {
-      if (dark(Math.floor(x / LABEL_SCALE) - LABEL_MARGIN, Math.floor(y / LABEL_SCALE) - LABEL_MARGIN)) raw[y * (rowBytes + 1) + 1 + (x >> 3)] &= ~(0x80 >> (x & 7));
+  const dark = (x: number, y: number) => data[y * size + x] === 1;
+  const n = size + 2 * LABEL_MARGIN;
+  const px = n * LABEL_SCALE;
+  const stride = Math.ceil(px / 8) + 1; // filter byte + 1 bit per pixel
+  const raw = Buffer.alloc(stride * px, 0xff);
+  // One pixel row per module row (filter byte 0: none), then copied LABEL_SCALE - 1 times below it.
+  for (let my = 0; my < n; my++) {
+    const row = my * LABEL_SCALE * stride;
+    raw[row] = 0;
+    const qy = my - LABEL_MARGIN;
+    if (qy >= 0 && qy < size) {
+      for (let qx = 0; qx < size; qx++) {
+        if (!dark(qx, qy)) continue;
+        for (let x = (qx + LABEL_MARGIN) * LABEL_SCALE, end = x + LABEL_SCALE; x < end; x++) raw[row + 1 + (x >> 3)] &= ~(0x80 >> (x & 7));
+      }
     }
+    for (let k = 1; k < LABEL_SCALE; k++) raw.copy(raw, row + k * stride, row, row + stride);
   }
   const ihdr = Buffer.alloc(13);
   ihdr.writeUInt32BE(px, 0);
@@ -118,7 +126,6 @@ export function renderLabel(text: string): { png: Buffer; svg: string } {
   const png = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), pngChunk('IHDR', ihdr), pngChunk('IDAT', zlib.deflateSync(raw)), pngChunk('IEND', Buffer.alloc(0))]);
   let d = '';
   for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) if (dark(x, y)) d += `M${x + LABEL_MARGIN} ${y + LABEL_MARGIN}h1v1h-1z`;
-  const n = size + 2 * LABEL_MARGIN;
   const svg = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${n} ${n}" shape-rendering="crispEdges"><rect width="${n}" height="${n}" fill="#fff"/><path fill="#000" d="${d}"/></svg>\n`;
   return { png, svg };
 }
