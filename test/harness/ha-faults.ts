@@ -40,14 +40,22 @@ export async function waitPatroniSettled(stack: RealizedStack, members = 3, time
 
 export interface PrimaryKillResult extends FaultWindow { oldLeader: string; newLeader: string; ackedWritesLost: string[]; acked: number }
 
-/** kill -9 of the Patroni leader's container under write load; every acknowledged write read back. */
+/**
+ * kill -9 of the Patroni leader's container under write load, kept down (a lost member: a container
+ * Docker restarts within the lease simply takes its own lock back), then revived to rejoin; every
+ * acknowledged write read back.
+ */
 export async function measurePrimaryKill(stack: RealizedStack, api: C2Api, o: LoadOptions = {}): Promise<PrimaryKillResult> {
   const oldLeader = await leaderOf(stack);
   const load = startWriteLoad(api, { ratePerSecond: o.ratePerSecond ?? 10, prefix: `pk${Date.now() % 100000}` });
   await sleep(o.beforeMs ?? 5000);
-  const at = await stack.crash(oldLeader);
-  await sleep(o.afterMs ?? 30_000);
-  await load.stop();
+  const at = await stack.crash(oldLeader, { stayDown: true });
+  try {
+    await sleep(o.afterMs ?? 30_000);
+    await load.stop();
+  } finally {
+    await stack.revive(oldLeader);
+  }
   const newLeader = await leaderOf(stack);
   const lost = await lostAcknowledgedWrites(api, load.records);
   return { ...faultWindow(load.records, at), oldLeader, newLeader, ackedWritesLost: lost, acked: load.records.filter((r) => r.ok).length };
@@ -57,9 +65,13 @@ export async function measurePrimaryKill(stack: RealizedStack, api: C2Api, o: Lo
 export async function measureC2ReplicaKill(stack: RealizedStack, api: C2Api, replica = 'c2-1', o: LoadOptions = {}): Promise<FaultWindow & { ackedWritesLost: string[] }> {
   const load = startWriteLoad(api, { ratePerSecond: o.ratePerSecond ?? 10, prefix: `ck${Date.now() % 100000}` });
   await sleep(o.beforeMs ?? 5000);
-  const at = await stack.crash(replica);
-  await sleep(o.afterMs ?? 15_000);
-  await load.stop();
+  const at = await stack.crash(replica, { stayDown: true });
+  try {
+    await sleep(o.afterMs ?? 15_000);
+    await load.stop();
+  } finally {
+    await stack.revive(replica);
+  }
   return { ...faultWindow(load.records, at), ackedWritesLost: await lostAcknowledgedWrites(api, load.records) };
 }
 

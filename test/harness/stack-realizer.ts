@@ -33,8 +33,13 @@ export interface RealizedStack {
   exec(name: string, cmd: string[], opts?: { user?: string }): { code: number; stdout: string; stderr: string };
   logs(name: string, tail?: number): string;
   kill(name: string, signal?: string): Promise<void>;
-  /** kill -9 of the container's first process from the host: a crash, so the restart policy applies. */
-  crash(name: string): Promise<number>;
+  /**
+   * kill -9 of the container's first process from the host; returns when (ms). With `stayDown` the restart
+   * policy is switched off first (a lost member, not a crash Docker restarts at once); revive() undoes it.
+   */
+  crash(name: string, opts?: { stayDown?: boolean }): Promise<number>;
+  /** Restore the declared restart policy of a container crash({ stayDown }) left down, and start it. */
+  revive(name: string): Promise<void>;
   stop(name: string, timeoutSeconds?: number): Promise<void>;
   start(name: string): Promise<void>;
   restart(name: string): Promise<void>;
@@ -111,6 +116,7 @@ export async function realizeRecordedStack(host: string, resources: RecordedReso
   const log = opts.log ?? (() => {});
   const api = <T = any>(method: string, p: string, body?: unknown, o?: { tar?: Buffer }) => dockerEngineRequest<T>(host, method, p, body, o);
   const created = { networks: new Set<string>(), volumes: new Set<string>(), containers: [] as string[] };
+  const restartPolicies = new Map<string, string>();
   const skipped: Record<string, string> = { ...opts.skip };
   const destroy = async () => {
     for (const c of [...created.containers].reverse()) await api('DELETE', `/containers/${c}?force=true&v=true`).catch(() => {});
@@ -141,6 +147,7 @@ export async function realizeRecordedStack(host: string, resources: RecordedReso
       const { body, extraNetworks } = containerCreateBody(inputs);
       await api('POST', `/containers/create?name=${encodeURIComponent(inputs.name)}`, body);
       created.containers.push(inputs.name);
+      restartPolicies.set(inputs.name, inputs.restart ?? 'no');
       for (const n of extraNetworks) await api('POST', `/networks/${n.name}/connect`, { Container: inputs.name, EndpointConfig: { Aliases: n.aliases } });
       const files = uploadFiles(inputs);
       if (files.length) await api('PUT', `/containers/${inputs.name}/archive?path=/`, undefined, { tar: tarArchive(files) });
@@ -189,12 +196,17 @@ export async function realizeRecordedStack(host: string, resources: RecordedReso
       return `${r.stdout ?? ''}${r.stderr ?? ''}`.trim();
     },
     async kill(name, signal = 'KILL') { await api('POST', `/containers/${name}/kill?signal=${signal}`); },
-    async crash(name) {
+    async crash(name, o = {}) {
       const { pid } = await inspect(name);
       if (!pid) throw new Error(`${name} is not running`);
+      if (o.stayDown) await api('POST', `/containers/${name}/update`, { RestartPolicy: { Name: 'no' } });
       const at = Date.now();
       process.kill(pid, 'SIGKILL');
       return at;
+    },
+    async revive(name) {
+      await api('POST', `/containers/${name}/update`, { RestartPolicy: { Name: restartPolicies.get(name) ?? 'no' } });
+      if (!(await inspect(name)).running) await api('POST', `/containers/${name}/start`);
     },
     async stop(name, t = 10) { await api('POST', `/containers/${name}/stop?t=${t}`); },
     async start(name) { await api('POST', `/containers/${name}/start`); },
