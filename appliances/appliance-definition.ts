@@ -42,7 +42,7 @@ export function checkApplianceRules(s: StackSettings, suite = 'trixie', extraPac
   if (s.backup.enabled) {
     if (suite === 'bookworm') p.push('settings.backup.enabled: the backup timer runs the toolkit, which needs Node.js 20; Debian 12 (bookworm) has 18. Fix: build with suite trixie, or set it to false');
     for (const [i, t] of s.backup.targets.entries()) {
-      if (t.type === 'local' && !t.path?.startsWith('/')) p.push(`settings.backup.targets[${i}].path: a local target on the appliance needs an absolute directory. Fix: e.g. /var/backups/e4ops`);
+      if (t.type === 'local' && !/^\/[A-Za-z0-9_.\/-]*$/.test(t.path ?? '')) p.push(`settings.backup.targets[${i}].path: a local target on the appliance needs an absolute directory of letters, digits and _ . - /. Fix: e.g. /var/backups/e4ops`);
       if (t.type === 'rclone' && !extraPackages.includes('rclone')) p.push(`settings.backup.targets[${i}]: an rclone target needs rclone in the image. Fix: add rclone to extraPackages (and rebuild)`);
     }
   }

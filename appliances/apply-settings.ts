@@ -91,6 +91,8 @@ export function applySettings(o: ApplySettingsOptions): ApplySettingsResult {
   for (const p of optionalSettingsFilePaths().filter((q) => !written.includes(q))) {
     if (fs.existsSync(at(p))) { fs.rmSync(at(p)); removed.push(p); }
   }
-  fs.writeFileSync(at(P.runtimeEnv), `E4OPS_HOSTNAME='${short}'\nE4OPS_CERT_SAN='${certSan}'\n`, { mode: 0o644 });
+  // Local backup targets first boot initialises (e4ops backup init), so the first run finds them marked.
+  const localTargets = appliance.settings.backup.enabled ? appliance.settings.backup.targets.filter((t) => t.type === 'local').map((t) => t.path!) : [];
+  fs.writeFileSync(at(P.runtimeEnv), `E4OPS_HOSTNAME='${short}'\nE4OPS_CERT_SAN='${certSan}'\nE4OPS_LOCAL_BACKUP_TARGETS='${localTargets.join(' ')}'\n`, { mode: 0o644 });
   return { appliance, fromCloudInit, written, removed, hostname: short, certSan };
 }

@@ -150,6 +150,8 @@ export function renderSettingsFiles(appliance: ValidatedAppliance): PlannedFile[
         database: { host: '127.0.0.1', port: 5432, name: s.postgres.database, user: s.postgres.username },
         files: [P.c2ConfigFile, path.posix.join(P.c2ConfigsDir, C2_CERT_FILE), path.posix.join(P.c2ConfigsDir, C2_KEY_FILE), P.definitionFile],
         targets: b.targets, ageRecipients: b.ageRecipients, retention: b.retention,
+        // First boot writes it: each set records the passphrase's fingerprint, so drills know they hold the right one.
+        passphraseFile: P.drillPassphraseFile,
       }),
     });
     const units = renderScheduledJobUnits({
@@ -245,6 +247,7 @@ export function planAppliance(appliance: ValidatedAppliance, c2BinarySource: str
   const firstBoot = renderFirstBootScript({
     applySettingsCommand: `${e4ops} appliance apply-settings`,
     runtimeEnvFile: P.runtimeEnv, backupEnvFile: P.backupEnvFile, timers: SCHEDULED_TIMERS, drillPassphraseFile: P.drillPassphraseFile,
+    backupInitCommand: `${e4ops} backup init --target`,
     pgbackrest: {
       configFile: P.pgbackrestConfig, secretsFile: P.pgbackrestSecretsFile, firstBackupService: 'e4ops-pitr-full.service',
       initCommand: `${e4ops} pitr init --pgbackrest-config ${P.pgbackrestConfig} --config-include-path ${P.pgbackrestIncludeDir} --stanza ${s.postgres.pitr.stanza}`,

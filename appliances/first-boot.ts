@@ -14,7 +14,7 @@
 export interface FirstBootSettings {
   /** Validates and renders the settings; writes runtimeEnvFile (host name, certificate SANs). */
   applySettingsCommand: string;
-  /** E4OPS_HOSTNAME and E4OPS_CERT_SAN, from the host name cloud-init set. */
+  /** E4OPS_HOSTNAME and E4OPS_CERT_SAN, from the host name cloud-init set; E4OPS_LOCAL_BACKUP_TARGETS. */
   runtimeEnvFile: string;
   /** PGPASSWORD for the backup job (root only). */
   backupEnvFile: string;
@@ -22,6 +22,8 @@ export interface FirstBootSettings {
   timers: string[];
   /** C2's key passphrase alone (root, 0600): the drill's --passphrase-file. */
   drillPassphraseFile: string;
+  /** Marks a local backup target (the folder is appended): a run refuses an unmarked one, which is what an unmounted share looks like. */
+  backupInitCommand: string;
   /** pgBackRest, when apply-settings rendered its config: the stanza is created and a first full backup started. */
   pgbackrest: { configFile: string; secretsFile: string; initCommand: string; firstBackupService: string };
   c2User: string;
@@ -121,6 +123,10 @@ fi
 umask 077
 printf 'PGPASSWORD=%s\n' "$DB_PASSWORD" > ${shq(s.backupEnvFile)}
 sed -n 's/^E4C2_DB_ENCRYPTION_PASSPHRASE=//p' ${shq(s.c2EnvFile)} > ${shq(s.drillPassphraseFile)}
+for target in \${E4OPS_LOCAL_BACKUP_TARGETS:-}; do
+  log "initialising the backup target $target"
+  ${s.backupInitCommand} "$target" || log "WARNING: could not initialise $target; backups to it fail until: ${s.backupInitCommand} $target"
+done
 
 if [ -e ${shq(s.pgbackrest.configFile)} ]; then
   # pgBackRest's folders as its config names them; the cipher passphrase only when the config asks for one.

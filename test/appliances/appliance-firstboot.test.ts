@@ -58,7 +58,7 @@ describe('e4ops appliance apply-settings (first boot)', () => {
     expect(job.ageRecipients).toEqual([AGE]);
     expect(fs.readFileSync(path.join(root, `etc/systemd/system/${BACKUP_TIMER}`), 'utf8')).toContain('OnCalendar=*-*-* 01:30:00');
     expect(fs.readFileSync(path.join(root, `etc/systemd/system/${BACKUP_SERVICE}`), 'utf8')).toContain('ExecStart=/usr/bin/node --max-semi-space-size=1 --expose-gc --import tsx /opt/e4ops/scripts/backup.ts run --config /etc/e4ops/backup.json');
-    expect(fs.readFileSync(path.join(root, APPLIANCE_PATHS.runtimeEnv), 'utf8')).toBe("E4OPS_HOSTNAME='c2-lab'\nE4OPS_CERT_SAN='DNS:c2-lab,DNS:c2,DNS:localhost,IP:127.0.0.1'\n");
+    expect(fs.readFileSync(path.join(root, APPLIANCE_PATHS.runtimeEnv), 'utf8')).toBe("E4OPS_HOSTNAME='c2-lab'\nE4OPS_CERT_SAN='DNS:c2-lab,DNS:c2,DNS:localhost,IP:127.0.0.1'\nE4OPS_LOCAL_BACKUP_TARGETS='/var/backups/e4ops'\n");
     expect(r.stdout).toContain('settings ok (cloud-init block merged over the image definition)');
   });
 
