@@ -283,6 +283,18 @@ export const STACK_SETTINGS_SCHEMA = {
           },
         },
         ageRecipients: { type: 'array', default: [], items: { type: 'string', pattern: '^(age1[02-9ac-hj-np-z]{58}|ssh-(ed25519|rsa) \\S+.*)$' } },
+        drill: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          description: 'A scheduled restore drill of the newest backup set (e4ops drill). Runs where the toolkit runs as a service: the VM appliance (a Pulumi stack refuses it; schedule the drill on a toolkit host with e4ops drill --print-systemd-timer)',
+          properties: {
+            enabled: boolFalse,
+            schedule: { type: 'string', default: '43 4 * * 0', description: 'cron expression (5 fields); weekly by default (E4RestoreDrillTooOld fires after monitoring.alerts.drillMaxAgeDays)' },
+            identityFile: { type: 'string', pattern: '^/\\S+$', default: '/etc/e4ops/secrets/drill-identity.age', description: 'age identity that opens the backups (the private half of one of backup.ageRecipients), written there by the operator (cloud-init write_files, mode 0600)' },
+            withC2: { type: 'boolean', default: true, description: 'also start a scratch C2 on the restored database and check that it serves the same clients and topics' },
+          },
+        },
         retention: {
           type: 'object',
           additionalProperties: false,
