@@ -42,9 +42,16 @@ export function checkApplianceRules(s: StackSettings, suite = 'trixie', extraPac
   if (s.backup.enabled) {
     if (suite === 'bookworm') p.push('settings.backup.enabled: the backup timer runs the toolkit, which needs Node.js 20; Debian 12 (bookworm) has 18. Fix: build with suite trixie, or set it to false');
     for (const [i, t] of s.backup.targets.entries()) {
-      if (t.type === 'local' && !t.path?.startsWith('/')) p.push(`settings.backup.targets[${i}].path: a local target on the appliance needs an absolute directory. Fix: e.g. /var/backups/e4ops`);
+      if (t.type === 'local' && !/^\/[A-Za-z0-9_.\/-]*$/.test(t.path ?? '')) p.push(`settings.backup.targets[${i}].path: a local target on the appliance needs an absolute directory of letters, digits and _ . - /. Fix: e.g. /var/backups/e4ops`);
       if (t.type === 'rclone' && !extraPackages.includes('rclone')) p.push(`settings.backup.targets[${i}]: an rclone target needs rclone in the image. Fix: add rclone to extraPackages (and rebuild)`);
     }
+  }
+  if (s.backup.drill.enabled) {
+    if (!s.backup.targets.some((t) => t.type === 'local')) p.push('settings.backup.drill.enabled: the appliance drills the first local backup target, and there is none. Fix: add a local target (e.g. /var/backups/e4ops), or set it to false');
+  }
+  if (s.postgres.pitr.enabled) {
+    if (suite === 'bookworm') p.push('settings.postgres.pitr.enabled: pgBackRest and its timers run the toolkit (Node.js 20), which bookworm lacks. Fix: build with suite trixie, or set it to false');
+    if (s.postgres.pitr.repo.type === 'sftp') p.push('settings.postgres.pitr.repo.type: sftp needs a private key on the VM that first boot does not make. Fix: use posix (a mounted folder) or s3');
   }
   if (s.monitoring.prometheus.enabled || s.tracing.enabled || s.logShipper.enabled) {
     p.push('settings.monitoring.prometheus.enabled / tracing.enabled / logShipper.enabled: not in the appliance. Fix: set them to false');
@@ -73,7 +80,7 @@ export function validateApplianceDefinition(raw: unknown, source?: string): Vali
   }
   let settings: StackSettings;
   try {
-    settings = validateStackSettings(def.settings, {}, 'settings');
+    settings = validateStackSettings(def.settings, {}, 'settings', { deployment: 'appliance' });
   } catch (err) {
     if (err instanceof StackSettingsError) throw new ApplianceDefinitionError(err.problems.map((q) => `settings.${q}`), source);
     throw err;

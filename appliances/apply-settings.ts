@@ -10,7 +10,7 @@ import YAML from 'yaml';
 import { c2CertificateSans } from '../lib/render/c2-replica.ts';
 import { UsageError } from '../lib/cli/flags.ts';
 import { validateApplianceDefinition, ApplianceDefinitionError, type ValidatedAppliance } from './appliance-definition.ts';
-import { renderSettingsFiles, APPLIANCE_PATHS, BACKUP_SERVICE, BACKUP_TIMER, type PlannedFile } from './build-appliance.ts';
+import { renderSettingsFiles, optionalSettingsFilePaths, APPLIANCE_PATHS, type PlannedFile } from './build-appliance.ts';
 
 type Tree = Record<string, unknown>;
 const isMap = (v: unknown): v is Tree => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -86,13 +86,13 @@ export function applySettings(o: ApplySettingsOptions): ApplySettingsResult {
     fs.renameSync(`${target}.tmp`, target);
     written.push(f.path);
   }
-  // Backups switched off by the block: no timer left behind from the image.
+  // Jobs switched off by the block (backup, drill, pgBackRest): no unit or config left behind from the image.
   const removed: string[] = [];
-  if (!appliance.settings.backup.enabled) {
-    for (const p of [P.backupJobConfig, `/etc/systemd/system/${BACKUP_SERVICE}`, `/etc/systemd/system/${BACKUP_TIMER}`, `/etc/systemd/system/${BACKUP_SERVICE}.d/appliance.conf`]) {
-      if (fs.existsSync(at(p))) { fs.rmSync(at(p)); removed.push(p); }
-    }
+  for (const p of optionalSettingsFilePaths().filter((q) => !written.includes(q))) {
+    if (fs.existsSync(at(p))) { fs.rmSync(at(p)); removed.push(p); }
   }
-  fs.writeFileSync(at(P.runtimeEnv), `E4OPS_HOSTNAME='${short}'\nE4OPS_CERT_SAN='${certSan}'\n`, { mode: 0o644 });
+  // Local backup targets first boot initialises (e4ops backup init), so the first run finds them marked.
+  const localTargets = appliance.settings.backup.enabled ? appliance.settings.backup.targets.filter((t) => t.type === 'local').map((t) => t.path!) : [];
+  fs.writeFileSync(at(P.runtimeEnv), `E4OPS_HOSTNAME='${short}'\nE4OPS_CERT_SAN='${certSan}'\nE4OPS_LOCAL_BACKUP_TARGETS='${localTargets.join(' ')}'\n`, { mode: 0o644 });
   return { appliance, fromCloudInit, written, removed, hostname: short, certSan };
 }

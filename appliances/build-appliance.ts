@@ -16,7 +16,9 @@ import { renderMosquittoConf } from '../lib/render/mosquitto-conf.ts';
 import { renderPostgresConf, renderPostBootstrapScript } from '../lib/render/postgres-conf.ts';
 import { renderBackupJobConfig } from '../lib/render/backup-job.ts';
 import { renderC2ServiceUnit, renderFirstBootServiceUnit, renderDhcpNetwork, renderSystemdUnit, cronToOnCalendar } from '../lib/render/systemd-units.ts';
-import { renderSystemdUnits as renderScheduledJobUnits, BACKUP_JOB } from '../backups/schedule.ts';
+import { renderSystemdUnits as renderScheduledJobUnits, BACKUP_JOB, DRILL_JOB } from '../backups/schedule.ts';
+import { pitrScheduledUnits } from '../backups/pitr/pitr-operations.ts';
+import { renderPgBackRestConf, pgBackRestSettingsOf, PGBACKREST_DEFAULTS } from '../lib/render/pgbackrest-conf.ts';
 import type { StackSettings } from '../lib/settings/stack-settings.ts';
 import { createLogger, type Logger } from '../lib/log.ts';
 import { renderFirstBootScript } from './first-boot.ts';
@@ -43,6 +45,13 @@ export const APPLIANCE_PATHS = {
   c2EnvFile: '/etc/e4ops/secrets/c2.env',
   backupEnvFile: '/etc/e4ops/secrets/backup.env',
   backupJobConfig: '/etc/e4ops/backup.json',
+  /** C2's key passphrase alone (root, 0600), for the drill's --passphrase-file; first boot copies it from c2.env. */
+  drillPassphraseFile: '/etc/e4ops/secrets/c2-db-passphrase',
+  drillReport: '/var/lib/e4ops/drill-report.json',
+  pgbackrestConfig: PGBACKREST_DEFAULTS.configFile,
+  pgbackrestIncludeDir: PGBACKREST_DEFAULTS.configIncludePath,
+  /** The repository cipher passphrase, made at first boot (postgres, 0600). Escrow it like c2.env. */
+  pgbackrestSecretsFile: `${PGBACKREST_DEFAULTS.configIncludePath}/e4ops-secrets.conf`,
   postgresConf: '/etc/e4ops/postgresql.conf',
   postBootstrap: '/etc/e4ops/post-bootstrap.sh',
   firstBootScript: '/usr/local/sbin/e4ops-firstboot',
@@ -56,6 +65,12 @@ export const C2_SERVICE = 'e4c2.service';
 export const FIRST_BOOT_SERVICE = 'e4ops-firstboot.service';
 export const BACKUP_SERVICE = `${BACKUP_JOB.name}.service`;
 export const BACKUP_TIMER = `${BACKUP_JOB.name}.timer`;
+export const DRILL_SERVICE = `${DRILL_JOB.name}.service`;
+export const DRILL_TIMER = `${DRILL_JOB.name}.timer`;
+/** The pgBackRest jobs (backups/pitr/pitr-operations.ts pitrScheduledUnits): full, diff, check. */
+export const PITR_JOBS = ['e4ops-pitr-full', 'e4ops-pitr-diff', 'e4ops-pitr-check'] as const;
+/** The PostgreSQL major each suite ships (the cluster first boot creates; pgBackRest's pg1-path). */
+export const SUITE_POSTGRES_MAJOR = { bookworm: 15, trixie: 17 } as const;
 export const C2_USER = 'e4c2';
 /** The admin account cloud-init puts the SSH keys on (passwordless sudo, no password login). */
 export const ADMIN_USER = 'e4admin';
@@ -121,7 +136,10 @@ export function renderSettingsFiles(appliance: ValidatedAppliance): PlannedFile[
       path: P.mosquittoConf, mode: 0o644, renderedBy: 'lib/render/mosquitto-conf.ts',
       content: renderMosquittoConf({ listeners, persistenceDir: P.mosquittoData, allowAnonymous: s.broker.allowAnonymous, passwordFile: P.mosquittoPasswd }),
     },
-    { path: P.postgresConf, content: renderPostgresConf({ listenAddresses: '127.0.0.1', port: 5432, parameters: s.postgres.parameters }), mode: 0o644, renderedBy: 'lib/render/postgres-conf.ts' },
+    {
+      path: P.postgresConf, mode: 0o644, renderedBy: 'lib/render/postgres-conf.ts',
+      content: renderPostgresConf({ listenAddresses: '127.0.0.1', port: 5432, parameters: s.postgres.parameters, ...(s.postgres.pitr.enabled ? { pitr: { stanza: s.postgres.pitr.stanza, archiveTimeoutSeconds: s.postgres.pitr.archiveTimeoutSeconds } } : {}) }),
+    },
     { path: P.postBootstrap, content: renderPostBootstrapScript({ database: s.postgres.database, username: s.postgres.username }), mode: 0o755, renderedBy: 'lib/render/postgres-conf.ts' },
   ];
   if (s.backup.enabled) {
@@ -132,6 +150,8 @@ export function renderSettingsFiles(appliance: ValidatedAppliance): PlannedFile[
         database: { host: '127.0.0.1', port: 5432, name: s.postgres.database, user: s.postgres.username },
         files: [P.c2ConfigFile, path.posix.join(P.c2ConfigsDir, C2_CERT_FILE), path.posix.join(P.c2ConfigsDir, C2_KEY_FILE), P.definitionFile],
         targets: b.targets, ageRecipients: b.ageRecipients, retention: b.retention,
+        // First boot writes it: each set records the passphrase's fingerprint, so drills know they hold the right one.
+        passphraseFile: P.drillPassphraseFile,
       }),
     });
     const units = renderScheduledJobUnits({
@@ -141,17 +161,73 @@ export function renderSettingsFiles(appliance: ValidatedAppliance): PlannedFile[
     files.push(
       { path: unitPath(BACKUP_SERVICE), content: units.service, mode: 0o644, renderedBy: 'backups/schedule.ts (what backup.ts --print-systemd-timer prints)' },
       { path: unitPath(BACKUP_TIMER), content: units.timer, mode: 0o644, renderedBy: 'backups/schedule.ts (settings.backup.schedule via cronToOnCalendar)' },
-      {
-        path: unitPath(`${BACKUP_SERVICE}.d/appliance.conf`), mode: 0o644, renderedBy: 'lib/render/systemd-units.ts',
-        content: renderSystemdUnit({
-          Unit: { After: [FIRST_BOOT_SERVICE], Requires: [FIRST_BOOT_SERVICE] },
-          // The DB password first boot generated, as PGPASSWORD (never on the command line).
-          Service: { EnvironmentFile: P.backupEnvFile, Environment: `TMPDIR=${P.tsxCacheDir}` },
-        }),
-      },
+      toolkitJobDropIn(BACKUP_SERVICE),
     );
+    if (b.drill.enabled) {
+      // The first local target (the appliance rules require one); the identity is the operator's, written by cloud-init.
+      const target = b.targets.find((t) => t.type === 'local')!;
+      const drill = renderScheduledJobUnits({
+        job: DRILL_JOB, repoDir: P.toolkitDir, nodeBin: '/usr/bin/node', onCalendar: cronToOnCalendar(b.drill.schedule),
+        args: ['--target', target.path!, '--identity', b.drill.identityFile, '--passphrase-file', P.drillPassphraseFile, '--report', P.drillReport,
+          ...(b.drill.withC2 ? ['--with-c2', '--c2-binary', P.c2Binary] : [])],
+      });
+      files.push(
+        { path: unitPath(DRILL_SERVICE), content: drill.service, mode: 0o644, renderedBy: 'backups/schedule.ts (what drill --print-systemd-timer prints)' },
+        { path: unitPath(DRILL_TIMER), content: drill.timer, mode: 0o644, renderedBy: 'backups/schedule.ts (settings.backup.drill.schedule via cronToOnCalendar)' },
+        toolkitJobDropIn(DRILL_SERVICE),
+      );
+    }
+  }
+  const pitr = s.postgres.pitr;
+  if (pitr.enabled) {
+    const major = SUITE_POSTGRES_MAJOR[appliance.definition.suite];
+    files.push({
+      path: P.pgbackrestConfig, mode: 0o640, renderedBy: 'lib/render/pgbackrest-conf.ts',
+      // Locks in the spool folder, not /tmp: the timer jobs run with PrivateTmp, so /tmp locks would not see each other.
+      content: renderPgBackRestConf({ ...pgBackRestSettingsOf(pitr, { path: `/var/lib/postgresql/${major}/main`, socketPath: '/var/run/postgresql' }), lockPath: `${pitr.spoolPath}/lock` }),
+    });
+    const units = pitrScheduledUnits({
+      configFile: P.pgbackrestConfig, configIncludePath: P.pgbackrestIncludeDir, stanza: pitr.stanza, fullOnCalendar: pitr.fullSchedule, diffOnCalendar: pitr.diffSchedule,
+      databaseUrl: `postgres://${s.postgres.username}@127.0.0.1:5432/${s.postgres.database}`, checkEnvironmentFile: P.backupEnvFile,
+      repoDir: P.toolkitDir, nodeBin: '/usr/bin/node',
+    });
+    for (const u of units) {
+      files.push(
+        { path: unitPath(`${u.name}.service`), content: u.service, mode: 0o644, renderedBy: 'backups/pitr/pitr-operations.ts (what pitr print-systemd-timer prints)' },
+        { path: unitPath(`${u.name}.timer`), content: u.timer, mode: 0o644, renderedBy: 'backups/pitr/pitr-operations.ts (postgres.pitr.fullSchedule / diffSchedule)' },
+        toolkitJobDropIn(`${u.name}.service`),
+      );
+    }
   }
   return files;
+}
+
+/** Every unit or file renderSettingsFiles may write; apply-settings removes those a new block switched off. */
+export function optionalSettingsFilePaths(): string[] {
+  const P = APPLIANCE_PATHS;
+  const service = (name: string) => [unitPath(name), unitPath(name.replace(/\.service$/, '.timer')), unitPath(`${name}.d/appliance.conf`)];
+  return [P.backupJobConfig, ...service(BACKUP_SERVICE), ...service(DRILL_SERVICE), P.pgbackrestConfig, ...PITR_JOBS.flatMap((j) => service(`${j}.service`))];
+}
+
+/** The timers first boot enables when their units were rendered (backup, drill, pgBackRest). */
+export const SCHEDULED_TIMERS = [BACKUP_TIMER, DRILL_TIMER, ...PITR_JOBS.map((j) => `${j}.timer`)];
+
+/** The timers this plan's files carry (first boot enables them). */
+export function scheduledTimersOf(plan: Pick<AppliancePlan, 'files'>): string[] {
+  return SCHEDULED_TIMERS.filter((t) => plan.files.some((f) => f.path === unitPath(t)));
+}
+
+/** A toolkit job on the appliance: after first boot, with its generated DB password and the warm tsx cache. */
+function toolkitJobDropIn(service: string): PlannedFile {
+  const P = APPLIANCE_PATHS;
+  return {
+    path: unitPath(`${service}.d/appliance.conf`), mode: 0o644, renderedBy: 'lib/render/systemd-units.ts',
+    content: renderSystemdUnit({
+      Unit: { After: [FIRST_BOOT_SERVICE], Requires: [FIRST_BOOT_SERVICE] },
+      // The DB password first boot generated, as PGPASSWORD (never on the command line).
+      Service: { EnvironmentFile: P.backupEnvFile, Environment: `TMPDIR=${P.tsxCacheDir}` },
+    }),
+  };
 }
 
 export interface ImageRelease {
@@ -170,7 +246,12 @@ export function planAppliance(appliance: ValidatedAppliance, c2BinarySource: str
   const e4ops = P.e4opsCommand;
   const firstBoot = renderFirstBootScript({
     applySettingsCommand: `${e4ops} appliance apply-settings`,
-    runtimeEnvFile: P.runtimeEnv, backupEnvFile: P.backupEnvFile, backupTimer: BACKUP_TIMER,
+    runtimeEnvFile: P.runtimeEnv, backupEnvFile: P.backupEnvFile, timers: SCHEDULED_TIMERS, drillPassphraseFile: P.drillPassphraseFile,
+    backupInitCommand: `${e4ops} backup init --target`,
+    pgbackrest: {
+      configFile: P.pgbackrestConfig, secretsFile: P.pgbackrestSecretsFile, firstBackupService: 'e4ops-pitr-full.service',
+      initCommand: `${e4ops} pitr init --pgbackrest-config ${P.pgbackrestConfig} --config-include-path ${P.pgbackrestIncludeDir} --stanza ${s.postgres.pitr.stanza}`,
+    },
     c2User: C2_USER, c2ConfigsDir: P.c2ConfigsDir, c2ConfigFile: P.c2ConfigFile,
     certFile: path.posix.join(P.c2ConfigsDir, C2_CERT_FILE), keyFile: path.posix.join(P.c2ConfigsDir, C2_KEY_FILE),
     mqttPasswordPlaceholder: MQTT_PASSWORD_PLACEHOLDER, mqttUser: 'c2', mosquittoPasswordFile: P.mosquittoPasswd,
@@ -257,7 +338,7 @@ export function describePlan(plan: AppliancePlan): string {
     `toolkit: this checkout (npm ci --omit=dev) -> ${APPLIANCE_PATHS.toolkitDir}, ${APPLIANCE_PATHS.e4opsCommand}`,
     'files:',
     ...plan.files.map((f) => `  ${f.path} (mode ${f.mode.toString(8)}, ${f.content.length} bytes) <- ${f.renderedBy}`),
-    `enabled units: ${plan.enableUnits.join(' ')}${plan.settings.backup.enabled ? ` (+ ${BACKUP_TIMER} at first boot)` : ''}`,
+    `enabled units: ${plan.enableUnits.join(' ')}${scheduledTimersOf(plan).length ? ` (+ ${scheduledTimersOf(plan).join(' ')} at first boot)` : ''}`,
     `first boot: validates ${APPLIANCE_PATHS.settingsFile} (cloud-init) merged over the definition, renders the files above again, then generates ${APPLIANCE_PATHS.c2EnvFile} (DB password, C2 passphrase, MQTT password), ${APPLIANCE_PATHS.c2ConfigsDir}/${C2_CERT_FILE} + ${C2_KEY_FILE}, ${APPLIANCE_PATHS.mosquittoPasswd}, the PostgreSQL cluster`,
   ].join('\n');
 }

@@ -12,6 +12,8 @@ export interface SeedSettings {
   /** The e4ops settings block: the same keys as the definition's `settings:` (merged over them). */
   settings?: Record<string, unknown>;
   instanceId: string;
+  /** More files for cloud-init's write_files, e.g. the drill's age identity (backup.drill.identityFile). */
+  files?: Array<{ path: string; content: string; permissions?: string }>;
 }
 
 export function renderUserData(s: SeedSettings): string {
@@ -20,9 +22,11 @@ export function renderUserData(s: SeedSettings): string {
     hostname: s.hostname,
     ssh_authorized_keys: s.sshAuthorizedKeys.map((k) => k.trim()),
   };
-  if (s.settings) {
-    doc.write_files = [{ path: APPLIANCE_PATHS.settingsFile, owner: 'root:root', permissions: '0640', content: YAML.stringify(s.settings) }];
-  }
+  const files = [
+    ...(s.settings ? [{ path: APPLIANCE_PATHS.settingsFile, owner: 'root:root', permissions: '0640', content: YAML.stringify(s.settings) }] : []),
+    ...(s.files ?? []).map((f) => ({ path: f.path, owner: 'root:root', permissions: f.permissions ?? '0600', content: f.content })),
+  ];
+  if (files.length) doc.write_files = files;
   return `#cloud-config\n# Rendered by e4ops (appliances/cloud-init-seed.ts)\n${YAML.stringify(doc, { lineWidth: 0 })}`;
 }
 

@@ -1,7 +1,7 @@
 // Progress of long byte streams (dump, upload, download, restore): on a TTY one line redrawn in place
 // (bytes, rate, ETA when the total is known); off a TTY a JSON log line every `logEverySeconds`, so
 // cron/journald show that a long run is alive and how fast it goes. One helper for every command.
-// (issue-14 moves backups/resync/progress-line.ts, the resync's counter display, into lib/ as well.)
+// Counts of items (devices, topics) have their own display: lib/progress-line.ts.
 import type { Logger } from './log.ts';
 
 export interface ByteProgress {

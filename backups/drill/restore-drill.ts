@@ -16,6 +16,7 @@ import { missingFingerprintWarning } from './missing-fingerprint.ts';
 import type { Logger } from '../../lib/log.ts';
 import { ScratchIsProductionError } from './scratch-database-guard.ts';
 import { writeDrillReport, type DrillReport } from './drill-report.ts';
+import { warmKeyCheckWorkers } from '../../lib/c2-db/key-store-parallel.ts';
 import { buildDrillReport, createDrillRun, failCheck, markVerified, tearDownDrill, type DrillRun } from './drill-run.ts';
 import { openDrillSet, restoreSetObjects, type OpenedSet } from './drill-backup-set.ts';
 import { openScratchDatabase, productionUrlOfManifest } from './scratch-database.ts';
@@ -137,6 +138,7 @@ export async function runRestoreDrill(opts: RestoreDrillOptions): Promise<DrillR
   try {
     const passphrase = checkDrillOptions(opts);
     set = await openDrillSet(run, opts);
+    if (set) warmKeyCheckWorkers(); // ready by the time the key check starts
     const key = set && deriveDrillKey(run, passphrase, opts.passphraseFile);
     const restore = set && key && await restoreIntoScratch(run, opts, set, key, passphrase);
     if (restore) {

@@ -3,8 +3,9 @@
 // (when the restore brought them) C2's configs. The read-only half may start while the restore still
 // builds indexes (READ_ONLY_CHECKS_MAY_START); the rest runs once the restore is done.
 import fs from 'node:fs';
-import { deriveDbKey, dbKeyFingerprint, openDbValue, openDbValuesBatch } from '../../lib/e4/keystore.ts';
-import { verifyKeyStore, type KeyStoreReport } from '../../lib/c2-db/key-store.ts';
+import { deriveDbKey, dbKeyFingerprint } from '../../lib/e4/keystore.ts';
+import type { KeyStoreReport } from '../../lib/c2-db/key-store.ts';
+import { verifyKeyStoreInParallel } from '../../lib/c2-db/key-store-parallel.ts';
 import {
   checkInventoryCounts, checkOrphanLinks, countLinksMissingTopic, checkRestoredSchema, sealedKeyChecks, type DrillCheck, type ManifestCounts,
 } from './restored-database-checks.ts';
@@ -52,15 +53,14 @@ export interface RestoredDatabaseVerification {
 /** Prepare the checks on dbUrl; nothing runs until startReadOnlyChecks or checkRestoredDatabase. */
 export function prepareRestoredDatabaseVerification(run: DrillRun, dbUrl: string, key: DrillKey, expect: VerificationExpectations): RestoredDatabaseVerification {
   let readOnly: Promise<ReadOnlyResults> | undefined;
-  // Batch opening (lib/e4 openDbValuesBatch: three AES passes per batch); keys read with COPY (FORMAT binary).
-  const openBatch = (sealed: Uint8Array[]) => openDbValuesBatch(key.dbKey, sealed);
   return {
     dbUrl,
     startReadOnlyChecks() {
       if (readOnly) return readOnly;
       run.timings.readOnlyChecksStartedAt = (Date.now() - run.t0) / 1000;
       readOnly = Promise.all([
-        withPgClient(dbUrl, (c) => verifyKeyStore(c, (s) => openDbValue(key.dbKey, s), { openBatch })),
+        // Every key, in id ranges over worker threads (one per core), each range read with its own binary COPY.
+        verifyKeyStoreInParallel(dbUrl, key.dbKey),
         withPgClient(dbUrl, (c) => checkInventoryCounts(c, expect.counts)),
         withPgClient(dbUrl, (c) => countLinksMissingTopic(c)),
       ]);
@@ -84,11 +84,13 @@ function keyChecksWithoutFingerprint(report: KeyStoreReport, ours: string): Dril
 
 /**
  * Run the checks after the restore (schema beside the read-only checks, then orphans and configs);
- * records them on the run and returns the restored counts.
+ * records them on the run and returns the restored counts. `onSchemaChecked` hears the schema check as
+ * soon as it is done (a pgBackRest restore starts C2 then, while the keys are still being checked).
  */
-export async function checkRestoredDatabase(run: DrillRun, v: RestoredDatabaseVerification, key: DrillKey, expect: VerificationExpectations, configsDir?: string): Promise<DrillReportCounts> {
+export async function checkRestoredDatabase(run: DrillRun, v: RestoredDatabaseVerification, key: DrillKey, expect: VerificationExpectations, configsDir?: string, onSchemaChecked?: (schema: DrillCheck) => void): Promise<DrillReportCounts> {
   const since = Date.now();
-  const [schema, [keyReport, inv, missingTopic]] = await Promise.all([withPgClient(v.dbUrl, (c) => checkRestoredSchema(c, v.dbUrl)), v.startReadOnlyChecks()]);
+  const schemaChecked = withPgClient(v.dbUrl, (c) => checkRestoredSchema(c, v.dbUrl)).then((c) => { onSchemaChecked?.(c); return c; });
+  const [schema, [keyReport, inv, missingTopic]] = await Promise.all([schemaChecked, v.startReadOnlyChecks()]);
   // The client side of the orphan links after the restore: by then C2's foreign key on client_id is
   // validated and nothing is left to count (before, it would repeat the validation PostgreSQL was doing).
   const orphans = await withPgClient(v.dbUrl, (c) => checkOrphanLinks(c, { missingTopic }));

@@ -13,6 +13,7 @@ import { buildDrillReport, createDrillRun, failCheck, lap, markVerified, tearDow
 import { writeDrillReport, type DrillReport, type PitrDrillFacts } from '../drill/drill-report.ts';
 import { assertC2StepOptions, readPassphraseFile } from '../drill/restore-drill.ts';
 import { deriveDrillKey, prepareRestoredDatabaseVerification, checkRestoredDatabase, type DrillReportCounts } from '../drill/restored-database-verification.ts';
+import { warmKeyCheckWorkers } from '../../lib/c2-db/key-store-parallel.ts';
 import { checkScratchC2 } from '../drill/drill-c2-check.ts';
 import { pickLoopbackHostFor5432 } from '../../lib/servers/c2.ts';
 import { removeDirSync } from '../drill/scratch-resources.ts';
@@ -160,6 +161,7 @@ export async function runPitrDrill(o: PitrDrillOptions): Promise<DrillReport> {
     // While pgBackRest restores: the newest archived commit (for the RPO) and the key (Argon2i) are worked out.
     const newest = reachable && info!.archiveId ? newestArchivedCommit(t, info!.archiveId).catch(() => null) : Promise.resolve(null);
     const restoring = reachable ? restoreIntoScratchCluster(run, t, o, target) : undefined;
+    if (restoring) warmKeyCheckWorkers(); // the key-check workers load their modules while pgBackRest restores
     restoring?.catch(() => undefined);
     const key = restoring ? deriveDrillKey(run, passphrase, o.passphraseFile) : undefined;
     const restoredCluster = restoring && await restoring;

@@ -74,11 +74,21 @@ export async function readArchiverStatus(client: { query: (sql: string) => Promi
   return { failedCount: Number(a.failed_count), readySegments: ready, lastFailedWal: (a.last_failed_wal as string | null) ?? null };
 }
 
+export interface PitrTimerOptions {
+  configFile: string; stanza: string; configIncludePath?: string; fullOnCalendar?: string; diffOnCalendar?: string;
+  metricsFile?: string; databaseUrl?: string; user?: string;
+  /** Toolkit checkout and Node binary the units run (default: this checkout, this Node). */
+  repoDir?: string; nodeBin?: string;
+  /** Environment file of the check job (PGPASSWORD for --database-url); default /etc/e4ops/e4ops-pitr-check.env. */
+  checkEnvironmentFile?: string;
+}
+
 /**
  * The scheduled pgBackRest jobs: full weekly and diff daily by default, and the repository check every
- * 15 minutes (it writes the metrics the PITR alerts read), each a service + timer.
+ * 15 minutes (it writes the metrics the PITR alerts read), each a service + timer. The appliance
+ * installs them as files; `e4ops pitr print-systemd-timer` prints them.
  */
-export function renderPitrTimers(o: { configFile: string; stanza: string; configIncludePath?: string; fullOnCalendar?: string; diffOnCalendar?: string; metricsFile?: string; databaseUrl?: string; user?: string }): string {
+export function pitrScheduledUnits(o: PitrTimerOptions): Array<{ service: string; timer: string; name: string }> {
   const common = ['--pgbackrest-config', o.configFile, '--stanza', o.stanza, ...(o.configIncludePath ? ['--config-include-path', o.configIncludePath] : []), ...(o.metricsFile ? ['--metrics-file', o.metricsFile] : [])];
   const job = (type: 'full' | 'diff' | 'check', onCalendar: string): ScheduledJob => ({
     name: `e4ops-pitr-${type}`, script: 'scripts/pitr.ts',
@@ -87,8 +97,15 @@ export function renderPitrTimers(o: { configFile: string; stanza: string; config
     exitCodes: '2 bad flags or files, 14 pgBackRest failed (its error code and name in the journal).',
     onCalendar, cron: '', nodeFlags: [],
   });
-  const full = renderSystemdUnits({ job: job('full', o.fullOnCalendar ?? 'Sun *-*-* 01:00:00'), args: ['backup', '--type', 'full', ...common], user: o.user });
-  const diff = renderSystemdUnits({ job: job('diff', o.diffOnCalendar ?? 'Mon..Sat *-*-* 01:00:00'), args: ['backup', '--type', 'diff', ...common], user: o.user });
-  const check = renderSystemdUnits({ job: job('check', '*:0/15'), args: ['check', ...common, ...(o.databaseUrl ? ['--database-url', o.databaseUrl] : [])], user: o.user });
-  return [full.service, full.timer, diff.service, diff.timer, check.service, check.timer].join('\n');
+  const where = { user: o.user, repoDir: o.repoDir, nodeBin: o.nodeBin };
+  return [
+    renderSystemdUnits({ job: job('full', o.fullOnCalendar ?? 'Sun *-*-* 01:00:00'), args: ['backup', '--type', 'full', ...common], ...where }),
+    renderSystemdUnits({ job: job('diff', o.diffOnCalendar ?? 'Mon..Sat *-*-* 01:00:00'), args: ['backup', '--type', 'diff', ...common], ...where }),
+    renderSystemdUnits({ job: job('check', '*:0/15'), args: ['check', ...common, ...(o.databaseUrl ? ['--database-url', o.databaseUrl] : [])], ...where, environmentFile: o.checkEnvironmentFile }),
+  ];
+}
+
+/** What `e4ops pitr print-systemd-timer` prints: every unit of pitrScheduledUnits, one after the other. */
+export function renderPitrTimers(o: PitrTimerOptions): string {
+  return pitrScheduledUnits(o).flatMap((u) => [u.service, u.timer]).join('\n');
 }

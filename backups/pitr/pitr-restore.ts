@@ -83,17 +83,40 @@ export async function restoreClusterFromRepository(t: PgBackRestTarget, r: PitrR
 /** Settings in the restored config that would point the scratch server at production: commented out. */
 const PRODUCTION_BOUND = /^\s*(data_directory|hba_file|ident_file|port|listen_addresses|unix_socket_directories|archive_mode|archive_command|archive_library|primary_conninfo|primary_slot_name|include|include_dir|ssl_cert_file|ssl_key_file|ssl_ca_file)\b/;
 
+/** Inside the scratch data directory (so it goes with it): the queue and lock of the scratch cluster's archive-get. */
+export const SCRATCH_ARCHIVE_GET_DIR = 'e4ops-archive-get';
+
+/**
+ * A restore_command running pgBackRest's archive-get, given a spool and lock path of the scratch cluster's own
+ * (and archive-async).
+ * With archive-async (the default rendered config) archive-get keeps a prefetch queue in spool-path and takes
+ * the stanza's archive lock, which production's archive-push also takes: a scratch recovery sharing them
+ * waits out archive-timeout (60 s) for the lock, or reads a queue another run left, and may stop short of the
+ * archive's end. Other restore_command lines are returned unchanged.
+ */
+export function isolateScratchArchiveGet(line: string, dataDir: string): string {
+  const m = /^(\s*restore_command\s*=\s*')(.*\bpgbackrest\b.*?)(\s+archive-get\s.*)$/.exec(line);
+  if (!m) return line;
+  const own = path.join(dataDir, SCRATCH_ARCHIVE_GET_DIR);
+  // Asynchronous whatever the config says (spool-path is refused without it): the prefetch keeps replay fast.
+  const args = m[2].replace(/\s+--(?:lock-path|spool-path|archive-async)(?:=\S+|\s+(?!--)\S+)?/g, '').replace(/\s+--no-archive-async\b/g, '');
+  return `${m[1]}${args} --archive-async --lock-path=${own}/lock --spool-path=${own}/spool${m[3]}`;
+}
+
 /**
  * Make the restored configuration scratch-safe: production's paths, ports, archiving and upstream are
- * commented out in postgresql.conf and postgresql.auto.conf (pgBackRest's own recovery settings stay).
+ * commented out in postgresql.conf and postgresql.auto.conf (pgBackRest's own recovery settings stay, its
+ * archive-get pointed at a queue and lock of the scratch cluster's own: isolateScratchArchiveGet).
  * Includes of files inside the data directory (Patroni's postgresql.base.conf) are kept.
  */
 export function neutralizeRestoredConfig(dataDir: string): string[] {
   const removed: string[] = [];
+  for (const d of ['lock', 'spool']) fs.mkdirSync(path.join(dataDir, SCRATCH_ARCHIVE_GET_DIR, d), { recursive: true });
   for (const name of ['postgresql.conf', 'postgresql.auto.conf']) {
     const file = path.join(dataDir, name);
     if (!fs.existsSync(file)) continue;
-    const lines = fs.readFileSync(file, 'utf8').split('\n').map((l) => {
+    const lines = fs.readFileSync(file, 'utf8').split('\n').map((raw) => {
+      const l = isolateScratchArchiveGet(raw, dataDir);
       const m = PRODUCTION_BOUND.exec(l);
       if (!m) return l;
       const inc = /^\s*include(?:_if_exists)?\s*=?\s*'([^']+)'/.exec(l);

@@ -1,6 +1,7 @@
 // The report from what the journal knows: every step's status and result, RTO from the first run's
 // start to C2 serving and to the resync's end, RPO from the restored point to the disaster, and,
 // when a step stopped the run, exactly where the production name stands and what to do next.
+import fs from 'node:fs';
 import { OpsError } from '../../lib/cli/exit-codes.ts';
 import type { BackupManifest } from '../manifest.ts';
 import type { DrillCheck } from '../drill/restored-database-checks.ts';
@@ -24,6 +25,17 @@ export interface OutcomeInput {
   error?: OpsError;
 }
 
+/**
+ * Where the old data directory is: the restore step's result, or, when that step stopped half-way (the
+ * move done, pgbackrest restore not), the directory the journal fixed for it, if it is on disk.
+ */
+function keptDataDirOf(i: OutcomeInput): string | null {
+  const done = i.results.get('restore-data-directory');
+  if (done) return (done.keptDataDir as string | null | undefined) ?? null;
+  const kept = i.identity.keptDataDir;
+  return kept && !i.identity.delta && fs.existsSync(kept) ? kept : null;
+}
+
 const since = (start: string, at: unknown) => (typeof at === 'string' ? Math.max(0, (Date.parse(at) - Date.parse(start)) / 1000) : null);
 
 /** What the operator does next, from how far the restore got. */
@@ -40,7 +52,7 @@ function nextActions(i: OutcomeInput, swapped: boolean, kept: string | null): st
   }
   const out = [`re-run the same command to resume from ${stepsOf(id.source).find((s) => !i.results.has(s))}: finished steps are not repeated`];
   if (id.source === 'pgbackrest') {
-    const moved = i.results.get('restore-data-directory')?.keptDataDir as string | null | undefined;
+    const moved = keptDataDirOf(i);
     out.push(moved ? `the old data directory is ${moved}; to go back: stop PostgreSQL, move ${id.dataDir} away, rename ${moved} to ${id.dataDir}, start PostgreSQL` : `${id.dataDir} was ${id.delta ? 'restored in place (--delta)' : 'not moved yet'}`);
   } else if (!swapped) out.push(`${id.database} was not swapped: it is ${i.results.get('preflight')?.productionExisted === false ? 'missing as before the restore' : 'the old production database, untouched'}; C2 may be stopped: start it by hand to go back to it`);
   else out.push(`${id.restoreDatabase} now serves as ${id.database}${kept ? `; to roll back (C2 stopped): ${swapBackSql({ database: id.database, restore: id.restoreDatabase, kept: id.keptDatabase }, kept)}` : ''}`);
@@ -73,7 +85,7 @@ export function buildRestoreReport(i: OutcomeInput): RestoreReport {
     database: id.source === 'pgbackrest'
       ? { name: id.database, restoreName: id.dataDir!, keptName: null, c2Role, swapped: !!dataDir, swapBackSql: '-- a pgBackRest restore replaces the whole cluster: go back by moving the kept data directory back (see dataDirectory)' }
       : { name: id.database, restoreName: id.restoreDatabase, keptName: swap ? kept : null, c2Role, swapped: !!swap, swapBackSql: swapBackSql({ database: id.database, restore: id.restoreDatabase, kept: id.keptDatabase }, swap ? kept : null) },
-    ...(id.source === 'pgbackrest' ? { dataDirectory: { path: id.dataDir!, keptAside: (dataDir?.keptDataDir as string | null | undefined) ?? null, delta: !!id.delta } } : {}),
+    ...(id.source === 'pgbackrest' ? { dataDirectory: { path: id.dataDir!, keptAside: keptDataDirOf(i), delta: !!id.delta } } : {}),
     ...(i.results.get('restore-configs') ? { configs: i.results.get('restore-configs')!.configs as ConfigsRestoreResult } : {}),
     startedAt: id.startedAt,
     finishedAt: i.finishedAt.toISOString(),

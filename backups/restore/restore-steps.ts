@@ -55,6 +55,8 @@ export interface RestoreContext {
   dbKey(): Buffer;
   /** The drill's verification of the restored database; its read-only half starts while pg_restore builds indexes (this run only). */
   verification?: RestoreVerification;
+  /** pgBackRest: C2's start commands, run by check-database once the schema check passed (this run only); start-c2 waits for them. */
+  c2StartedDuringChecks?: Promise<{ command: string; seconds: number }[]>;
 }
 
 interface RestoreVerification { run: DrillRun; key: DrillKey; expect: VerificationExpectations; v: RestoredDatabaseVerification }
@@ -151,16 +153,43 @@ export async function restoreDatabase(ctx: RestoreContext): Promise<StepResult> 
 
 export async function checkDatabase(ctx: RestoreContext): Promise<StepResult> {
   const { run, v, key, expect } = verificationOf(ctx);
-  const counts = await checkRestoredDatabase(run, v, key, expect);
+  // pgBackRest: the recovered cluster already is production (there is no rename to wait for), so C2 starts as
+  // soon as its schema is known good, while keys, counts and orphans are still being read: C2's start-up only
+  // reads rows, and its migrations, which could add a missing column, wait for a schema that passed.
+  const startEarly = ctx.pgbackrest ? (schema: DrillCheck) => {
+    if (!schema.ok || ctx.c2StartedDuringChecks) return;
+    ctx.c2StartedDuringChecks = runLifecycleCommands(ctx.lifecycle.startCommands, 'start');
+    ctx.c2StartedDuringChecks.catch(() => undefined); // start-c2 reports it
+  } : undefined;
+  let counts: Awaited<ReturnType<typeof checkRestoredDatabase>>;
+  try {
+    counts = await checkRestoredDatabase(run, v, key, expect, undefined, startEarly);
+  } catch (e) {
+    await stopC2StartedDuringChecks(ctx);
+    throw e;
+  }
   // A pgBackRest restore brings the cluster's own roles back: C2's role is then the database's owner unless given.
   const role = ctx.identity.c2Role || await withDatabase(v.dbUrl, async (c) => (await c.query<{ o: string }>('SELECT pg_get_userbyid(datdba) AS o FROM pg_database WHERE datname = current_database()')).rows[0].o);
   const owners = await withDatabase(v.dbUrl, (c) => checkObjectOwners(c, role));
   // The fingerprint was checked in preflight; the drill's configs check runs after restore-configs.
   const checks = [...run.checks.filter((c) => (c.name !== 'passphrase-fingerprint' || !ctx.manifest) && c.name !== 'configs-parse'), owners];
   if (checks.some((c) => !c.ok)) {
+    const stopped = await stopC2StartedDuringChecks(ctx);
+    if (ctx.pgbackrest) {
+      throw new OpsError('checkFailed', `the recovered cluster failed its checks${stopped ? ' (C2, started once the schema passed, was stopped again)' : ''}: ${checkFailures(checks)}; C2 stays stopped. To go back, stop PostgreSQL and swap ${ctx.identity.keptDataDir} back in for ${ctx.identity.dataDir} (docs/operate/restore.md)`, { checks });
+    }
     throw new OpsError('checkFailed', `the restored database ${ctx.names.restore} failed its checks, so nothing was swapped (${ctx.names.database} is untouched): ${checkFailures(checks)}`, { checks });
   }
   return { checks, counts, c2Role: role };
+}
+
+/** A check failed after C2 was started early: stop it again (true when it had been started). */
+async function stopC2StartedDuringChecks(ctx: RestoreContext): Promise<boolean> {
+  if (!ctx.c2StartedDuringChecks) return false;
+  await ctx.c2StartedDuringChecks.catch(() => undefined);
+  ctx.c2StartedDuringChecks = undefined;
+  await runLifecycleCommands(ctx.lifecycle.stopCommands, 'stop').catch((e) => ctx.log.error('restore.c2.stop-after-failed-checks', { error: (e as Error).message }));
+  return true;
 }
 
 export async function restoreConfigs(ctx: RestoreContext): Promise<StepResult> {
@@ -180,9 +209,10 @@ export async function swapDatabase(ctx: RestoreContext): Promise<StepResult> {
 }
 
 export async function startC2(ctx: RestoreContext, counts: { clients: number; topics: number }): Promise<StepResult> {
-  const ran = await runLifecycleCommands(ctx.lifecycle.startCommands, 'start');
+  const early = ctx.c2StartedDuringChecks;
+  const ran = early ? await early : await runLifecycleCommands(ctx.lifecycle.startCommands, 'start');
   const served = await waitForC2Counts(ctx.api, counts, ctx.c2TimeoutMs, ctx.signal);
-  return { commands: ran, servingAt: new Date().toISOString(), waitedSeconds: served.seconds };
+  return { commands: ran, ...(early ? { startedDuringChecks: true } : {}), servingAt: new Date().toISOString(), waitedSeconds: served.seconds };
 }
 
 export async function checkC2(ctx: RestoreContext): Promise<StepResult> {

@@ -25,6 +25,7 @@ import { readRestoreJournal, RestoreJournalWriter, RESTORE_STEPS, type RestoreId
 import * as steps from './restore-steps.ts';
 import { chooseBackup, keptDataDirOf, readPgBackRestBackups, type PgBackRestBackup } from './pgbackrest-source.ts';
 import type { PgBackRestTarget } from '../../lib/pgbackrest/pgbackrest-command.ts';
+import { warmKeyCheckWorkers } from '../../lib/c2-db/key-store-parallel.ts';
 import { buildRestoreReport } from './restore-outcome.ts';
 import { writeRestoreReport, type RestoreReport } from './restore-report.ts';
 
@@ -192,6 +193,7 @@ async function runSteps(opts: RestoreOptions, p: Awaited<ReturnType<typeof prepa
     dbKey: () => (dbKey ??= deriveDbKey(passphrase)),
   };
   const results = new Map<RestoreStep, Record<string, unknown>>([...p.journal.done].map(([k, v]) => [k, v.result]));
+  if (!results.has('check-database')) warmKeyCheckWorkers(); // ready when the restore is, for the key check
   const reportFile = opts.reportFile ?? defaultReportFile(opts.stateDir);
   const run = async (step: RestoreStep, fn: () => Promise<Record<string, unknown>>) => {
     if (results.has(step)) { opts.onStep?.({ step, event: 'already-done' }); return; }

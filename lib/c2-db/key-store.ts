@@ -32,6 +32,23 @@ export interface KeyStoreReport {
   ok: boolean;
 }
 
+/**
+ * The rows stored in heap blocks fromBlock <= block < toBlock (toBlock undefined: to the end of the table).
+ * Cut by physical block rather than by id: PostgreSQL (14+) reads such a range with a TID range scan, which
+ * needs no index (a logical restore checks keys before its primary keys exist) and reads each page once.
+ */
+export interface KeyBlockRange { fromBlock: number; toBlock?: number }
+
+function blockBound(n: number): number {
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`key range bound ${n} is not a block number`);
+  return n;
+}
+
+function rangeWhere(range: KeyBlockRange | undefined): string {
+  if (!range) return '';
+  return ` WHERE ctid >= '(${blockBound(range.fromBlock)},0)'::tid${range.toBlock === undefined ? '' : ` AND ctid < '(${blockBound(range.toBlock)},0)'::tid`}`;
+}
+
 const PGCOPY_SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 const PGCOPY_HEADER_BYTES = 19; // signature (11) + flags (4) + header extension length (4)
 
@@ -39,10 +56,11 @@ const PGCOPY_HEADER_BYTES = 19; // signature (11) + flags (4) + header extension
  * Stream the sealed keys of one table, batchSize rows at a time, parsing PostgreSQL's binary COPY
  * format of (int4 id, text label, bytea key) rows. Keys are views into the received chunks.
  */
-export async function* readSealedKeys(client: pg.ClientBase, table: KeyTable, batchSize = 50_000): AsyncGenerator<SealedKeyRow[]> {
+export async function* readSealedKeys(client: pg.ClientBase, table: KeyTable, batchSize = 50_000, range?: KeyBlockRange): AsyncGenerator<SealedKeyRow[]> {
+  const where = rangeWhere(range);
   const sql = table === 'clients'
-    ? `COPY (SELECT id, name, key FROM ${C2_TABLES.clients}) TO STDOUT (FORMAT binary)`
-    : `COPY (SELECT id, topic, key FROM ${C2_TABLES.topics}) TO STDOUT (FORMAT binary)`;
+    ? `COPY (SELECT id, name, key FROM ${C2_TABLES.clients}${where}) TO STDOUT (FORMAT binary)`
+    : `COPY (SELECT id, topic, key FROM ${C2_TABLES.topics}${where}) TO STDOUT (FORMAT binary)`;
   const stream = client.query(copyTo(sql));
   let buf: Buffer = Buffer.alloc(0);
   let p = 0;
@@ -88,16 +106,163 @@ export async function* readSealedKeys(client: pg.ClientBase, table: KeyTable, ba
   if (batch.length) yield batch;
 }
 
+/** Check n sealed keys packed end to end (48 bytes each): one flag per key, 1 = opens (lib/e4 checkPackedDbKeys). */
+export type CheckPackedKeys = (packed: Uint8Array, n: number) => Uint8Array;
+
+const SEALED_32 = 48; // tag16 ‖ ct32: every key C2 seals
+
+/**
+ * One batch of (id, key) rows in read order, for the packed check: keys of the usual 48 bytes are copied end
+ * to end into `packed` (slot[i] >= 0), any other key is kept apart (slot[i] = -1 - its index in `odd`).
+ * No per-row objects and no labels: on a million rows that parsing costs more than the AES.
+ */
+export interface PackedKeyBatch { count: number; ids: Int32Array; slot: Int32Array; packed: Uint8Array; packedCount: number; odd: Uint8Array[] }
+
+/** Stream (id, key) of one table (or block range) as PackedKeyBatch, from a binary COPY of those two columns only. */
+export async function* readPackedSealedKeys(client: pg.ClientBase, table: KeyTable, batchSize = 50_000, range?: KeyBlockRange): AsyncGenerator<PackedKeyBatch> {
+  const where = rangeWhere(range);
+  const stream = client.query(copyTo(`COPY (SELECT id, key FROM ${table === 'clients' ? C2_TABLES.clients : C2_TABLES.topics}${where}) TO STDOUT (FORMAT binary)`));
+  const fresh = (): PackedKeyBatch => ({ count: 0, ids: new Int32Array(batchSize), slot: new Int32Array(batchSize), packed: new Uint8Array(batchSize * SEALED_32), packedCount: 0, odd: [] });
+  let b = fresh();
+  let buf: Buffer = Buffer.alloc(0);
+  let p = 0;
+  let header = false;
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    buf = p < buf.length ? Buffer.concat([buf.subarray(p), chunk]) : chunk;
+    p = 0;
+    if (!header) {
+      if (buf.length < PGCOPY_HEADER_BYTES) continue;
+      if (!buf.subarray(0, PGCOPY_SIGNATURE.length).equals(PGCOPY_SIGNATURE)) throw new Error(`COPY of ${table} keys: binary stream has no PGCOPY signature`);
+      p = PGCOPY_HEADER_BYTES + buf.readUInt32BE(15);
+      header = true;
+    }
+    for (;;) {
+      // A row: int16 field count, int32 length + int4 id, int32 length + key bytes (or -1 for NULL).
+      if (buf.length - p < 2) break;
+      const fields = buf.readInt16BE(p);
+      if (fields === -1) { p = buf.length; break; } // trailer
+      if (fields !== 2) throw new Error(`COPY of ${table} keys: binary row has ${fields} fields, expected 2 (id, key)`);
+      if (buf.length - p < 14) break;
+      if (buf.readInt32BE(p + 2) !== 4) throw new Error(`COPY of ${table} keys: id is not a 4-byte integer`);
+      const len = buf.readInt32BE(p + 10);
+      const keyAt = p + 14;
+      if (len > 0 && buf.length - keyAt < len) break;
+      const i = b.count++;
+      b.ids[i] = buf.readInt32BE(p + 6);
+      if (len === SEALED_32) {
+        b.packed.set(buf.subarray(keyAt, keyAt + SEALED_32), b.packedCount * SEALED_32);
+        b.slot[i] = b.packedCount++;
+      } else {
+        b.slot[i] = -1 - b.odd.length;
+        b.odd.push(len > 0 ? Uint8Array.from(buf.subarray(keyAt, keyAt + len)) : new Uint8Array(0));
+      }
+      p = keyAt + Math.max(0, len);
+      if (b.count >= batchSize) { yield b; b = fresh(); }
+    }
+  }
+  if (b.count) yield b;
+}
+
 export interface VerifyKeyStoreOptions {
   batchSize?: number;
   maxFailuresListed?: number;
   /** Faster batch opener (lib/e4/keystore.ts openDbValuesBatch); used instead of `open` when given (`open` only if it throws). */
   openBatch?: OpenDbValuesBatch;
+  /** Fastest: check 48-byte keys packed end to end (lib/e4 checkPackedDbKeys); other lengths go to openBatch / open. */
+  checkPacked?: CheckPackedKeys;
   /** Tables to check (default both). */
   tables?: KeyTable[];
 }
 
 const asBytes = (b: Buffer) => new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+
+export interface KeyTally { total: number; opened: number; failed: number }
+/** What one table (or one block range of it) gave: counts and its first failures, in the order read. */
+export interface KeyRangeResult { tally: KeyTally; failures: KeyStoreReport['failures'] }
+
+/** Why each key does not open ('' = it opens): openBatch first, per-key `open` when it throws or is absent. */
+function reasonsFor(keys: Uint8Array[], open: OpenDbValue | undefined, openBatch: OpenDbValuesBatch | undefined): string[] {
+  let opened: (Uint8Array | null)[] | undefined;
+  if (openBatch) {
+    try { opened = openBatch(keys); } catch { opened = undefined; }
+  }
+  return keys.map((k, i) => {
+    if (opened) return opened[i] ? '' : 'does not authenticate';
+    if (!open) return 'does not authenticate';
+    try { return open(k) ? '' : 'does not authenticate'; } catch (e) { return (e as Error).message || 'does not authenticate'; }
+  });
+}
+
+export interface KeyRangeCheckOptions { openBatch?: OpenDbValuesBatch; checkPacked?: CheckPackedKeys; batchSize?: number; maxFailuresListed: number; range?: KeyBlockRange }
+
+/**
+ * Open every sealed key of one table (or of one block range of it) read over `client`: the one place that
+ * decides what counts as a failure, for verifyKeyStore and for the worker threads of key-store-parallel.ts.
+ */
+export async function checkSealedKeyRange(client: pg.ClientBase, table: KeyTable, open: OpenDbValue | undefined, opts: KeyRangeCheckOptions): Promise<KeyRangeResult> {
+  if (opts.checkPacked) return checkPackedKeyRange(client, table, open, opts, opts.checkPacked);
+  const tally: KeyTally = { total: 0, opened: 0, failed: 0 };
+  const failures: KeyStoreReport['failures'] = [];
+  for await (const batch of readSealedKeys(client, table, opts.batchSize, opts.range)) {
+    const reasons = reasonsFor(batch.map((r) => asBytes(r.key)), open, opts.openBatch);
+    for (let i = 0; i < batch.length; i++) {
+      tally.total++;
+      if (reasons[i]) {
+        tally.failed++;
+        if (failures.length < opts.maxFailuresListed) failures.push({ table, id: batch[i].id, label: batch[i].label, reason: reasons[i] });
+      } else tally.opened++;
+    }
+  }
+  return { tally, failures };
+}
+
+/** checkSealedKeyRange over packed batches; the labels of the (few) failures listed are read afterwards. */
+async function checkPackedKeyRange(client: pg.ClientBase, table: KeyTable, open: OpenDbValue | undefined, opts: KeyRangeCheckOptions, checkPacked: CheckPackedKeys): Promise<KeyRangeResult> {
+  const tally: KeyTally = { total: 0, opened: 0, failed: 0 };
+  const failures: KeyStoreReport['failures'] = [];
+  for await (const b of readPackedSealedKeys(client, table, opts.batchSize, opts.range)) {
+    let ok: Uint8Array;
+    try { ok = b.packedCount ? checkPacked(b.packed, b.packedCount) : new Uint8Array(0); } catch { ok = new Uint8Array(b.packedCount); }
+    const oddReasons = b.odd.length ? reasonsFor(b.odd, open, opts.openBatch) : [];
+    for (let i = 0; i < b.count; i++) {
+      tally.total++;
+      const s = b.slot[i];
+      const reason = s >= 0 ? (ok[s] ? '' : 'does not authenticate') : oddReasons[-1 - s];
+      if (reason) {
+        tally.failed++;
+        if (failures.length < opts.maxFailuresListed) failures.push({ table, id: b.ids[i], label: '', reason });
+      } else tally.opened++;
+    }
+  }
+  if (failures.length) {
+    const sql = table === 'clients' ? `SELECT id, name AS label FROM ${C2_TABLES.clients} WHERE id = ANY($1::int4[])` : `SELECT id, topic AS label FROM ${C2_TABLES.topics} WHERE id = ANY($1::int4[])`;
+    const labels = new Map((await client.query<{ id: number; label: string | null }>(sql, [failures.map((f) => f.id)])).rows.map((r) => [r.id, r.label ?? '']));
+    for (const f of failures) f.label = labels.get(f.id) ?? '';
+  }
+  return { tally, failures };
+}
+
+/** An empty report, filled by verifyKeyStore or verifyKeyStoreInParallel. */
+export function emptyKeyStoreReport(): KeyStoreReport {
+  return { clients: { total: 0, opened: 0, failed: 0 }, topics: { total: 0, opened: 0, failed: 0 }, failures: [], seconds: 0, ok: false };
+}
+
+/** Add one table's (or range's) result to the report; results must arrive in table, then block order (the order one scan reads them). */
+export function addKeyRangeResult(report: KeyStoreReport, table: KeyTable, r: KeyRangeResult, maxFailuresListed: number): void {
+  const tally = table === 'clients' ? report.clients : report.topics;
+  tally.total += r.tally.total;
+  tally.opened += r.tally.opened;
+  tally.failed += r.tally.failed;
+  for (const f of r.failures) if (report.failures.length < maxFailuresListed) report.failures.push(f);
+}
+
+export function finishKeyStoreReport(report: KeyStoreReport, t0: number): KeyStoreReport {
+  report.seconds = (Date.now() - t0) / 1000;
+  report.ok = report.clients.failed === 0 && report.topics.failed === 0;
+  return report;
+}
+
+export const KEY_TABLES: readonly KeyTable[] = ['clients', 'topic_keys'];
 
 /** Check every sealed key in C2's database opens with `open` (built from the DB passphrase). */
 export async function verifyKeyStore(db: string | pg.ClientBase, open: OpenDbValue, opts: VerifyKeyStoreOptions = {}): Promise<KeyStoreReport> {
@@ -106,42 +271,13 @@ export async function verifyKeyStore(db: string | pg.ClientBase, open: OpenDbVal
   const client = own ?? (db as pg.ClientBase);
   if (own) await own.connect();
   const max = opts.maxFailuresListed ?? 20;
-  const report: KeyStoreReport = {
-    clients: { total: 0, opened: 0, failed: 0 }, topics: { total: 0, opened: 0, failed: 0 }, failures: [], seconds: 0, ok: false,
-  };
+  const report = emptyKeyStoreReport();
   try {
-    for (const table of opts.tables ?? (['clients', 'topic_keys'] as const)) {
-      const tally = table === 'clients' ? report.clients : report.topics;
-      for await (const batch of readSealedKeys(client, table, opts.batchSize)) {
-        let opened: (Uint8Array | null)[] | undefined;
-        if (opts.openBatch) {
-          try { opened = opts.openBatch(batch.map((r) => asBytes(r.key))); } catch { opened = undefined; }
-        }
-        for (let i = 0; i < batch.length; i++) {
-          const row = batch[i];
-          tally.total++;
-          let reason = '';
-          if (opened) {
-            if (!opened[i]) reason = 'does not authenticate';
-          } else {
-            try {
-              const plain = open(asBytes(row.key));
-              if (!plain) reason = 'does not authenticate';
-            } catch (e) {
-              reason = (e as Error).message || 'does not authenticate';
-            }
-          }
-          if (reason) {
-            tally.failed++;
-            if (report.failures.length < max) report.failures.push({ table, id: row.id, label: row.label, reason });
-          } else tally.opened++;
-        }
-      }
+    for (const table of opts.tables ?? KEY_TABLES) {
+      addKeyRangeResult(report, table, await checkSealedKeyRange(client, table, open, { openBatch: opts.openBatch, checkPacked: opts.checkPacked, batchSize: opts.batchSize, maxFailuresListed: max }), max);
     }
   } finally {
     if (own) await own.end();
   }
-  report.seconds = (Date.now() - t0) / 1000;
-  report.ok = report.clients.failed === 0 && report.topics.failed === 0;
-  return report;
+  return finishKeyStoreReport(report, t0);
 }

@@ -433,7 +433,16 @@ function openBatchTwoBlocks(st: KeyState, d: Buffer, sealed: readonly Uint8Array
   const n = idx.length;
   const all = new Uint8Array(n * 48);
   for (let j = 0; j < n; j++) all.set(sealed[idx[j]], j * 48);
-  const allW = new Uint32Array(all.buffer);
+  const { plain, ok } = openPackedTwoBlocks(st, d, all, n);
+  for (let j = 0; j < n; j++) if (ok[j]) out[idx[j]] = Buffer.from(plain.buffer, j * 32, 32);
+}
+
+/**
+ * The core of openBatchTwoBlocks on n values already packed end to end (48 bytes each, 4-byte aligned):
+ * plaintexts (wiped where a value fails) and one flag per value (1 = authenticates).
+ */
+function openPackedTwoBlocks(st: KeyState, d: Buffer, all: Uint8Array, n: number): { plain: Uint8Array; ok: Uint8Array } {
+  const allW = new Uint32Array(all.buffer, all.byteOffset, n * 12);
   // 1. CTR keystream, two blocks per value, from the stored synthetic IV.
   const ctr = Buffer.allocUnsafe(n * 2 * BLOCK);
   for (let j = 0; j < n; j++) writeCounters(all.subarray(j * 48, j * 48 + BLOCK), ctr, j * 2 * BLOCK, 2);
@@ -454,12 +463,29 @@ function openBatchTwoBlocks(st: KeyState, d: Buffer, sealed: readonly Uint8Array
   for (let j = 0; j < n; j++) for (let w = 0; w < 4; w++) x1W[j * 4 + w] ^= plainW[j * 8 + 4 + w] ^ dkW[w];
   const vW = words32(st.ecb.update(Buffer.from(x1W.buffer, x1W.byteOffset, x1W.byteLength)));
   // 3. Compare with the stored tag; failed plaintexts are wiped.
+  const ok = new Uint8Array(n);
   for (let j = 0; j < n; j++) {
     const t = j * 12, q = j * 4;
     const diff = (vW[q] ^ allW[t]) | (vW[q + 1] ^ allW[t + 1]) | (vW[q + 2] ^ allW[t + 2]) | (vW[q + 3] ^ allW[t + 3]);
-    if (diff === 0) out[idx[j]] = Buffer.from(plain.buffer, j * 32, 32);
+    if (diff === 0) ok[j] = 1;
     else plain.fill(0, j * 32, j * 32 + 32);
   }
+  return { plain, ok };
+}
+
+/**
+ * Which of n sealed 32-byte values, packed end to end in `packed` (48 bytes each: tag16 ‖ ct32), authenticate
+ * under a double-length key and one associated-data list: one flag per value (1 = yes). The plaintexts are
+ * wiped before returning (a key-store check needs only the answer). `packed` must be 4-byte aligned.
+ */
+export function sivCheckPacked32WithDoubledKey(key: Uint8Array, packed: Uint8Array, n: number, associatedData: readonly Uint8Array[]): Uint8Array {
+  if (packed.length < n * 48) throw new Error(`sivCheckPacked32: ${n} values need ${n * 48} bytes, got ${packed.length}`);
+  if (packed.byteOffset % 4 !== 0) throw new Error('sivCheckPacked32: the packed values must start 4-byte aligned');
+  checkAd(associatedData);
+  const st = keyState(key, true);
+  const { plain, ok } = openPackedTwoBlocks(st, s2vPrefix(st, associatedData), packed, n);
+  plain.fill(0);
+  return ok;
 }
 
 function openBatch(st: KeyState, sealed: readonly Uint8Array[], ad: readonly Uint8Array[]): (Buffer | null)[] {

@@ -5,7 +5,7 @@
 import { createHash, createHmac } from 'node:crypto';
 import { argon2i } from './argon2i.ts';
 import {
-  sivOpenBatchWithDoubledKey, sivOpenWithDoubledKey, sivSealBatchWithDoubledKey, sivSealWithDoubledKey, SivAuthenticationError,
+  sivCheckPacked32WithDoubledKey, sivOpenBatchWithDoubledKey, sivOpenWithDoubledKey, sivSealBatchWithDoubledKey, sivSealWithDoubledKey, SivAuthenticationError,
 } from './aes-siv.ts';
 import { E4Error } from './errors.ts';
 import { KEY_LEN } from './ids.ts';
@@ -88,6 +88,18 @@ export function sealDbValue(dbKey: Uint8Array, plain: Uint8Array): Buffer {
 export function openDbValuesBatch(dbKey: Uint8Array, sealed: readonly Uint8Array[]): (Buffer | null)[] {
   checkDbKey(dbKey);
   return sivOpenBatchWithDoubledKey(dbKey, sealed, [EMPTY]);
+}
+
+/** Sealed length of a 32-byte key (tag16 ‖ ct32): every client and topic key C2 stores. */
+export const SEALED_KEY_BYTES = 48;
+
+/**
+ * The key-store check's hot path: which of n sealed 32-byte keys, packed end to end in `packed` (48 bytes
+ * each, 4-byte aligned), open under the DB key. One flag per value (1 = opens); no plaintext is kept.
+ */
+export function checkPackedDbKeys(dbKey: Uint8Array, packed: Uint8Array, n: number): Uint8Array {
+  checkDbKey(dbKey);
+  return sivCheckPacked32WithDoubledKey(dbKey, packed, n, [EMPTY]);
 }
 
 /** sealDbValue over many values at once (seeding large test databases). */

@@ -28,6 +28,14 @@ export interface PitrSettings {
 }
 
 /** Settings after validation: every defaulted key is present. */
+/** Patroni's timing and replication mode (HA profile); see docs/operate/high-availability.md. */
+export interface PostgresFailoverSettings {
+  ttlSeconds: number;
+  loopWaitSeconds: number;
+  retryTimeoutSeconds: number;
+  synchronousMode: boolean;
+}
+
 export interface StackSettings {
   profile: Profile;
   hosts: DockerHostSettings[];
@@ -41,8 +49,9 @@ export interface StackSettings {
     image: string; patroniImageBase: string; replicas: number; database: string; username: string;
     parameters: Record<string, string | number | boolean>; exporterImage: string; memoryMb?: number;
     pitr: PitrSettings;
+    failover: PostgresFailoverSettings;
   };
-  etcd: { image: string; nodes: number };
+  etcd: { image: string; nodes: number; api: 'etcd3' | 'etcd' };
   broker: { kind: 'mosquitto' | 'emqx'; mosquittoImage: string; emqxImage: string; nodes: number; allowAnonymous: boolean; exporterImage: string; memoryMb?: number };
   elasticsearch: {
     enabled: boolean; image: string; kibanaImage: string; exporterImage: string; nodes: number; heapMb: number;
@@ -59,6 +68,7 @@ export interface StackSettings {
   automationEngine: { enabled: boolean; replicas: number; image?: string; goModuleVersion: string; database: string };
   backup: {
     enabled: boolean; schedule: string; maxAgeHours: number; baseImage: string; command: string; targets: BackupTargetSettings[]; ageRecipients: string[];
+    drill: { enabled: boolean; schedule: string; identityFile: string; withC2: boolean };
     retention: { keepLast: number; keepDaily: number; keepWeekly: number; keepMonthly: number };
   };
 }
@@ -125,10 +135,17 @@ const postgresRules: StackRule = (s) => {
   return p;
 };
 
-const etcdRules: StackRule = (s) =>
-  s.profile === 'ha' && (s.etcd.nodes < 3 || s.etcd.nodes % 2 === 0)
-    ? [`etcd.nodes: is ${s.etcd.nodes}; etcd needs an odd number of members, at least 3, to keep quorum when one is lost. Fix: set etcd.nodes to 3 or 5`]
-    : [];
+const etcdRules: StackRule = (s) => {
+  const p: string[] = [];
+  if (s.profile === 'ha' && (s.etcd.nodes < 3 || s.etcd.nodes % 2 === 0)) {
+    p.push(`etcd.nodes: is ${s.etcd.nodes}; etcd needs an odd number of members, at least 3, to keep quorum when one is lost. Fix: set etcd.nodes to 3 or 5`);
+  }
+  const f = s.postgres.failover;
+  if (f.loopWaitSeconds + 2 * f.retryTimeoutSeconds > f.ttlSeconds) {
+    p.push(`postgres.failover.ttlSeconds: is ${f.ttlSeconds}, below loopWaitSeconds + 2 * retryTimeoutSeconds (${f.loopWaitSeconds + 2 * f.retryTimeoutSeconds}); Patroni would lose its lease while still retrying. Fix: raise ttlSeconds or lower the other two`);
+  }
+  return p;
+};
 
 const brokerRules: StackRule = (s) => {
   const p: string[] = [];
@@ -250,6 +267,9 @@ const backupRules: StackRule = (s) => {
     if (!b.targets.length) p.push('backup.targets: is empty but backup.enabled is true. Fix: add at least one target, e.g. { name: offsite, type: rclone, remote: "s3remote:e4-backups" }');
     if (!b.ageRecipients.length) p.push('backup.ageRecipients: is empty; backups are always encrypted. Fix: add the age public key (age1...) of whoever may restore');
   }
+  const drillProblem = cronScheduleProblem(b.drill.schedule);
+  if (drillProblem) p.push(`backup.drill.schedule: "${b.drill.schedule}" is not a 5-field cron expression (${drillProblem.replace(/^"[^"]*" /, '')}). Fix: use e.g. "43 4 * * 0" (Sundays 04:43)`);
+  if (b.drill.enabled && !b.enabled) p.push('backup.drill.enabled: drills the backups, but backup.enabled is false. Fix: enable backups, or set backup.drill.enabled to false');
   const tnames = new Set<string>();
   b.targets.forEach((t, i) => {
     if (tnames.has(t.name)) p.push(`backup.targets[${i}].name: "${t.name}" is used twice. Fix: give every target a unique name`);
@@ -303,7 +323,19 @@ export function checkStackSecrets(secrets: StackSecrets): string[] {
  * Validate raw settings (the parsed `e4ops:settings` value) and secrets. Returns settings with all
  * defaults applied; throws StackSettingsError listing every problem.
  */
-export function validateStackSettings(raw: unknown, secrets: StackSecrets = {}, source?: string): StackSettings {
+export interface ValidateStackSettingsOptions {
+  /** What the settings deploy: a Pulumi stack (default) or the VM appliance, whose toolkit also runs the scheduled drill. */
+  deployment?: 'stack' | 'appliance';
+}
+
+/** Settings a Pulumi stack cannot honour yet (the appliance can): refused rather than silently ignored. */
+function stackDeploymentProblems(s: StackSettings): string[] {
+  return s.backup.drill.enabled
+    ? ['backup.drill.enabled: a Pulumi stack does not run the scheduled drill (the VM appliance does). Fix: set it to false and schedule the drill on a toolkit host: e4ops drill --print-systemd-timer --target ... --identity ... --passphrase-file ...']
+    : [];
+}
+
+export function validateStackSettings(raw: unknown, secrets: StackSecrets = {}, source?: string, opts: ValidateStackSettingsOptions = {}): StackSettings {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     throw new StackSettingsError(['e4ops:settings: missing or not an object. Fix: add `e4ops:settings:` with at least `profile: minimal` (or ha) to the stack file'], source);
   }
@@ -326,7 +358,7 @@ export function validateStackSettings(raw: unknown, secrets: StackSecrets = {}, 
   const s = merged as unknown as StackSettings;
   if ((input.c2 as Record<string, unknown> | undefined)?.messageLogging === undefined) s.c2.messageLogging = s.elasticsearch.enabled;
   // The cross-field rules need a schema-valid object; report them together with secret problems.
-  const ruleProblems = [...checkStackRules(s), ...secretProblems];
+  const ruleProblems = [...checkStackRules(s), ...((opts.deployment ?? 'stack') === 'stack' ? stackDeploymentProblems(s) : []), ...secretProblems];
   if (ruleProblems.length) throw new StackSettingsError(ruleProblems, source);
   return s;
 }

@@ -14,9 +14,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { validateApplianceDefinition } from '../../appliances/appliance-definition.ts';
 import { bootAppliance, OVMF_CODE, type BootedAppliance, type Firmware } from '../../appliances/boot-appliance.ts';
-import { planAppliance, buildApplianceImage, APPLIANCE_PATHS, MQTT_PASSWORD_PLACEHOLDER, ADMIN_USER, BACKUP_TIMER, C2_SERVICE, type BuildResult } from '../../appliances/build-appliance.ts';
+import { planAppliance, buildApplianceImage, APPLIANCE_PATHS, MQTT_PASSWORD_PLACEHOLDER, ADMIN_USER, BACKUP_TIMER, DRILL_SERVICE, DRILL_TIMER, PITR_JOBS, C2_SERVICE, type BuildResult } from '../../appliances/build-appliance.ts';
 import { checkOva, readTar } from '../../appliances/ova.ts';
-import { renderUserData, renderMetaData } from '../../appliances/cloud-init-seed.ts';
+import { renderUserData, renderMetaData, type SeedSettings } from '../../appliances/cloud-init-seed.ts';
 import { diskLayout } from '../../appliances/disk-image.ts';
 import { c2BinaryDir, c2BinaryAvailable, pinnedC2Version, REPO_ROOT } from '../../lib/servers/c2.ts';
 import { C2_HEALTH_PATH } from '../../lib/render/c2-replica.ts';
@@ -137,10 +137,10 @@ describe.skipIf(!SLOW)('VM appliance (trixie): real build, OVA checks, BIOS and 
     fs.rmSync(vmdk);
   });
 
-  async function bootWithSeed(firmware: Firmware, name: string, settings: Record<string, unknown>) {
+  async function bootWithSeed(firmware: Firmware, name: string, settings: Record<string, unknown>, files: SeedSettings['files'] = []) {
     const seedDir = path.join(work, `seed-${name}`);
     fs.mkdirSync(seedDir);
-    const seed = { hostname: name, sshAuthorizedKeys: [fs.readFileSync(`${sshKey}.pub`, 'utf8')], settings, instanceId: `iid-${name}` };
+    const seed = { hostname: name, sshAuthorizedKeys: [fs.readFileSync(`${sshKey}.pub`, 'utf8')], settings, instanceId: `iid-${name}`, files };
     fs.writeFileSync(path.join(seedDir, 'user-data'), renderUserData(seed));
     fs.writeFileSync(path.join(seedDir, 'meta-data'), renderMetaData(seed));
     const seedImg = path.join(seedDir, 'seed.img');
@@ -180,15 +180,18 @@ describe.skipIf(!SLOW)('VM appliance (trixie): real build, OVA checks, BIOS and 
     }
   }
 
+  // Backups with the weekly drill (the identity comes with the seed, as an operator would write it), and PITR.
   const goodSettings = () => ({
-    backup: { enabled: true, targets: [{ name: 'local', type: 'local', path: '/var/backups/e4ops' }], ageRecipients: [ageRecipient] },
+    backup: { enabled: true, targets: [{ name: 'local', type: 'local', path: '/var/backups/e4ops' }], ageRecipients: [ageRecipient], drill: { enabled: true } },
+    postgres: { pitr: { enabled: true } },
   });
+  const drillIdentity = () => [{ path: '/etc/e4ops/secrets/drill-identity.age', content: fs.readFileSync(path.join(work, 'age.key'), 'utf8') }];
 
   // The three boots are independent (each on its own snapshot overlay and ports): run them side by side.
   for (const firmware of ['bios', 'uefi'] as const) {
     it.concurrent(`${firmware === 'bios' ? 'SeaBIOS' : 'OVMF (UEFI)'}: boots from the disk alone; cloud-init sets host, key and settings; C2 serves; the backup timer runs a backup`, async () => {
       const name = `c2-${firmware}`;
-      const { vm, ssh, httpPort, t0 } = await bootWithSeed(firmware, name, goodSettings());
+      const { vm, ssh, httpPort, t0 } = await bootWithSeed(firmware, name, goodSettings(), drillIdentity());
       const served = await waitFor('C2 answering over HTTPS', vm, 1800, async () => {
         try {
           const r = await get(`https://127.0.0.1:${httpPort}${C2_HEALTH_PATH}`);
@@ -206,13 +209,30 @@ describe.skipIf(!SLOW)('VM appliance (trixie): real build, OVA checks, BIOS and 
       expect((await ssh('hostname')).stdout.trim()).toBe(name);
       // cloud-init has finished its last stage before the units are judged.
       await ssh('cloud-init status --wait >/dev/null 2>&1 || true');
-      expect((await ssh('systemctl list-timers --all --no-legend')).stdout).toContain(BACKUP_TIMER);
+      const timers = (await ssh('systemctl list-timers --all --no-legend')).stdout;
+      for (const t of [BACKUP_TIMER, DRILL_TIMER, ...PITR_JOBS.map((j) => `${j}.timer`)]) expect(timers, t).toContain(t);
       const run = await ssh('sudo systemctl start e4ops-backup.service && echo started');
-      expect(run.stdout + run.stderr).toContain('started');
+      expect(run.stdout + run.stderr, (await ssh('sudo journalctl -u e4ops-backup.service --no-pager | tail -n 20')).stdout).toContain('started');
       const list = await ssh(`cd ${APPLIANCE_PATHS.toolkitDir} && sudo node --import tsx scripts/backup.ts list --target /var/backups/e4ops --json`);
       expect(list.status, list.stderr).toBe(0);
       const sets = JSON.parse(list.stdout)[0].sets as Array<{ status: string; inventory: { clients: number } }>;
       expect(sets.map((x) => x.status)).toEqual(['complete']);
+      // PITR: first boot created the stanza and started a full backup; starting the oneshot again waits for it.
+      const full = await ssh('sudo systemctl start e4ops-pitr-full.service && echo full-ok');
+      expect(full.stdout + full.stderr, (await ssh('sudo journalctl -u e4ops-pitr-full.service -u e4ops-firstboot.service --no-pager | grep -i -E "pgbackrest|pitr" | tail -n 20')).stdout).toContain('full-ok');
+      const pitrInfo = await ssh(`sudo e4ops pitr info --json --pgbackrest-config ${APPLIANCE_PATHS.pgbackrestConfig} --stanza c2`);
+      expect(pitrInfo.status, pitrInfo.stderr).toBe(0);
+      expect((JSON.parse(pitrInfo.stdout).sets as Array<{ type: string }>).map((x) => x.type)).toContain('full');
+      const pitrCheck = await ssh('sudo systemctl start e4ops-pitr-check.service && echo check-ok');
+      expect(pitrCheck.stdout + pitrCheck.stderr, (await ssh('sudo journalctl -u e4ops-pitr-check.service --no-pager | tail -n 20')).stdout).toContain('check-ok');
+      if (firmware === 'bios') {
+        // The scheduled drill, run now: restores the backup above into scratch servers, every key opens, C2 serves it.
+        const drill = await ssh(`sudo systemctl start ${DRILL_SERVICE} && sudo cat ${APPLIANCE_PATHS.drillReport}`);
+        expect(drill.status, drill.stderr + (await ssh(`sudo journalctl -u ${DRILL_SERVICE} --no-pager | tail -n 40`)).stdout).toBe(0);
+        const report = JSON.parse(drill.stdout);
+        expect(report.ok).toBe(true);
+        expect(report.checks.map((c: { name: string }) => c.name)).toContain('c2-serves-restored-data');
+      }
       const check = await ssh('sudo e4ops appliance upgrade-check');
       expect(check.stdout).toMatch(/PostgreSQL binaries: 17; data: 17/);
       expect(check.stdout).toContain('result: ok');

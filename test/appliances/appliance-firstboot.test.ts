@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { loadApplianceDefinition } from '../../appliances/appliance-definition.ts';
-import { planAppliance, writeFilesUnder, APPLIANCE_PATHS, BACKUP_SERVICE, BACKUP_TIMER } from '../../appliances/build-appliance.ts';
+import { planAppliance, writeFilesUnder, APPLIANCE_PATHS, BACKUP_SERVICE, BACKUP_TIMER, DRILL_SERVICE, DRILL_TIMER, PITR_JOBS } from '../../appliances/build-appliance.ts';
 import { renderUserData, renderMetaData } from '../../appliances/cloud-init-seed.ts';
 import { mergeSettings } from '../../appliances/apply-settings.ts';
 import { cronToOnCalendar } from '../../lib/render/systemd-units.ts';
@@ -58,7 +58,7 @@ describe('e4ops appliance apply-settings (first boot)', () => {
     expect(job.ageRecipients).toEqual([AGE]);
     expect(fs.readFileSync(path.join(root, `etc/systemd/system/${BACKUP_TIMER}`), 'utf8')).toContain('OnCalendar=*-*-* 01:30:00');
     expect(fs.readFileSync(path.join(root, `etc/systemd/system/${BACKUP_SERVICE}`), 'utf8')).toContain('ExecStart=/usr/bin/node --max-semi-space-size=1 --expose-gc --import tsx /opt/e4ops/scripts/backup.ts run --config /etc/e4ops/backup.json');
-    expect(fs.readFileSync(path.join(root, APPLIANCE_PATHS.runtimeEnv), 'utf8')).toBe("E4OPS_HOSTNAME='c2-lab'\nE4OPS_CERT_SAN='DNS:c2-lab,DNS:c2,DNS:localhost,IP:127.0.0.1'\n");
+    expect(fs.readFileSync(path.join(root, APPLIANCE_PATHS.runtimeEnv), 'utf8')).toBe("E4OPS_HOSTNAME='c2-lab'\nE4OPS_CERT_SAN='DNS:c2-lab,DNS:c2,DNS:localhost,IP:127.0.0.1'\nE4OPS_LOCAL_BACKUP_TARGETS='/var/backups/e4ops'\n");
     expect(r.stdout).toContain('settings ok (cloud-init block merged over the image definition)');
   });
 
@@ -98,6 +98,36 @@ describe('e4ops appliance apply-settings (first boot)', () => {
     expect(off.code).toBe(0);
     expect(off.stdout).toContain(`removed /etc/systemd/system/${BACKUP_TIMER}`);
     expect(fs.existsSync(path.join(root, `etc/systemd/system/${BACKUP_TIMER}`))).toBe(false);
+  });
+
+  it('a block enabling the drill and PITR renders their units and pgbackrest.conf; switching them off removes every one', async () => {
+    const root = imageRoot('jobs');
+    const backup = { enabled: true, targets: [{ name: 'local', type: 'local', path: '/var/backups/e4ops' }], ageRecipients: [AGE] };
+    cloudInitBlock(root, { backup: { ...backup, drill: { enabled: true, schedule: '5 6 * * 1' } }, postgres: { pitr: { enabled: true, archiveTimeoutSeconds: 30 } } });
+    const r = await e4ops('apply-settings', '--root', root, '--hostname', 'c2-lab');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const read = (p: string) => fs.readFileSync(path.join(root, p), 'utf8');
+    expect(read(`etc/systemd/system/${DRILL_TIMER}`)).toContain('OnCalendar=Mon *-*-* 06:05:00');
+    expect(read(`etc/systemd/system/${DRILL_SERVICE}`)).toMatch(/^ExecStart=\/usr\/bin\/node --import tsx \/opt\/e4ops\/scripts\/restore-drill\.ts --target \/var\/backups\/e4ops --identity \/etc\/e4ops\/secrets\/drill-identity\.age --passphrase-file \/etc\/e4ops\/secrets\/c2-db-passphrase --report \S+ --with-c2 --c2-binary \/opt\/e4\/bin\/c2$/m);
+    expect(read(`etc/systemd/system/${DRILL_SERVICE}.d/appliance.conf`)).toContain(`Requires=e4ops-firstboot.service`);
+    const conf = read(APPLIANCE_PATHS.pgbackrestConfig);
+    expect(conf).toMatch(/^pg1-path=\/var\/lib\/postgresql\/17\/main$/m);
+    expect(conf).toMatch(/^repo1-cipher-type=aes-256-cbc$/m);
+    expect(conf).not.toMatch(/^repo1-cipher-pass=/m); // made at first boot, in conf.d
+    expect(read(APPLIANCE_PATHS.postgresConf)).toMatch(/^archive_timeout = 30$/m);
+    expect(read(APPLIANCE_PATHS.postgresConf)).toMatch(/^archive_command = '.*pgbackrest .*archive-push %p'$/m);
+    for (const j of PITR_JOBS) expect(read(`etc/systemd/system/${j}.service`)).toContain('/opt/e4ops/scripts/pitr.ts');
+    expect(read('etc/systemd/system/e4ops-pitr-check.service')).toContain('EnvironmentFile=-/etc/e4ops/secrets/backup.env');
+    cloudInitBlock(root, { backup: { ...backup, drill: { enabled: false } }, postgres: { pitr: { enabled: false } } });
+    const off = await e4ops('apply-settings', '--root', root, '--hostname', 'c2-lab');
+    expect(off.code).toBe(0);
+    for (const p of [`/etc/systemd/system/${DRILL_TIMER}`, APPLIANCE_PATHS.pgbackrestConfig, ...PITR_JOBS.map((j) => `/etc/systemd/system/${j}.timer`)]) {
+      expect(off.stdout).toContain(`removed ${p}`);
+      expect(fs.existsSync(path.join(root, p))).toBe(false);
+    }
+    expect(fs.existsSync(path.join(root, `etc/systemd/system/${BACKUP_TIMER}`))).toBe(true); // backups stay on
+    expect(read(APPLIANCE_PATHS.postgresConf)).not.toMatch(/archive_command/);
   });
 
   it('merges mappings key by key and replaces lists', () => {

@@ -10,8 +10,9 @@ import {
 } from '../../appliances/appliance-definition.ts';
 import {
   planAppliance, stagePlanFiles, mmdebstrapArgs, renderSettingsFiles, writeFilesUnder, APPLIANCE_PATHS, MQTT_PASSWORD_PLACEHOLDER, C2_SERVICE, FIRST_BOOT_SERVICE,
-  BACKUP_SERVICE, BACKUP_TIMER,
+  BACKUP_SERVICE, BACKUP_TIMER, DRILL_SERVICE, DRILL_TIMER, PITR_JOBS,
 } from '../../appliances/build-appliance.ts';
+import { validateStackSettings, StackSettingsError } from '../../lib/settings/stack-settings.ts';
 import { renderSystemdUnit } from '../../lib/render/systemd-units.ts';
 import { REPO_ROOT } from '../../lib/servers/c2.ts';
 
@@ -99,6 +100,36 @@ describe('appliance definition', () => {
     const p = problemsOf(e);
     expect(p).toContainEqual(expect.stringMatching(/^settings\.backup\.targets\[0\]: an rclone target needs rclone in the image\. Fix: add rclone to extraPackages/));
     expect(p).toContainEqual(expect.stringMatching(/^settings\.backup\.targets\[1\]\.path: .*absolute/));
+  });
+
+  it('takes a scheduled drill and point-in-time recovery on trixie; refuses what the VM cannot do, naming the key', () => {
+    const d = raw();
+    d.settings.backup = { enabled: true, targets: [{ name: 'l', type: 'local', path: '/var/backups/e4ops' }], ageRecipients: ['age1' + 'q'.repeat(58)], drill: { enabled: true } };
+    d.settings.postgres = { pitr: { enabled: true } };
+    expect(problemsOf(d)).toEqual([]);
+    const noLocal = structuredClone(d);
+    noLocal.extraPackages = ['rclone'];
+    noLocal.settings.backup.targets = [{ name: 'r', type: 'rclone', remote: 's3:bucket' }];
+    expect(problemsOf(noLocal)).toContainEqual(expect.stringMatching(/^settings\.backup\.drill\.enabled: .*no(ne)?.*Fix: add a local target/));
+    const noBackup = structuredClone(d);
+    noBackup.settings.backup.enabled = false;
+    expect(problemsOf(noBackup)).toContainEqual(expect.stringMatching(/^settings\.backup\.drill\.enabled: drills the backups, but backup\.enabled is false/));
+    const badCron = structuredClone(d);
+    badCron.settings.backup.drill.schedule = '99 99 * * *';
+    expect(problemsOf(badCron)).toContainEqual(expect.stringMatching(/^settings\.backup\.drill\.schedule: "99 99 \* \* \*" is not a 5-field cron expression/));
+    const bookworm = structuredClone(d);
+    bookworm.suite = 'bookworm';
+    expect(problemsOf(bookworm)).toContainEqual(expect.stringMatching(/^settings\.postgres\.pitr\.enabled: .*Fix: build with suite trixie/));
+    const sftp = structuredClone(d);
+    sftp.settings.postgres.pitr.repo = { type: 'sftp', sftpHost: 'h', sftpUser: 'u', sftpPrivateKeyFile: '/k' };
+    expect(problemsOf(sftp)).toContainEqual(expect.stringMatching(/^settings\.postgres\.pitr\.repo\.type: sftp .*Fix: use posix/));
+  });
+
+  it('a Pulumi stack refuses the scheduled drill instead of ignoring it, naming the key and the host-timer fix', () => {
+    let problems: string[] = [];
+    try { validateStackSettings({ profile: 'minimal', backup: { drill: { enabled: true } } }); } catch (e) { problems = (e as StackSettingsError).problems; }
+    expect(problems).toContainEqual(expect.stringMatching(/^backup\.drill\.enabled: a Pulumi stack does not run the scheduled drill .*Fix: .*e4ops drill --print-systemd-timer/));
+    expect(() => validateStackSettings({ profile: 'minimal' })).not.toThrow();
   });
 
   it('names the file when it cannot be read', () => {
@@ -189,9 +220,11 @@ describe('appliance build plan', () => {
     const units = [`etc/systemd/system/${C2_SERVICE}`, `etc/systemd/system/${FIRST_BOOT_SERVICE}`];
     // The backup pair as first boot renders it when the settings enable it.
     const d = raw();
-    d.settings.backup = { enabled: true, targets: [{ name: 'l', type: 'local', path: '/var/backups/e4ops' }], ageRecipients: ['age1' + 'q'.repeat(58)] };
+    d.settings.backup = { enabled: true, targets: [{ name: 'l', type: 'local', path: '/var/backups/e4ops' }], ageRecipients: ['age1' + 'q'.repeat(58)], drill: { enabled: true } };
+    d.settings.postgres = { pitr: { enabled: true } };
     writeFilesUnder(renderSettingsFiles(validateApplianceDefinition(d)), root);
-    units.push(`etc/systemd/system/${BACKUP_SERVICE}`, `etc/systemd/system/${BACKUP_TIMER}`);
+    units.push(`etc/systemd/system/${BACKUP_SERVICE}`, `etc/systemd/system/${BACKUP_TIMER}`, `etc/systemd/system/${DRILL_SERVICE}`, `etc/systemd/system/${DRILL_TIMER}`,
+      ...PITR_JOBS.flatMap((j) => [`etc/systemd/system/${j}.service`, `etc/systemd/system/${j}.timer`]));
     // What the packages and the toolkit put there in the real image.
     for (const exe of ['usr/local/bin/e4ops', 'usr/bin/node']) {
       fs.mkdirSync(path.dirname(path.join(root, exe)), { recursive: true });

@@ -8,8 +8,9 @@ import pg from 'pg';
 import { startThrowawayPostgres, type ThrowawayPostgres } from '../../lib/servers/postgres.ts';
 import { seedC2Database, c2ClientId, clientName } from '../../lib/c2-db/seed-database.ts';
 import { readC2Inventory, detectCryptoMode, C2SchemaMissingError } from '../../lib/c2-db/inventory.ts';
-import { verifyKeyStore } from '../../lib/c2-db/key-store.ts';
-import { deriveDbKey, sealDbValue, openDbValue, openDbValuesBatch, sealDbValuesBatch } from '../../lib/e4/keystore.ts';
+import { verifyKeyStore, type KeyStoreReport } from '../../lib/c2-db/key-store.ts';
+import { verifyKeyStoreInParallel, keyBlockRanges } from '../../lib/c2-db/key-store-parallel.ts';
+import { deriveDbKey, sealDbValue, openDbValue, openDbValuesBatch, sealDbValuesBatch, checkPackedDbKeys } from '../../lib/e4/keystore.ts';
 import { sha3_256 } from '@noble/hashes/sha3';
 
 describe('lib/c2-db on a real PostgreSQL', () => {
@@ -74,6 +75,98 @@ describe('lib/c2-db on a real PostgreSQL', () => {
       expect(batched.topics.failed).toBe(1);
       expect(batched.clients.opened).toBe(3000);
     } finally { await c.end(); }
+  });
+
+  describe('the key check spread over worker threads (verifyKeyStoreInParallel)', () => {
+    let par: string;
+    const single = (db: string, key = dbKey, max?: number) => verifyKeyStore(db, (s) => openDbValue(key, s), { openBatch: (xs) => openDbValuesBatch(key, xs), maxFailuresListed: max });
+    const strip = ({ seconds: _s, ...r }: KeyStoreReport) => r;
+    // 3,000 clients fill about 45 heap blocks: 22 blocks per range cut clients in two (topics fit in one).
+    const twoClientRanges = { workers: 2, inProcessBelowBlocks: 0, blocksPerRange: 22 };
+    beforeAll(async () => {
+      par = await server.createDatabase('c2par');
+      await seedC2Database(par, { clients: 3000, topics: 300, links: 3000, sealBatch: (p) => sealDbValuesBatch(dbKey, p) });
+    });
+
+    it('cuts each table into block ranges, the last open-ended', () => {
+      expect(keyBlockRanges(45, 2, 22)).toEqual([{ fromBlock: 0, toBlock: 22 }, { fromBlock: 22, toBlock: 44 }, { fromBlock: 44 }]);
+      expect(keyBlockRanges(0, 2)).toEqual([{ fromBlock: 0 }]);
+      expect(keyBlockRanges(10_000, 2)).toHaveLength(8);
+    });
+
+    it('two workers, each with its own COPY of a block range, give the single-threaded report', async () => {
+      const seen: { table: string; index: number; worker: number; total: number }[] = [];
+      const r = await verifyKeyStoreInParallel(par, dbKey, { ...twoClientRanges, onRange: (x) => seen.push({ table: x.table, index: x.index, worker: x.worker, total: x.tally.total }) });
+      expect(r.ok).toBe(true);
+      expect(r.clients).toEqual({ total: 3000, opened: 3000, failed: 0 });
+      expect(r.topics).toEqual({ total: 300, opened: 300, failed: 0 });
+      expect(strip(r)).toEqual(strip(await single(par)));
+      // Clients in two ranges that share the rows between them, topics in one; both workers used.
+      const clientRanges = seen.filter((x) => x.table === 'clients');
+      expect(clientRanges.map((x) => x.index).sort()).toEqual([0, 1]);
+      expect(clientRanges.every((x) => x.total > 0)).toBe(true);
+      expect(clientRanges.reduce((n, x) => n + x.total, 0)).toBe(3000);
+      expect(seen.filter((x) => x.table === 'topic_keys').map((x) => x.total)).toEqual([300]);
+      expect(new Set(seen.map((x) => x.worker))).toEqual(new Set([0, 1]));
+      // A store this small is cheaper to check on one thread (the default threshold): same report, no ranges handed out.
+      let ranges = 0;
+      expect(strip(await verifyKeyStoreInParallel(par, dbKey, { workers: 2, onRange: () => { ranges++; } }))).toEqual(strip(r));
+      expect(ranges).toBe(0);
+    });
+
+    it('one corrupted key in the second range, checked by the second worker, is reported with its row', async () => {
+      const c = new pg.Client({ connectionString: par });
+      await c.connect();
+      try {
+        // An updated row is written at the end of the table: in the second (last) range of blocks.
+        await c.query(`UPDATE clients SET key = set_byte(key, 30, get_byte(key, 30) # 4) WHERE id = 2222`);
+        const seen: { index: number; worker: number; failed: number }[] = [];
+        // Two client ranges and two workers: each worker takes one of the two ranges.
+        const r = await verifyKeyStoreInParallel(par, dbKey, { ...twoClientRanges, tables: ['clients'], onRange: (x) => seen.push({ index: x.index, worker: x.worker, failed: x.tally.failed }) });
+        expect(r.ok).toBe(false);
+        expect(r.clients).toEqual({ total: 3000, opened: 2999, failed: 1 });
+        expect(r.failures).toEqual([{ table: 'clients', id: 2222, label: clientName(2222), reason: 'does not authenticate' }]);
+        expect(seen.sort((a, b) => a.index - b.index)).toEqual([{ index: 0, worker: 0, failed: 0 }, { index: 1, worker: 1, failed: 1 }]);
+        // Both tables, default ranges: the same report as the single-threaded check.
+        expect(strip(await verifyKeyStoreInParallel(par, dbKey, { workers: 2, inProcessBelowBlocks: 0 }))).toEqual(strip(await single(par)));
+      } finally {
+        await c.query(`UPDATE clients SET key = set_byte(key, 30, get_byte(key, 30) # 4) WHERE id = 2222`);
+        await c.end();
+      }
+      expect((await verifyKeyStoreInParallel(par, dbKey, twoClientRanges)).ok).toBe(true);
+    });
+
+    it('a truncated key, a NULL key and the wrong passphrase fail exactly as they do single-threaded', async () => {
+      const c = new pg.Client({ connectionString: par });
+      await c.connect();
+      const saved = (await c.query('SELECT id, key FROM topic_keys WHERE id IN (10, 250) ORDER BY id')).rows;
+      try {
+        await c.query(`UPDATE topic_keys SET key = substring(key from 1 for 47) WHERE id = 250`);
+        await c.query(`ALTER TABLE topic_keys ALTER COLUMN key DROP NOT NULL`).catch(() => undefined);
+        await c.query(`UPDATE topic_keys SET key = NULL WHERE id = 10`);
+        const r = await verifyKeyStoreInParallel(par, dbKey, { workers: 2, inProcessBelowBlocks: 0, blocksPerRange: 2 });
+        expect(r.topics).toEqual({ total: 300, opened: 298, failed: 2 });
+        expect(r.failures.map((f) => [f.table, f.id, f.label]).sort()).toEqual([['topic_keys', 10, 'fleet/topic-000010'], ['topic_keys', 250, 'fleet/topic-000250']]);
+        expect(strip(r)).toEqual(strip(await single(par)));
+        const wrong = await verifyKeyStoreInParallel(par, otherKey, { ...twoClientRanges, maxFailuresListed: 3 });
+        expect(wrong.clients).toEqual({ total: 3000, opened: 0, failed: 3000 });
+        expect(wrong.failures).toHaveLength(3);
+        expect(wrong.failures[0].label).toBe(clientName(wrong.failures[0].id));
+        expect(strip(wrong)).toEqual(strip(await single(par, otherKey, 3)));
+      } finally {
+        for (const row of saved) await c.query('UPDATE topic_keys SET key = $1 WHERE id = $2', [row.key, row.id]);
+        await c.end();
+      }
+    });
+
+    it('the packed check opens exactly the 48-byte values that authenticate', () => {
+      const plains = Array.from({ length: 5 }, (_, i) => Buffer.alloc(32, i + 1));
+      const sealed = sealDbValuesBatch(dbKey, plains);
+      sealed[3][40] ^= 1;
+      const packed = new Uint8Array(Buffer.concat(sealed));
+      expect([...checkPackedDbKeys(dbKey, packed, 5)]).toEqual([1, 1, 1, 0, 1]);
+      expect([...checkPackedDbKeys(otherKey, packed, 5)]).toEqual([0, 0, 0, 0, 0]);
+    });
   });
 
   it('detects the crypto mode from config.yaml, else from client links, else says unknown', async () => {

@@ -17,7 +17,7 @@ import { createMemoryLogger } from '../../lib/log.ts';
 import { runPitrDrill } from '../../backups/pitr/pitr-drill.ts';
 import { takePitrBackup } from '../../backups/pitr/pitr-operations.ts';
 import { readPitrInfo } from '../../backups/pitr/pitr-repository.ts';
-import { createScratchDataDir } from '../../backups/pitr/pitr-restore.ts';
+import { createScratchDataDir, isolateScratchArchiveGet, SCRATCH_ARCHIVE_GET_DIR } from '../../backups/pitr/pitr-restore.ts';
 import { validateDrillReport } from '../../backups/drill/drill-report.ts';
 
 const REPO_ROOT = path.resolve(import.meta.dirname, '../..');
@@ -109,6 +109,10 @@ describe('PITR drill on a pgBackRest repository (real PostgreSQL 15 + pgBackRest
     expect(report.ok, JSON.stringify(report.checks.filter((c) => !c.ok))).toBe(true);
     expect(report.counts.clients).toBe(300 + 25 + 40);
     expect(report.pitr!.rpoToArchiveSeconds).toBe(0);
+    // The scratch recovery fetched WAL with a queue and lock of its own: production's archive-get queue (the
+    // configured spool-path, beside the archive lock production's archive-push takes) holds nothing of it.
+    const prodQueue = path.join(repo.dir, 'spool', 'archive', repo.stanza, 'in');
+    expect(fs.existsSync(prodQueue) ? fs.readdirSync(prodQueue) : []).toEqual([]);
   }, 180_000);
 
   it('a wrong cipher passphrase fails the drill naming the passphrase', async () => {
@@ -188,6 +192,11 @@ describe('PITR drill on a pgBackRest repository (real PostgreSQL 15 + pgBackRest
     const i = cli('info', '--json', ...common);
     expect(i.status, i.stderr).toBe(0);
     expect(JSON.parse(i.stdout).sets.map((s: { type: string }) => s.type)).toEqual(['full', 'incr', 'incr']);
+    // Without --config-include-path, conf.d beside the config (where the cipher passphrase is) is read:
+    // pgBackRest itself reads no include folder once --config is given.
+    const beside = cli('info', '--json', '--pgbackrest-config', repo.configFile, '--stanza', repo.stanza);
+    expect(beside.status, beside.stderr).toBe(0);
+    expect(JSON.parse(beside.stdout).sets).toHaveLength(3);
     // The check writes the metrics the PITR alerts read.
     const prom = path.join(dir, 'pitr.prom');
     const c = cli('check', ...common, '--metrics-file', prom, '--database-url', source.url('e4'));
@@ -210,4 +219,13 @@ describe('PITR drill on a pgBackRest repository (real PostgreSQL 15 + pgBackRest
     expect(missing.status).toBe(14);
     expect(missing.stderr).toMatch(/pgBackRest error \d+ \(\w+Error\)/);
   }, 120_000);
+});
+
+describe('isolateScratchArchiveGet (the scratch recovery\'s own archive-get queue and lock)', () => {
+  it('points pgBackRest\'s archive-get at paths inside the scratch data directory, replacing any given; other lines stay', () => {
+    const line = `restore_command = 'pgbackrest --config=/etc/pgbackrest/pgbackrest.conf --lock-path=/tmp/lock --no-archive-async --stanza=c2 archive-get %f "%p"'`;
+    expect(isolateScratchArchiveGet(line, '/scratch/data')).toBe(
+      `restore_command = 'pgbackrest --config=/etc/pgbackrest/pgbackrest.conf --stanza=c2 --archive-async --lock-path=/scratch/data/${SCRATCH_ARCHIVE_GET_DIR}/lock --spool-path=/scratch/data/${SCRATCH_ARCHIVE_GET_DIR}/spool archive-get %f "%p"'`);
+    for (const other of [`restore_command = 'cp /mnt/wal/%f "%p"'`, `archive_mode = 'off'`, `# restore_command = 'pgbackrest archive-get %f "%p"'`]) expect(isolateScratchArchiveGet(other, '/scratch/data')).toBe(other);
+  });
 });

@@ -3,6 +3,9 @@
 // and a device added; the target time; then the disaster (C2's database dropped). The restore stops C2
 // and PostgreSQL, moves the data directory aside, recovers to the target time, starts both, checks, and
 // resyncs: every device reads every linked topic again; --finalize removes the kept data directory.
+// Then the restore is killed (SIGKILL) right after the data directory restore and during the resync: a
+// re-run finishes the rest, no finished step runs again, and the production data directory is never
+// missing (the recovered one is in place, the old one kept under the name the journal fixed).
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -17,6 +20,8 @@ import { createC2Api, type C2Api } from '../../lib/c2/c2-api.ts';
 import { createFleet, type Fleet } from '../../lib/fleet/fleet.ts';
 import { createMemoryLogger } from '../../lib/log.ts';
 import { validateRestoreReport, type RestoreReport } from '../../backups/restore/restore-report.ts';
+import { readRestoreJournal } from '../../backups/restore/restore-journal.ts';
+import { readJournal as readResyncJournal } from '../../backups/resync/resync-journal.ts';
 import { writeC2Service } from './c2-service.ts';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
@@ -24,17 +29,24 @@ const DEVICES = ['pdev-a', 'pdev-b', 'pdev-c'];
 const TOPICS = ['plant/temp', 'plant/door', 'plant/alarm', 'plant/power'];
 const linked = (i: number) => [TOPICS[i % 4], TOPICS[(i + 1) % 4]];
 const LATE = 'pdev-late'; // registered after the target time: only the inventory knows it
+// Created before the kill tests' target times, so that their resync runs long enough for a kill to land inside it.
+const BULK = Array.from({ length: 300 }, (_, i) => `bulk/${i}`);
 
-function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/** The real command in a child process; `killWhen` SIGKILLs it the moment its predicate holds. */
+function runCli(args: string[], killWhen?: () => boolean): Promise<{ code: number | null; stdout: string; stderr: string; killed: boolean }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, 'scripts/e4ops.ts'), 'restore', ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
+    let killed = false;
     child.stdout.on('data', (d) => { stdout += d; });
     child.stderr.on('data', (d) => { stderr += d; });
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    const iv = killWhen ? setInterval(() => { if (!killed && killWhen()) { killed = true; child.kill('SIGKILL'); } }, 10) : undefined;
+    child.on('close', (code) => { if (iv) clearInterval(iv); resolve({ code, stdout, stderr, killed }); });
   });
 }
+
+const journalText = (f: string) => (fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : '');
 
 describe.skipIf(!c2BinaryAvailable() && !process.env.CI)('e4ops restore from pgBackRest (real pgBackRest, PostgreSQL, C2, Mosquitto)', () => {
   let repo: ThrowawayPgBackRestRepo;
@@ -62,7 +74,8 @@ describe.skipIf(!c2BinaryAvailable() && !process.env.CI)('e4ops restore from pgB
     const pgCtl = path.join(postgresBinDir(), 'pg_ctl');
     fs.writeFileSync(pgService, `#!/bin/sh
 case "$1" in
-start) mkdir -p '${pgs.socketDir}' && chown postgres '${pgs.socketDir}' && runuser -u postgres -- '${pgCtl}' -D '${pgs.dataDir}' -l '${path.dirname(pgs.dataDir)}/pg-restored.log' -W start ;;
+start) runuser -u postgres -- '${pgCtl}' -D '${pgs.dataDir}' status >/dev/null 2>&1 && exit 0 # running already: like systemctl start
+  mkdir -p '${pgs.socketDir}' && chown postgres '${pgs.socketDir}' && runuser -u postgres -- '${pgCtl}' -D '${pgs.dataDir}' -l '${path.dirname(pgs.dataDir)}/pg-restored.log' -W start ;;
 stop) [ -f '${pgs.dataDir}/postmaster.pid' ] || exit 0; runuser -u postgres -- '${pgCtl}' -D '${pgs.dataDir}' -m fast -w stop ;;
 esac
 `, { mode: 0o755 });
@@ -123,6 +136,35 @@ esac
     fs.rmSync(dir, { recursive: true, force: true });
   }, 120_000);
 
+  /** Every device (the late one too) reads a message C2 protects on each of its (non-bulk) topics. */
+  async function everyDeviceReadsEveryTopic(): Promise<void> {
+    const links = new Map([...DEVICES.map((n, i) => [n, linked(i)] as const), [LATE, [TOPICS[3]]] as const]);
+    await Promise.all([...links].map(([n, ts]) => Promise.all(ts.map((t) => fleet.subscribe(n, t, 1)))));
+    const marker = `pitr-${crypto.randomBytes(4).toString('hex')}`;
+    for (const t of TOPICS) await api.sendMessage(t, `${marker} ${t}`);
+    const reads = (n: string, t: string) => fleet.readable(n, t).some((p) => p.toString() === `${marker} ${t}`);
+    await fleet.waitFor(() => [...links].every(([n, ts]) => ts.every((t) => reads(n, t))), { timeoutMs: 60_000, what: 'every device to read every topic' }).catch(() => undefined);
+    expect([...links].flatMap(([n, ts]) => ts.filter((t) => !reads(n, t)).map((t) => `${n}:${t}`))).toEqual([]);
+  }
+
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const countsNow = () => ({ clients: +sql('SELECT count(*) FROM clients', 'e4'), topics: +sql('SELECT count(*) FROM topic_keys', 'e4'), links: +sql('SELECT count(*) FROM clients_topickeys', 'e4') });
+  /** The bulk topics (once), a target time, then the disaster (every link gone) with its WAL archived. */
+  async function targetTimeThenDisaster(): Promise<{ targetTime: string; counts: { clients: number; topics: number; links: number } }> {
+    if (!sql(`SELECT count(*) FROM topic_keys WHERE topic LIKE 'bulk/%'`, 'e4').startsWith(String(BULK.length))) {
+      for (const t of BULK) await api.newTopic(t);
+      for (let b = 0; b < BULK.length; b++) await api.linkClientTopic(DEVICES[b % DEVICES.length], BULK[b]);
+    }
+    const counts = countsNow();
+    await sleep(1500);
+    const at = new Date().toISOString();
+    await sleep(1500);
+    sql('TRUNCATE clients_topickeys', 'e4');
+    await repo.run('check'); // the WAL past the target is archived
+    return { targetTime: at, counts };
+  }
+  const argsFor = (at: string, stateDir: string) => args.map((a, i) => (args[i - 1] === '--target-time' ? at : args[i - 1] === '--state-dir' ? stateDir : a));
+
   it('recovers to the target time with the old data directory kept aside; C2 serves it; every device reads every linked topic after the resync', async () => {
     sql('DROP DATABASE e4 WITH (FORCE)'); // the disaster
     const plan = await runCli([...args.filter((a) => a !== '--yes'), '--plan']);
@@ -145,19 +187,101 @@ esac
     const kept = report.dataDirectory!.keptAside!;
     expect(fs.existsSync(path.join(kept, 'PG_VERSION'))).toBe(true);
     expect(report.rto.c2ServingSeconds).toBeGreaterThan(0);
+    // C2 was started as soon as the schema check passed, while the keys were still being checked.
+    expect(readRestoreJournal(path.join(dir, 'state', 'restore-journal.jsonl')).done.get('start-c2')!.result).toMatchObject({ startedDuringChecks: true });
 
     // C2 serves the recovered data plus what the inventory re-created; every device reads C2's message on each topic.
     expect(await api.countClients()).toBe(DEVICES.length + 1);
-    const links = new Map([...DEVICES.map((n, i) => [n, linked(i)] as const), [LATE, [TOPICS[3]]] as const]);
-    await Promise.all([...links].map(([n, ts]) => Promise.all(ts.map((t) => fleet.subscribe(n, t, 1)))));
-    const marker = `pitr-${crypto.randomBytes(4).toString('hex')}`;
-    for (const t of TOPICS) await api.sendMessage(t, `${marker} ${t}`);
-    const reads = (n: string, t: string) => fleet.readable(n, t).some((p) => p.toString() === `${marker} ${t}`);
-    await fleet.waitFor(() => [...links].every(([n, ts]) => ts.every((t) => reads(n, t))), { timeoutMs: 60_000, what: 'every device to read every topic' }).catch(() => undefined);
-    expect([...links].flatMap(([n, ts]) => ts.filter((t) => !reads(n, t)).map((t) => `${n}:${t}`))).toEqual([]);
+    await everyDeviceReadsEveryTopic();
 
     const fin = await runCli(['--finalize', '--state-dir', path.join(dir, 'state'), '--database-url', `postgres://postgres@${pgs.host}:5432/e4`, '--yes']);
     expect(fin.code, fin.stderr).toBe(0);
     expect(fs.existsSync(kept)).toBe(false);
+  }, 300_000);
+  it('killed right after the data directory restore: the re-run finishes, restores nothing twice, and the data directory is never missing', async () => {
+    const { targetTime: at, counts } = await targetTimeThenDisaster();
+    const stateDir = path.join(dir, 'state-kill-restored');
+    const journal = path.join(stateDir, 'restore-journal.jsonl');
+    const first = await runCli(argsFor(at, stateDir), () => /"type":"step-done","step":"restore-data-directory"/.test(journalText(journal)));
+    expect(first.killed, first.stderr.slice(-2000)).toBe(true);
+    const j = readRestoreJournal(journal);
+    const kept = j.identity!.keptDataDir!;
+    expect(kept).toMatch(/\.before-\d{8}_\d{6}$/);
+    // Never missing: the recovered cluster is at the production path, the old one under the name the journal fixed.
+    expect(fs.existsSync(path.join(pgs.dataDir, 'PG_VERSION'))).toBe(true);
+    expect(fs.existsSync(path.join(kept, 'PG_VERSION'))).toBe(true);
+    // A restore repeated by the re-run would empty the directory first: this file would go.
+    fs.writeFileSync(path.join(pgs.dataDir, 'e4ops-test-marker'), 'left by the test after the kill\n');
+
+    const second = await runCli(argsFor(at, stateDir));
+    expect(second.code, second.stderr.slice(-3000)).toBe(0);
+    const after = readRestoreJournal(journal);
+    expect(after.runs).toBe(2);
+    for (const s of ['preflight', 'stop-c2', 'stop-postgres', 'restore-data-directory'] as const) expect(after.begun.get(s), s).toBe(1);
+    expect(fs.existsSync(path.join(pgs.dataDir, 'e4ops-test-marker'))).toBe(true);
+    const report = JSON.parse(fs.readFileSync(path.join(stateDir, 'restore-report.json'), 'utf8')) as RestoreReport;
+    validateRestoreReport(report);
+    expect(report.ok).toBe(true);
+    expect(report.runs).toBe(2);
+    expect(report.dataDirectory!.keptAside).toBe(kept);
+    expect(report.counts).toEqual(counts); // the target time's links, not the disaster's
+    expect(report.steps.find((x) => x.step === 'restore-data-directory')).toMatchObject({ status: 'done', runs: 1 });
+    expect(await api.countClients()).toBe(counts.clients);
+    const fin = await runCli(['--finalize', '--state-dir', stateDir, '--database-url', `postgres://postgres@${pgs.host}:5432/e4`, '--yes']);
+    expect(fin.code, fin.stderr).toBe(0);
+    expect(fs.existsSync(kept)).toBe(false);
+  }, 300_000);
+
+  it('killed during the resync: the re-run resumes it, no topic is rotated twice, no earlier step runs again', async () => {
+    const { targetTime: at, counts } = await targetTimeThenDisaster();
+    const stateDir = path.join(dir, 'state-kill-resync');
+    const journal = path.join(stateDir, 'restore-journal.jsonl');
+    const resyncJournal = path.join(stateDir, 'resync-journal.jsonl');
+    const first = await runCli(argsFor(at, stateDir), () => (journalText(resyncJournal).match(/"type":"done"/g)?.length ?? 0) >= 30);
+    expect(first.killed, `the resync finished before the kill: ${first.stderr.slice(-1000)}`).toBe(true);
+    const j = readRestoreJournal(journal);
+    expect(j.inProgress).toBe('resync');
+    // The recovered cluster serves at the production path; the old one is kept.
+    expect(countsNow().clients).toBe(counts.clients);
+    expect(fs.existsSync(path.join(j.identity!.keptDataDir!, 'PG_VERSION'))).toBe(true);
+
+    const second = await runCli(argsFor(at, stateDir));
+    expect(second.code, second.stderr.slice(-3000)).toBe(0);
+    const after = readRestoreJournal(journal);
+    for (const s of ['preflight', 'stop-c2', 'stop-postgres', 'restore-data-directory', 'start-postgres', 'check-database', 'start-c2', 'check-c2'] as const) expect(after.begun.get(s), s).toBe(1);
+    expect(after.begun.get('resync')).toBe(2);
+    // Each topic rotated exactly once across both runs, and every one of them.
+    const done = journalText(resyncJournal).split('\n').filter((l) => l.includes('"type":"done"')).map((l) => JSON.parse(l).topic as string);
+    expect(done.length).toBe(new Set(done).size);
+    expect(readResyncJournal(resyncJournal).rotated.size).toBe(counts.topics);
+    const report = JSON.parse(fs.readFileSync(path.join(stateDir, 'restore-report.json'), 'utf8')) as RestoreReport;
+    expect(report.ok).toBe(true);
+    expect(report.steps.find((x) => x.step === 'resync')!.runs).toBe(2);
+    expect(report.dataDirectory!.keptAside).toBe(j.identity!.keptDataDir);
+    await everyDeviceReadsEveryTopic();
+  }, 300_000);
+  it('a key check that fails after C2 was started early (wrong passphrase file) stops C2 again; exit 8; the report says which data directory to swap back', async () => {
+    const { targetTime: at } = await targetTimeThenDisaster();
+    const stateDir = path.join(dir, 'state-wrong-passphrase');
+    const wrongPass = path.join(dir, 'wrong-passphrase');
+    fs.writeFileSync(wrongPass, 'not the passphrase of this C2 database\n');
+    const a = argsFor(at, stateDir).map((x, i, all) => (all[i - 1] === '--passphrase-file' ? wrongPass : x));
+    const r = await runCli(a);
+    expect(r.code, r.stderr.slice(-2000)).toBe(8);
+    const j = readRestoreJournal(path.join(stateDir, 'restore-journal.jsonl'));
+    expect(j.done.has('start-postgres')).toBe(true);
+    expect(j.done.has('check-database')).toBe(false);
+    // C2 had been started during the checks (the schema passed); it is stopped again.
+    expect(fs.existsSync(path.join(dir, 'c2', 'c2.pid'))).toBe(false);
+    expect(await api.countClients().then(() => 'answers', () => 'stopped')).toBe('stopped');
+    const report = JSON.parse(fs.readFileSync(path.join(stateDir, 'restore-report.json'), 'utf8')) as RestoreReport;
+    validateRestoreReport(report);
+    expect(report.ok).toBe(false);
+    expect(report.error).toMatch(/keys-decrypt/);
+    expect(report.error).toMatch(/C2, started once the schema passed, was stopped again/);
+    const kept = j.identity!.keptDataDir!;
+    expect(report.dataDirectory!.keptAside).toBe(kept);
+    expect(report.next!.join('\n')).toContain(`rename ${kept} to ${pgs.dataDir}`);
+    expect(fs.existsSync(path.join(kept, 'PG_VERSION'))).toBe(true);
   }, 300_000);
 });
