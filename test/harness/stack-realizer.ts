@@ -16,7 +16,7 @@ import { installStackMocks, quiesce, reveal, settle, type RecordedResource } fro
 
 /** Container inputs the realizer turns into Engine API fields; any other input fails the realization. */
 const HANDLED = new Set(['name', 'image', 'hostname', 'restart', 'command', 'entrypoints', 'envs', 'user', 'uploads', 'volumes',
-  'networksAdvanced', 'ports', 'healthcheck', 'labels', 'logOpts', 'memory', 'shmSize', 'workingDir', 'mustRun', 'wait', 'waitTimeout', 'start', 'attach', 'logs']);
+  'networksAdvanced', 'ports', 'healthcheck', 'labels', 'logOpts', 'memory', 'shmSize', 'workingDir', 'dnsOpts', 'mustRun', 'wait', 'waitTimeout', 'start', 'attach', 'logs']);
 
 export interface RealizedStack {
   host: string;
@@ -88,6 +88,7 @@ export function containerCreateBody(inputs: Record<string, any>): { body: Record
       PortBindings: Object.fromEntries(ports.map((p) => [`${p.internal}/${p.protocol ?? 'tcp'}`, [{ HostIp: p.ip ?? '', HostPort: String(p.external ?? '') }]])),
       ...(inputs.memory ? { Memory: inputs.memory * 1024 * 1024 } : {}),
       ...(inputs.shmSize ? { ShmSize: inputs.shmSize * 1024 * 1024 } : {}),
+      ...(inputs.dnsOpts ? { DnsOptions: inputs.dnsOpts } : {}),
       ...(inputs.logOpts ? { LogConfig: { Type: 'json-file', Config: inputs.logOpts } } : {}),
       NetworkMode: nets[0]?.name ?? 'none',
     },
