@@ -233,7 +233,7 @@ function contextFilesOf(context: string, dockerfile: string): string[] {
 
 /** Containers of the ha profile that cannot run here: their images have no Debian package. */
 export const UNREALIZED_CONTAINERS: Record<string, string> = {
-  'mosquitto-exporter': 'sapcc/mosquitto-exporter has no Debian package (Prometheus target stays down; mocked tests cover its wiring)',
+  'mosquitto-exporter': 'sapcc/mosquitto-exporter has no Debian package and the Go module proxy here refuses it (403): its Prometheus target stays down; the mocked tests cover its wiring',
 };
 
 /**
