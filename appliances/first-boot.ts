@@ -142,7 +142,10 @@ if [ -e ${shq(s.pgbackrest.configFile)} ]; then
     chmod 0600 ${shq(s.pgbackrest.secretsFile)}.tmp
     mv ${shq(s.pgbackrest.secretsFile)}.tmp ${shq(s.pgbackrest.secretsFile)}
   fi
+  # apply-settings made the folder under this script's umask 077: pgBackRest runs as postgres and must get in.
+  chmod 0755 "$(dirname ${shq(s.pgbackrest.configFile)})"
   chown root:postgres ${shq(s.pgbackrest.configFile)}
+  chmod 0640 ${shq(s.pgbackrest.configFile)}
   # archive_command is live since the restart above; WAL waits in pg_wal until the stanza exists.
   log "creating the pgBackRest stanza and checking archiving"
   if ${s.pgbackrest.initCommand}; then

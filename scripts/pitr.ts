@@ -16,7 +16,7 @@ const REPO = 'pgBackRest repository';
 const TARGET_FLAGS = {
   'pgbackrest-config': { type: 'string', required: true, placeholder: 'FILE', group: REPO, help: 'pgbackrest.conf (rendered by e4ops or your own)' },
   stanza: { type: 'string', default: 'c2', placeholder: 'NAME', group: REPO, help: 'stanza' },
-  'config-include-path': { type: 'string', placeholder: 'DIR', group: REPO, help: "folder of extra *.conf files holding secrets such as repo1-cipher-pass (pgBackRest's default: /etc/pgbackrest/conf.d)" },
+  'config-include-path': { type: 'string', placeholder: 'DIR', group: REPO, help: "folder of extra *.conf files holding secrets such as repo1-cipher-pass (default: conf.d beside the config file, when it exists)" },
   'run-as': { type: 'string', placeholder: 'USER', group: REPO, help: 'OS user pgBackRest runs as (default: postgres when run as root)' },
 } as const satisfies FlagSpecs;
 

@@ -2,6 +2,7 @@
 // user), over an explicit config file and stanza, with its own error code and name kept. Shared by the
 // `e4ops pitr` library, the PITR drill, the throwaway repository of the tests, and the bench.
 import fs from 'node:fs';
+import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { asUser } from '../servers/daemon.ts';
 
@@ -71,9 +72,22 @@ export function defaultPgBackRestUser(): string | undefined {
   return fs.readFileSync('/etc/passwd', 'utf8').split('\n').some((l) => l.startsWith('postgres:')) ? 'postgres' : undefined;
 }
 
+/**
+ * The include folder for a target: the one given, else conf.d beside the config file when it exists.
+ * pgBackRest reads no include folder at all once --config is given without --config-include-path, so a
+ * repository whose cipher passphrase sits in /etc/pgbackrest/conf.d looked "wrongly encrypted" to
+ * `e4ops pitr info --pgbackrest-config /etc/pgbackrest/pgbackrest.conf`.
+ */
+export function configIncludePathOf(t: Pick<PgBackRestTarget, 'configFile' | 'configIncludePath'>): string | undefined {
+  if (t.configIncludePath) return t.configIncludePath;
+  const beside = path.join(path.dirname(t.configFile), 'conf.d');
+  return fs.existsSync(beside) ? beside : undefined;
+}
+
 /** pgbackrest's argv for a command on the target. */
 export function pgBackRestArgv(t: PgBackRestTarget, command: string, args: string[] = []): string[] {
-  return [`--config=${t.configFile}`, ...(t.configIncludePath ? [`--config-include-path=${t.configIncludePath}`] : []), `--stanza=${t.stanza}`, command, ...args];
+  const include = configIncludePathOf(t);
+  return [`--config=${t.configFile}`, ...(include ? [`--config-include-path=${include}`] : []), `--stanza=${t.stanza}`, command, ...args];
 }
 
 /** Run one pgBackRest command; resolves with its exit code and output (never throws for a non-zero exit). */

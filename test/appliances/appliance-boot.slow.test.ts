@@ -219,12 +219,12 @@ describe.skipIf(!SLOW)('VM appliance (trixie): real build, OVA checks, BIOS and 
       expect(sets.map((x) => x.status)).toEqual(['complete']);
       // PITR: first boot created the stanza and started a full backup; starting the oneshot again waits for it.
       const full = await ssh('sudo systemctl start e4ops-pitr-full.service && echo full-ok');
-      expect(full.stdout + full.stderr).toContain('full-ok');
+      expect(full.stdout + full.stderr, (await ssh('sudo journalctl -u e4ops-pitr-full.service -u e4ops-firstboot.service --no-pager | grep -i -E "pgbackrest|pitr" | tail -n 20')).stdout).toContain('full-ok');
       const pitrInfo = await ssh(`sudo e4ops pitr info --json --pgbackrest-config ${APPLIANCE_PATHS.pgbackrestConfig} --stanza c2`);
       expect(pitrInfo.status, pitrInfo.stderr).toBe(0);
       expect((JSON.parse(pitrInfo.stdout).sets as Array<{ type: string }>).map((x) => x.type)).toContain('full');
       const pitrCheck = await ssh('sudo systemctl start e4ops-pitr-check.service && echo check-ok');
-      expect(pitrCheck.stdout + pitrCheck.stderr).toContain('check-ok');
+      expect(pitrCheck.stdout + pitrCheck.stderr, (await ssh('sudo journalctl -u e4ops-pitr-check.service --no-pager | tail -n 20')).stdout).toContain('check-ok');
       if (firmware === 'bios') {
         // The scheduled drill, run now: restores the backup above into scratch servers, every key opens, C2 serves it.
         const drill = await ssh(`sudo systemctl start ${DRILL_SERVICE} && sudo cat ${APPLIANCE_PATHS.drillReport}`);

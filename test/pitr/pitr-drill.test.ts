@@ -192,6 +192,11 @@ describe('PITR drill on a pgBackRest repository (real PostgreSQL 15 + pgBackRest
     const i = cli('info', '--json', ...common);
     expect(i.status, i.stderr).toBe(0);
     expect(JSON.parse(i.stdout).sets.map((s: { type: string }) => s.type)).toEqual(['full', 'incr', 'incr']);
+    // Without --config-include-path, conf.d beside the config (where the cipher passphrase is) is read:
+    // pgBackRest itself reads no include folder once --config is given.
+    const beside = cli('info', '--json', '--pgbackrest-config', repo.configFile, '--stanza', repo.stanza);
+    expect(beside.status, beside.stderr).toBe(0);
+    expect(JSON.parse(beside.stdout).sets).toHaveLength(3);
     // The check writes the metrics the PITR alerts read.
     const prom = path.join(dir, 'pitr.prom');
     const c = cli('check', ...common, '--metrics-file', prom, '--database-url', source.url('e4'));
