@@ -39,4 +39,9 @@ bash scripts/build-c2.sh >/dev/null
 ln -sf "$PWD/bin/e4ops" /usr/local/bin/e4ops
 # The Debian base the C2 image tests build on (mmdebstrap, cached): tests then never reach a mirror.
 npx tsx -e "import('./lib/servers/c2-image.ts').then((m) => console.error('setup: base tarball', m.ensureC2ImageBaseTarball()))"
+# The slow suite's realized ha profile (test/stacks/ha-realized.slow.test.ts, bench:failover) builds every
+# image on one base that already holds the Debian packages (about 1 GB, 2 minutes once).
+if [ "$SLOW" = 1 ]; then
+  npx tsx -e "import('./lib/servers/c2-image.ts').then((m) => console.error('setup: stack base tarball', m.ensureStackImageBaseTarball()))"
+fi
 echo "setup: done. Test with: npm test$([ "$SLOW" = 1 ] && echo "; the slow suite: npm run test:slow")"

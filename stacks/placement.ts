@@ -127,3 +127,14 @@ export function memory(mb: number | undefined): { memory?: number } {
 }
 
 export const RESTART = 'unless-stopped';
+
+/**
+ * A container command that gives `paths` (uploaded files: the Docker provider writes them owned by
+ * root, so a 0600 secret is unreadable by a service user) to `user`, then runs `argv` as that user.
+ * The container itself must start as root; setpriv is util-linux (in every Debian image).
+ */
+export function dropPrivilegesCommand(user: string, paths: string[], argv: string[]): string[] {
+  const q = (a: string) => (/^[A-Za-z0-9_./:=-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`);
+  // HOME follows the user (Patroni writes ~/.pgpass); the rest of the environment (secrets) is kept.
+  return ['sh', '-c', `chown -R ${user}: ${paths.map(q).join(' ')} && export HOME="$(getent passwd ${user} | cut -d: -f6)" && exec setpriv --reuid=${user} --regid=${user} --init-groups ${argv.map(q).join(' ')}`];
+}

@@ -87,7 +87,7 @@ function defineResources(s: StackSettings, givenSecrets: StackSecrets, opts: { r
   // pg-primary on the internal network); minimal: the server's own alias.
   const dbHost = 'pg-primary';
 
-  const brokerArgs = { settings: s, placement: pl, brokerPassword: secrets.brokerPassword, emqxCookie: secrets.emqxCookie, emqxDashboardPassword: secrets.emqxDashboardPassword };
+  const brokerArgs = { settings: s, placement: pl, brokerPassword: secrets.brokerPassword, emqxCookie: secrets.emqxCookie, emqxDashboardPassword: secrets.emqxDashboardPassword, publish: !ha };
   const broker: BrokerEndpoint = s.broker.kind === 'emqx' ? new EmqxCluster('broker', brokerArgs) : new MosquittoBroker('broker', brokerArgs);
 
   const elastic = s.elasticsearch.enabled ? new ElasticStack('elastic', { settings: s, placement: pl, pki, elasticPassword: secrets.elasticPassword }) : undefined;

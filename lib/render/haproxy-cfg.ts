@@ -49,6 +49,9 @@ export function renderHaproxyCfg(s: HaproxySettings): string {
     `  nameserver dns ${resolver}`,
     '  hold valid 10s',
     '  accepted_payload_size 8192',
+    '  # Names of containers that are down do not resolve: answer that fast instead of blocking.',
+    '  timeout retry 1s',
+    '  resolve_retries 2',
     '',
     'defaults',
     '  mode tcp',
@@ -58,7 +61,9 @@ export function renderHaproxyCfg(s: HaproxySettings): string {
     '  timeout client 1h',
     '  timeout server 1h',
     '  timeout check 3s',
-    `  default-server inter ${s.checkIntervalMs ?? 3000}ms fall 3 rise 2 resolvers containers init-addr last,libc,none`,
+    // init-addr none: start with unresolved servers and let the resolvers fill them in. libc at start-up
+    // blocked HAProxy for minutes on an internal network while C2 containers were still restarting.
+    `  default-server inter ${s.checkIntervalMs ?? 3000}ms fall 3 rise 2 resolvers containers init-addr none`,
     '',
   ];
   const c2Backend = (name: string, pick: 'grpcAddress' | 'httpAddress') => {
@@ -68,7 +73,12 @@ export function renderHaproxyCfg(s: HaproxySettings): string {
       '  # C2 health check: HTTPS GET on the gateway port (certificates from the stack CA, not verified here).',
       `  option httpchk GET ${s.c2.healthPath}`,
       '  http-check expect status 200',
-      ...s.c2.replicas.map((r) => server(r.name, r[pick], `check check-ssl verify none port ${r.healthPort}`)),
+      '  # A replica that just died: its address stops answering, so give up connecting after 1 s and',
+      '  # retry on another replica; sessions still on it are cut when it is marked down (clients retry).',
+      '  timeout connect 1s',
+      '  retries 3',
+      '  option redispatch 1',
+      ...s.c2.replicas.map((r) => server(r.name, r[pick], `check check-ssl verify none port ${r.healthPort} on-marked-down shutdown-sessions`)),
       '',
     );
   };

@@ -95,6 +95,8 @@ export interface PatroniSettings {
   loopWaitSeconds?: number;
   retryTimeoutSeconds?: number;
   maximumLagOnFailoverBytes?: number;
+  /** Commits wait for one synchronous standby, and only it can be promoted (no acknowledged write lost). */
+  synchronousMode?: boolean;
   /** Continuous WAL archiving to pgBackRest from the leader, and new replicas restored from the repository. */
   pitr?: PitrPostgresSettings;
 }
@@ -106,7 +108,9 @@ export function renderPatroniConfig(s: PatroniSettings): string {
   if ((s.loopWaitSeconds ?? 10) + 2 * (s.retryTimeoutSeconds ?? 10) > ttl) {
     throw new Error(`patroni ttlSeconds ${ttl}: must be at least loopWaitSeconds + 2 * retryTimeoutSeconds`);
   }
-  const hba = pgHbaLines({ clientNetworks: s.postgres.clientNetworks, replicationUser: s.replicationUser });
+  // Patroni reaches its own PostgreSQL over TCP on 127.0.0.1 (listen 0.0.0.0, no unix socket): without
+  // this line bootstrap fails with "no pg_hba.conf entry for host 127.0.0.1" (seen on a real engine).
+  const hba = pgHbaLines({ clientNetworks: [...new Set(['127.0.0.1/32', ...s.postgres.clientNetworks])], replicationUser: s.replicationUser });
   const pitr = s.pitr ? patroniPitrSections(s.pitr) : undefined;
   const doc = {
     scope: s.scope,
@@ -119,6 +123,8 @@ export function renderPatroniConfig(s: PatroniSettings): string {
         loop_wait: s.loopWaitSeconds ?? 10,
         retry_timeout: s.retryTimeoutSeconds ?? 10,
         maximum_lag_on_failover: s.maximumLagOnFailoverBytes ?? 1_048_576,
+        // Not strict: a primary whose standbys are all gone keeps accepting writes (availability first).
+        ...(s.synchronousMode ? { synchronous_mode: true, synchronous_mode_strict: false } : {}),
         postgresql: {
           use_pg_rewind: true,
           use_slots: true,

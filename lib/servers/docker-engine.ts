@@ -105,3 +105,69 @@ export function ensureDebianBaseTarball(opts: { suite?: string; include?: string
 export function importDebianBaseImage(dockerHost: string, tag: string, opts: { suite?: string; include?: string[] } = {}): void {
   runDocker(dockerHost, ['import', ensureDebianBaseTarball(opts), tag]);
 }
+
+/** One Docker Engine API call over the engine's unix socket; JSON in and out, an error naming the call otherwise. */
+export async function dockerEngineRequest<T = unknown>(dockerHost: string, method: string, apiPath: string, body?: unknown, opts: { tar?: Buffer; timeoutMs?: number } = {}): Promise<T> {
+  const http = await import('node:http');
+  const socketPath = dockerHost.replace(/^unix:\/\//, '');
+  const payload = opts.tar ?? (body === undefined ? undefined : Buffer.from(JSON.stringify(body)));
+  return new Promise<T>((resolve, reject) => {
+    const req = http.request({
+      socketPath, method, path: `/v1.41${apiPath}`, timeout: opts.timeoutMs ?? 120_000,
+      headers: payload ? { 'Content-Type': opts.tar ? 'application/x-tar' : 'application/json', 'Content-Length': payload.length } : {},
+    }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        if ((res.statusCode ?? 500) >= 300) {
+          let msg = text;
+          try { msg = JSON.parse(text).message ?? text; } catch { /* plain text */ }
+          reject(new Error(`Docker API ${method} ${apiPath}: HTTP ${res.statusCode}: ${msg.trim()}`));
+          return;
+        }
+        try { resolve((text ? JSON.parse(text) : undefined) as T); } catch { resolve(text as T); }
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`Docker API ${method} ${apiPath}: no answer in ${opts.timeoutMs ?? 120_000} ms`)));
+    req.on('error', reject);
+    if (payload) req.write(payload);
+    req.end();
+  });
+}
+
+/** A ustar archive of files (owner root, like the Docker provider's uploads), for PUT /containers/{id}/archive. */
+export function tarArchive(files: Array<{ path: string; content: Buffer; mode: number }>): Buffer {
+  const blocks: Buffer[] = [];
+  const field = (h: Buffer, off: number, len: number, v: string) => { h.write(v, off, Math.min(len, Buffer.byteLength(v)), 'utf8'); };
+  const octal = (n: number, len: number) => n.toString(8).padStart(len - 1, '0') + '\0';
+  const mtime = Math.floor(Date.now() / 1000);
+  for (const f of files) {
+    let name = f.path.replace(/^\/+/, '');
+    let prefix = '';
+    if (Buffer.byteLength(name) > 100) {
+      const cut = name.lastIndexOf('/', 155);
+      if (cut <= 0 || Buffer.byteLength(name.slice(cut + 1)) > 100) throw new Error(`upload path too long for a tar header: ${f.path}`);
+      prefix = name.slice(0, cut);
+      name = name.slice(cut + 1);
+    }
+    const h = Buffer.alloc(512);
+    field(h, 0, 100, name);
+    field(h, 100, 8, octal(f.mode & 0o7777, 8));
+    field(h, 108, 8, octal(0, 8));
+    field(h, 116, 8, octal(0, 8));
+    field(h, 124, 12, octal(f.content.length, 12));
+    field(h, 136, 12, octal(mtime, 12));
+    h.fill(' ', 148, 156);
+    field(h, 156, 1, '0');
+    field(h, 257, 6, 'ustar\0');
+    field(h, 263, 2, '00');
+    field(h, 345, 155, prefix);
+    let sum = 0;
+    for (const b of h) sum += b;
+    field(h, 148, 8, sum.toString(8).padStart(6, '0') + '\0 ');
+    blocks.push(h, f.content, Buffer.alloc((512 - (f.content.length % 512)) % 512));
+  }
+  blocks.push(Buffer.alloc(1024));
+  return Buffer.concat(blocks);
+}

@@ -84,6 +84,18 @@ export const STACK_SETTINGS_SCHEMA = {
         },
         exporterImage: image('quay.io/prometheuscommunity/postgres-exporter:v0.15.0', 'postgres_exporter'),
         memoryMb,
+        failover: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          description: 'Patroni leader lease and replication mode (HA). A dead primary is replaced within about ttlSeconds + loopWaitSeconds; shorter leases fail over sooner but a stalled etcd or host then demotes a healthy primary. See docs/operate/high-availability.md',
+          properties: {
+            ttlSeconds: { type: 'integer', minimum: 5, maximum: 600, default: 10, description: 'Leader lease in etcd; must be at least loopWaitSeconds + 2 * retryTimeoutSeconds' },
+            loopWaitSeconds: { type: 'integer', minimum: 1, maximum: 60, default: 2 },
+            retryTimeoutSeconds: { type: 'integer', minimum: 1, maximum: 120, default: 4, description: 'How long Patroni retries etcd and PostgreSQL before giving up the lease' },
+            synchronousMode: { type: 'boolean', default: true, description: 'Commit waits for one standby, and only that standby may be promoted: no acknowledged write is lost in a failover; a primary left alone keeps accepting writes (synchronous_mode_strict off)' },
+          },
+        },
         pitr: {
           type: 'object',
           additionalProperties: false,
@@ -133,6 +145,7 @@ export const STACK_SETTINGS_SCHEMA = {
       properties: {
         image: image('quay.io/coreos/etcd:v3.5.17', 'etcd for Patroni (HA)'),
         nodes: { type: 'integer', minimum: 0, maximum: 7, description: 'etcd members for Patroni (HA; unused in minimal)' },
+        api: { enum: ['etcd3', 'etcd'], default: 'etcd3', description: "API Patroni speaks to etcd: etcd3 (the upstream etcd image) or etcd (v2, served with enable-v2). Debian's etcd 3.4 package has no v3 HTTP gateway, so Patroni's etcd3 client gets 404: use etcd with an image built from Debian packages" },
       },
     },
     broker: {

@@ -28,6 +28,14 @@ export interface PitrSettings {
 }
 
 /** Settings after validation: every defaulted key is present. */
+/** Patroni's timing and replication mode (HA profile); see docs/operate/high-availability.md. */
+export interface PostgresFailoverSettings {
+  ttlSeconds: number;
+  loopWaitSeconds: number;
+  retryTimeoutSeconds: number;
+  synchronousMode: boolean;
+}
+
 export interface StackSettings {
   profile: Profile;
   hosts: DockerHostSettings[];
@@ -41,8 +49,9 @@ export interface StackSettings {
     image: string; patroniImageBase: string; replicas: number; database: string; username: string;
     parameters: Record<string, string | number | boolean>; exporterImage: string; memoryMb?: number;
     pitr: PitrSettings;
+    failover: PostgresFailoverSettings;
   };
-  etcd: { image: string; nodes: number };
+  etcd: { image: string; nodes: number; api: 'etcd3' | 'etcd' };
   broker: { kind: 'mosquitto' | 'emqx'; mosquittoImage: string; emqxImage: string; nodes: number; allowAnonymous: boolean; exporterImage: string; memoryMb?: number };
   elasticsearch: {
     enabled: boolean; image: string; kibanaImage: string; exporterImage: string; nodes: number; heapMb: number;
@@ -126,10 +135,17 @@ const postgresRules: StackRule = (s) => {
   return p;
 };
 
-const etcdRules: StackRule = (s) =>
-  s.profile === 'ha' && (s.etcd.nodes < 3 || s.etcd.nodes % 2 === 0)
-    ? [`etcd.nodes: is ${s.etcd.nodes}; etcd needs an odd number of members, at least 3, to keep quorum when one is lost. Fix: set etcd.nodes to 3 or 5`]
-    : [];
+const etcdRules: StackRule = (s) => {
+  const p: string[] = [];
+  if (s.profile === 'ha' && (s.etcd.nodes < 3 || s.etcd.nodes % 2 === 0)) {
+    p.push(`etcd.nodes: is ${s.etcd.nodes}; etcd needs an odd number of members, at least 3, to keep quorum when one is lost. Fix: set etcd.nodes to 3 or 5`);
+  }
+  const f = s.postgres.failover;
+  if (f.loopWaitSeconds + 2 * f.retryTimeoutSeconds > f.ttlSeconds) {
+    p.push(`postgres.failover.ttlSeconds: is ${f.ttlSeconds}, below loopWaitSeconds + 2 * retryTimeoutSeconds (${f.loopWaitSeconds + 2 * f.retryTimeoutSeconds}); Patroni would lose its lease while still retrying. Fix: raise ttlSeconds or lower the other two`);
+  }
+  return p;
+};
 
 const brokerRules: StackRule = (s) => {
   const p: string[] = [];

@@ -11,6 +11,8 @@ export interface BrokerArgs {
   brokerPassword: pulumi.Output<string>;
   emqxCookie: pulumi.Output<string>;
   emqxDashboardPassword: pulumi.Output<string>;
+  /** Publish MQTT on publish.brokerAddress (default true; false behind the HA balancer, which publishes it). */
+  publish?: boolean;
 }
 
 export interface BrokerEndpoint {

@@ -3,7 +3,7 @@ import * as docker from '@pulumi/docker';
 import { renderC2Config } from '../../lib/render/c2-config.ts';
 import { c2ReplicaConfigSettings, c2CertificateSans, c2ReplicaLogsMessages, c2ReplicaMqttClientId, C2_CERT_FILE, C2_KEY_FILE, C2_PUBKEY_FILE, C2_HEALTH_PATH } from '../../lib/render/c2-replica.ts';
 import type { StackSettings } from '../../lib/settings/stack-settings.ts';
-import { Placement, RESTART, memory, type Member } from '../placement.ts';
+import { Placement, RESTART, memory, dropPrivilegesCommand, type Member } from '../placement.ts';
 import type { Pki } from '../pki.ts';
 
 // C2 replicas. Each gets: config.yaml (rendered; the MQTT password is in it, so the upload is a
@@ -13,6 +13,8 @@ import type { Pki } from '../pki.ts';
 // Elasticsearch message logging runs on replica 0 only (two would index every message twice).
 
 export const C2_CONFIG_DIR = '/opt/e4/configs';
+/** Where stacks/docker/c2.Dockerfile puts the server (a prebuilt c2.image must keep it there). */
+export const C2_BINARY = '/opt/e4/bin/c2';
 export const C2_HEALTH_URL = `https://127.0.0.1:8888${C2_HEALTH_PATH}`;
 
 export interface C2ClusterArgs {
@@ -88,6 +90,10 @@ export class C2Cluster extends pulumi.ComponentResource {
         hostname: r.name,
         image,
         restart: RESTART,
+        // Uploads land owned by root (config.yaml and the key are 0600): start as root, give the configs
+        // folder to the e4 user (pubkey mode rewrites its key file there), and run C2 as e4.
+        user: 'root',
+        entrypoints: dropPrivilegesCommand('e4', [C2_CONFIG_DIR, '/var/log'], [C2_BINARY]),
         envs: pulumi.secret(envs),
         uploads,
         volumes: [{ volumeName: logs.name, containerPath: '/var/log' }],

@@ -36,6 +36,8 @@ export class LoadBalancers extends pulumi.ComponentResource {
         postgres: { bind: ':5432', members: args.patroniMembers.map((m) => ({ name: m.name, address: pl.address(m, 'postgres', 5432), checkPort: PATRONI_REST_PORT })) },
         mqtt: { bind: ':1883', nodes: args.brokerNodes.map((n) => ({ name: n.name, address: pl.address(n, 'emqx', 1883) })) },
         statsBind: ':8404',
+        // Checks every second: a dead C2 replica is out within 3 s, a promoted Patroni leader in within 2 s.
+        checkIntervalMs: 1000,
       });
       this.configs.push(cfg);
       this.containers.push(new docker.Container(b.name, {
@@ -49,7 +51,9 @@ export class LoadBalancers extends pulumi.ComponentResource {
           { internal: 8888, external: s.publish.httpPort, ip: s.publish.c2Address, protocol: 'tcp' },
           { internal: 1883, external: s.publish.brokerPort, ip: s.publish.brokerAddress, protocol: 'tcp' },
         ],
-        healthcheck: { tests: ['CMD', 'haproxy', '-c', '-q', '-f', '/usr/local/etc/haproxy/haproxy.cfg'], interval: '30s', timeout: '5s', retries: 3 },
+        // The stats listener answers while HAProxy runs. Not `haproxy -c`: it resolves every backend name,
+        // and on the internal network a name of a container that is down takes seconds to fail.
+        healthcheck: { tests: ['CMD', 'bash', '-c', 'exec 3<>/dev/tcp/127.0.0.1/8404'], interval: '10s', timeout: '5s', retries: 3 },
         labels: [{ label: 'e4ops.service', value: 'haproxy' }],
       }, pl.opts(b, this)));
     }

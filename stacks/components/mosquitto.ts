@@ -18,6 +18,8 @@ export class MosquittoBroker extends pulumi.ComponentResource implements BrokerE
     super('e4ops:broker:Mosquitto', name, {}, opts);
     const { settings: s, placement: pl } = args;
     const m = pl.members('mosquitto', 1)[0];
+    // Behind a balancer that publishes brokerPort, a second binding of it would fail to start.
+    const publish = args.publish ?? true;
     this.nodes = [m];
     this.mqttTargets = [`${m.name}:1883`];
     const vol = new docker.Volume(`${m.name}-data`, { name: `e4ops-${m.name}-data` }, pl.opts(m, this, { retainOnDelete: true }));
@@ -36,8 +38,8 @@ export class MosquittoBroker extends pulumi.ComponentResource implements BrokerE
         { file: '/mosquitto/config/passwd', content: pulumi.secret(passwd), permissions: '0644' },
       ],
       volumes: [{ volumeName: vol.name, containerPath: '/mosquitto/data' }],
-      networksAdvanced: pl.networks(m, true, ['broker']),
-      ports: [{ internal: 1883, external: s.publish.brokerPort, ip: s.publish.brokerAddress, protocol: 'tcp' }],
+      networksAdvanced: pl.networks(m, publish, ['broker']),
+      ports: publish ? [{ internal: 1883, external: s.publish.brokerPort, ip: s.publish.brokerAddress, protocol: 'tcp' }] : [],
       healthcheck: {
         tests: ['CMD-SHELL', 'mosquitto_sub -h 127.0.0.1 -p 1883 -u monitor -P "$MOSQUITTO_MONITOR_PASSWORD" -t \'$SYS/broker/uptime\' -C 1 -W 5 >/dev/null'],
         interval: '15s', timeout: '8s', retries: 3, startPeriod: '10s',

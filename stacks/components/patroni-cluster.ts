@@ -4,7 +4,7 @@ import { renderEtcdConfig } from '../../lib/render/etcd-conf.ts';
 import { renderPatroniConfig, renderPostBootstrapScript } from '../../lib/render/postgres-conf.ts';
 import { renderPgBackRestConf, renderPgBackRestSecretsConf, pgBackRestSettingsOf, PGBACKREST_DEFAULTS } from '../../lib/render/pgbackrest-conf.ts';
 import type { StackSettings } from '../../lib/settings/stack-settings.ts';
-import { Placement, RESTART, memory, type Member } from '../placement.ts';
+import { Placement, RESTART, memory, dropPrivilegesCommand, type Member } from '../placement.ts';
 
 // HA profile PostgreSQL: etcd (odd member count) as Patroni's DCS, and Patroni members each on
 // their own volume. Clients reach the current primary through HAProxy (GET /primary on :8008).
@@ -40,6 +40,7 @@ export class PatroniCluster extends pulumi.ComponentResource {
         listenPeerUrl: 'http://0.0.0.0:2380', listenClientUrl: 'http://0.0.0.0:2379',
         advertisePeerUrl: `http://${pl.address(e, 'etcd', 2380)}`, advertiseClientUrl: `http://${pl.address(e, 'etcd', 2379)}`,
         initialCluster, clusterToken: `e4ops-${pulumi.getStack()}`,
+        enableV2: s.etcd.api === 'etcd',
       });
       const c = new docker.Container(e.name, {
         name: e.name, hostname: e.name,
@@ -81,7 +82,9 @@ export class PatroniCluster extends pulumi.ComponentResource {
       const conf = renderPatroniConfig({
         scope: 'e4', name: m.name,
         restApi: { listen: `0.0.0.0:${PATRONI_REST_PORT}`, connectAddress: pl.address(m, 'patroni', PATRONI_REST_PORT) },
-        etcdHosts,
+        etcdHosts, etcdApi: s.etcd.api,
+        ttlSeconds: s.postgres.failover.ttlSeconds, loopWaitSeconds: s.postgres.failover.loopWaitSeconds,
+        retryTimeoutSeconds: s.postgres.failover.retryTimeoutSeconds, synchronousMode: s.postgres.failover.synchronousMode,
         postgres: {
           listen: '0.0.0.0:5432', connectAddress: pl.address(m, 'postgres', 5432),
           dataDir: PG_DATA, binDir: '/usr/lib/postgresql/15/bin', parameters: s.postgres.parameters, clientNetworks,
@@ -93,8 +96,9 @@ export class PatroniCluster extends pulumi.ComponentResource {
         name: m.name, hostname: m.name,
         image: pl.builtImage(m, 'patroni', 'patroni.Dockerfile', { BASE_IMAGE: s.postgres.patroniImageBase }),
         restart: RESTART,
-        user: 'postgres',
-        command: ['patroni', '/etc/patroni/patroni.yml'],
+        // Uploads land owned by root (0600 secrets included): start as root, hand them to postgres, drop to it.
+        user: 'root',
+        command: dropPrivilegesCommand('postgres', ['/etc/patroni', '/etc/pgbackrest'], ['patroni', '/etc/patroni/patroni.yml']),
         envs,
         uploads: [
           { file: '/etc/patroni/patroni.yml', content: conf },

@@ -1,9 +1,10 @@
 # PostgreSQL + Patroni (Debian's package) for the HA profile; pgBackRest for WAL archiving (postgres.pitr).
 ARG BASE_IMAGE=postgres:15-bookworm
 FROM ${BASE_IMAGE}
-RUN apt-get update \
- && apt-get install -y --no-install-recommends patroni python3-etcd curl pgbackrest \
- && rm -rf /var/lib/apt/lists/* \
+# A base that already carries the packages (an mmdebstrap base with postgresql-15) downloads nothing.
+RUN pkgs="patroni python3-etcd curl pgbackrest"; dpkg -s $pkgs >/dev/null 2>&1 \
+ || { apt-get update && apt-get install -y --no-install-recommends $pkgs && rm -rf /var/lib/apt/lists/*; } \
+ && mkdir -p /var/run/postgresql && chown postgres: /var/run/postgresql && chmod 2775 /var/run/postgresql \
  && mkdir -p /etc/patroni /var/lib/postgresql/data /etc/pgbackrest/conf.d /var/lib/pgbackrest /var/spool/pgbackrest /var/log/pgbackrest \
  && chown -R postgres: /etc/patroni /var/lib/postgresql/data /etc/pgbackrest /var/lib/pgbackrest /var/spool/pgbackrest /var/log/pgbackrest
 USER postgres

@@ -4,9 +4,12 @@
 # Build context: the repository root (see toolkit.Dockerfile.dockerignore for what is sent).
 ARG BASE_IMAGE=node:20-bookworm-slim
 FROM ${BASE_IMAGE}
-RUN apt-get update \
- && apt-get install -y --no-install-recommends cron postgresql-client zstd age rclone ca-certificates procps \
- && rm -rf /var/lib/apt/lists/* && mkdir -p /etc/e4ops /backups /textfile
+# A base that already carries the packages (an mmdebstrap base plus node) downloads nothing here.
+RUN have=1; for c in cron pg_dump zstd age rclone pgrep; do command -v $c >/dev/null || have=0; done; \
+    [ $have = 1 ] && [ -s /etc/ssl/certs/ca-certificates.crt ] \
+ || { apt-get update && apt-get install -y --no-install-recommends cron postgresql-client zstd age rclone ca-certificates procps \
+      && rm -rf /var/lib/apt/lists/*; } \
+ && mkdir -p /etc/e4ops /backups /textfile
 WORKDIR /opt/e4ops
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund

@@ -96,6 +96,32 @@ describe('ha profile (Pulumi.ha.yaml) under Pulumi mocks', () => {
     expect(outputs.prometheusRuleFiles).toEqual(ruleFiles.sort());
   });
 
+  it('uploaded secrets reach the service users: C2 and Patroni start as root only to take their uploads, then drop to e4 / postgres', () => {
+    // The Docker provider writes uploads owned by root: a 0600 config.yaml was unreadable by C2 (found on a real engine).
+    const c2 = containers(rec).get('c2-1')!;
+    expect(c2.inputs.user).toBe('root');
+    const [sh, flag, script] = reveal<string[]>(c2.inputs.entrypoints);
+    expect([sh, flag]).toEqual(['sh', '-c']);
+    expect(script).toMatch(/^chown -R e4: \/opt\/e4\/configs \/var\/log && export HOME=.* && exec setpriv --reuid=e4 --regid=e4 --init-groups \/opt\/e4\/bin\/c2$/);
+    const pg = containers(rec).get('pg-2')!;
+    expect(pg.inputs.user).toBe('root');
+    expect(reveal<string[]>(pg.inputs.command)[2]).toMatch(/chown -R postgres: \/etc\/patroni \/etc\/pgbackrest && .*exec setpriv --reuid=postgres --regid=postgres --init-groups patroni \/etc\/patroni\/patroni\.yml$/);
+    expect(upload(pg, '/etc/pgbackrest/conf.d/e4ops-secrets.conf')).toBeDefined();
+  });
+
+  it('Patroni fails over on a short lease with synchronous replication; HAProxy checks every second and moves off a dead C2 replica', () => {
+    const patroni = YAML.parse(upload(containers(rec).get('pg-0')!, '/etc/patroni/patroni.yml')!.content!);
+    expect(patroni.bootstrap.dcs).toMatchObject({ ttl: 10, loop_wait: 2, retry_timeout: 4, synchronous_mode: true, synchronous_mode_strict: false });
+    const cfg = upload(containers(rec).get('haproxy-local')!, '/usr/local/etc/haproxy/haproxy.cfg')!.content!;
+    expect(cfg).toMatch(/default-server inter 1000ms fall 3 rise 2 resolvers containers init-addr none$/m);
+    // Patroni dials its own PostgreSQL on 127.0.0.1 (bootstrap failed without this line on a real engine).
+    expect(patroni.postgresql.pg_hba).toContain('host all all 127.0.0.1/32 scram-sha-256');
+    const https = cfg.split('\nbackend c2_https\n')[1].split('\n\n')[0];
+    for (const line of ['timeout connect 1s', 'retries 3', 'option redispatch 1']) expect(https).toContain(line);
+    expect(https.match(/on-marked-down shutdown-sessions$/gm)).toHaveLength(3);
+    expect(reveal(containers(rec).get('haproxy-local')!.inputs.healthcheck).tests).toEqual(['CMD', 'bash', '-c', 'exec 3<>/dev/tcp/127.0.0.1/8404']);
+  });
+
   it('the backup job is scheduled with the configured retention and recipients', () => {
     const job = containers(rec).get('backup-job')!;
     expect(upload(job, '/etc/cron.d/e4ops-backup')!.content).toMatch(/^17 3 \* \* \* root /m);

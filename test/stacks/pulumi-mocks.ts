@@ -1,6 +1,10 @@
 // Pulumi mocks for the stack tests and the benchmark: record every resource the program
 // registers, and fill the computed outputs the program reads (image ids, certificates, passwords).
 import * as pulumi from '@pulumi/pulumi';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 export interface RecordedResource {
   type: string;
@@ -17,7 +21,16 @@ export interface MockRecorder {
   reset(): void;
 }
 
-export async function installStackMocks(stack: string, config: Record<string, string>, secretKeys: string[] = []): Promise<MockRecorder> {
+export interface StackMockOptions {
+  /**
+   * For the realizer (test/harness/stack-realizer.ts): real RSA keys and certificates from openssl for
+   * the tls resources, and RemoteImage.imageId = the reference itself, so what the program declares can
+   * run on a Docker engine.
+   */
+  realize?: boolean;
+}
+
+export async function installStackMocks(stack: string, config: Record<string, string>, secretKeys: string[] = [], opts: StackMockOptions = {}): Promise<MockRecorder> {
   const resources: RecordedResource[] = [];
   // The mock callback does not see a registration's dependencies; the request does. registerResource
   // calls newResource synchronously, so the request's list is picked up by type and name.
@@ -27,6 +40,7 @@ export async function installStackMocks(stack: string, config: Record<string, st
       const deps = dependencies.get(`${args.type}::${args.name}`) ?? [];
       resources.push({ type: args.type, name: args.name, inputs: args.inputs, provider: args.provider, dependencies: deps });
       const state: Record<string, unknown> = { ...args.inputs };
+      if (opts.realize && realState(args.type, args.inputs, state)) return { id: `${args.name}-id`, state };
       switch (args.type) {
         case 'docker:index/remoteImage:RemoteImage':
           state.imageId = `sha256:mock-${args.name}`;
@@ -121,4 +135,53 @@ export function reveal<T = any>(v: unknown): T {
   if (Array.isArray(v)) return v.map(reveal) as T;
   if (typeof v === 'object' && v !== null) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, reveal(x)])) as T;
   return v as T;
+}
+
+function openssl(args: string[], input?: string): string {
+  const r = spawnSync('openssl', args, { input, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`openssl ${args[0]} failed: ${r.stderr}`);
+  return r.stdout;
+}
+
+function withTemp<T>(fn: (dir: string) => T): T {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'e4ops-mock-tls-'));
+  try { return fn(dir); } finally { fs.rmSync(dir, { recursive: true, force: true }); }
+}
+
+/** Real outputs for the resources a realized stack needs; false when the type has none. */
+function realState(type: string, rawInputs: Record<string, any>, state: Record<string, unknown>): boolean {
+  const inputs = reveal<Record<string, any>>(rawInputs);
+  switch (type) {
+    case 'docker:index/remoteImage:RemoteImage':
+      state.imageId = inputs.name;
+      state.repoDigest = inputs.name;
+      return true;
+    case 'tls:index/privateKey:PrivateKey':
+      state.privateKeyPem = openssl(['genpkey', '-algorithm', 'RSA', '-pkeyopt', `rsa_keygen_bits:${inputs.rsaBits ?? 2048}`]);
+      state.publicKeyPem = openssl(['pkey', '-pubout'], state.privateKeyPem as string);
+      return true;
+    case 'tls:index/selfSignedCert:SelfSignedCert':
+      state.certPem = withTemp((d) => {
+        fs.writeFileSync(path.join(d, 'key.pem'), inputs.privateKeyPem);
+        return openssl(['req', '-x509', '-new', '-key', path.join(d, 'key.pem'), '-sha256', '-days', String(Math.ceil((inputs.validityPeriodHours ?? 24) / 24)),
+          '-subj', `/CN=${inputs.subject?.commonName ?? 'ca'}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+      });
+      return true;
+    case 'tls:index/certRequest:CertRequest':
+      state.certRequestPem = withTemp((d) => {
+        fs.writeFileSync(path.join(d, 'key.pem'), inputs.privateKeyPem);
+        const san = [...(inputs.dnsNames ?? []).map((n: string) => `DNS:${n}`), ...(inputs.ipAddresses ?? []).map((n: string) => `IP:${n}`)].join(',');
+        return openssl(['req', '-new', '-key', path.join(d, 'key.pem'), '-subj', `/CN=${inputs.subject?.commonName ?? 'leaf'}`, ...(san ? ['-addext', `subjectAltName=${san}`] : [])]);
+      });
+      return true;
+    case 'tls:index/locallySignedCert:LocallySignedCert':
+      state.certPem = withTemp((d) => {
+        for (const [f, v] of [['csr.pem', inputs.certRequestPem], ['ca.pem', inputs.caCertPem], ['ca-key.pem', inputs.caPrivateKeyPem]]) fs.writeFileSync(path.join(d, f), v);
+        fs.writeFileSync(path.join(d, 'ext'), 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n');
+        return openssl(['x509', '-req', '-in', path.join(d, 'csr.pem'), '-CA', path.join(d, 'ca.pem'), '-CAkey', path.join(d, 'ca-key.pem'), '-CAcreateserial',
+          '-CAserial', path.join(d, 'serial'), '-copy_extensions', 'copy', '-extfile', path.join(d, 'ext'), '-sha256', '-days', String(Math.ceil((inputs.validityPeriodHours ?? 24) / 24))]);
+      });
+      return true;
+  }
+  return false;
 }

@@ -73,6 +73,14 @@ describe('stack settings validation', () => {
     expect(s.elasticsearch.enabled).toBe(true);
   });
 
+  it('Patroni timing: ha defaults fail over on a 10 s lease with synchronous replication; a lease shorter than the retries is refused', () => {
+    expect(validateStackSettings({ profile: 'ha' }).postgres.failover).toEqual({ ttlSeconds: 10, loopWaitSeconds: 2, retryTimeoutSeconds: 4, synchronousMode: true });
+    expect(problems({ profile: 'ha', postgres: { failover: { ttlSeconds: 8, retryTimeoutSeconds: 4 } } }))
+      .toEqual([expect.stringMatching(/^postgres\.failover\.ttlSeconds: is 8, below loopWaitSeconds \+ 2 \* retryTimeoutSeconds \(10\).*Fix: raise ttlSeconds/)]);
+    expect(validateStackSettings({ profile: 'ha', etcd: { api: 'etcd' } }).etcd.api).toBe('etcd');
+    expect(problems({ profile: 'ha', etcd: { api: 'v3' } }).join('\n')).toMatch(/etcd\.api/);
+  });
+
   it('reports every problem at once, not just the first', () => {
     const p = problems({ profile: 'ha', c2: { replicas: 'x', colour: 'red' }, etcd: { nodes: 'three' } });
     expect(p.length).toBeGreaterThanOrEqual(3);
