@@ -138,7 +138,9 @@ export async function realizeRecordedStack(host: string, resources: RecordedReso
         created.volumes.add(inputs.name);
       } else if (r.type === 'docker:index/image:Image' && wanted.has(inputs.imageName)) {
         log(`build ${inputs.imageName}`);
-        buildImage(host, { tag: inputs.imageName, dockerfile: inputs.build.dockerfile, context: inputs.build.context, args: inputs.build.args, cache: true,
+        // Only the toolkit is worth a saved tarball (npm ci over the network); the others build in seconds.
+        buildImage(host, { tag: inputs.imageName, dockerfile: inputs.build.dockerfile, context: inputs.build.context, args: inputs.build.args,
+          cache: /npm ci/.test(fs.readFileSync(inputs.build.dockerfile, 'utf8')),
           contextFiles: contextFilesOf(inputs.build.context, inputs.build.dockerfile) });
       }
     }
