@@ -48,8 +48,12 @@ export interface VerificationExpectations {
 type ReadOnlyResults = [KeyStoreReport, Awaited<ReturnType<typeof checkInventoryCounts>>, number];
 
 export interface RestoredDatabaseVerification {
-  /** Start the read-only checks (at most once; safe to call again). */
-  startReadOnlyChecks(): Promise<ReadOnlyResults>;
+  /**
+   * Start the read-only checks (at most once; safe to call again). `besideRestore`: pg_restore is still
+   * building indexes, which is what the RTO waits for; the key check then runs on one thread (no workers),
+   * leaving the other cores to the restore.
+   */
+  startReadOnlyChecks(o?: { besideRestore?: boolean }): Promise<ReadOnlyResults>;
   /** Let started checks end (a failed restore must not tear the database down under them). */
   settle(): Promise<void>;
   dbUrl: string;
@@ -60,12 +64,12 @@ export function prepareRestoredDatabaseVerification(run: DrillRun, dbUrl: string
   let readOnly: Promise<ReadOnlyResults> | undefined;
   return {
     dbUrl,
-    startReadOnlyChecks() {
+    startReadOnlyChecks(o = {}) {
       if (readOnly) return readOnly;
       run.timings.readOnlyChecksStartedAt = (Date.now() - run.t0) / 1000;
       readOnly = Promise.all([
         // Every key, in id ranges over worker threads (one per core), each range read with its own binary COPY.
-        verifyKeyStoreInParallel(dbUrl, key.dbKey),
+        verifyKeyStoreInParallel(dbUrl, key.dbKey, o.besideRestore ? { workers: 1 } : {}),
         withPgClient(dbUrl, (c) => checkInventoryCounts(c, expect.counts)),
         expect.orphanLinksLater ? Promise.resolve(-1) : withPgClient(dbUrl, (c) => countLinksMissingTopic(c)),
       ]);

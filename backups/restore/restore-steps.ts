@@ -146,7 +146,7 @@ export async function restoreDatabase(ctx: RestoreContext): Promise<StepResult> 
     target: ctx.target!, manifest: ctx.manifest!, identityFile: ctx.identityFile, databaseUrl: ctx.urlFor(ctx.names.restore), role: ctx.identity.c2Role,
     onProgressLine: (line) => {
       // From the first index on, readers neither wait for pg_restore nor hold it up (see the drill): check keys meanwhile.
-      if (READ_ONLY_CHECKS_MAY_START.test(line)) void verificationOf(ctx).v.startReadOnlyChecks();
+      if (READ_ONLY_CHECKS_MAY_START.test(line)) void verificationOf(ctx).v.startReadOnlyChecks({ besideRestore: true });
       if (Date.now() - last > 5000) { last = Date.now(); ctx.log.info('restore.progress', { pgRestore: line }); }
     },
   }).catch(async (e) => { await ctx.verification?.v.settle(); ctx.verification = undefined; throw e; });
