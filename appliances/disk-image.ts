@@ -128,6 +128,8 @@ export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv
       ? new Error(`${cmd} is not installed${opts.pkg ? `: apt-get install -y ${opts.pkg} (or bash scripts/setup.sh --slow)` : ''}`)
       : e));
     child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} ${args.join(' ')} exited with ${code}:\n${err}`))));
+    // A command that reads no input may exit before its stdin closes: its exit code tells, not EPIPE.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(opts.input ?? '');
   });
 }

@@ -128,6 +128,9 @@ export function memory(mb: number | undefined): { memory?: number } {
 
 export const RESTART = 'unless-stopped';
 
+/** resolv.conf options: a name that does not resolve (a container that is down) fails in about 1 s. */
+export const FAST_DNS_FAILURE = ['timeout:1', 'attempts:1'];
+
 /**
  * A container command that gives `paths` (uploaded files: the Docker provider writes them owned by
  * root, so a 0600 secret is unreadable by a service user) to `user`, then runs `argv` as that user.

@@ -16,7 +16,6 @@ import { missingFingerprintWarning } from './missing-fingerprint.ts';
 import type { Logger } from '../../lib/log.ts';
 import { ScratchIsProductionError } from './scratch-database-guard.ts';
 import { writeDrillReport, type DrillReport } from './drill-report.ts';
-import { warmKeyCheckWorkers } from '../../lib/c2-db/key-store-parallel.ts';
 import { buildDrillReport, createDrillRun, failCheck, markVerified, tearDownDrill, type DrillRun } from './drill-run.ts';
 import { openDrillSet, restoreSetObjects, type OpenedSet } from './drill-backup-set.ts';
 import { openScratchDatabase, productionUrlOfManifest } from './scratch-database.ts';
@@ -122,7 +121,7 @@ async function restoreIntoScratch(run: DrillRun, opts: RestoreDrillOptions, set:
   const noFingerprint = missingFingerprintWarning(set.manifest);
   if (noFingerprint) { run.checks.push(noFingerprint); run.log.warn('drill.no_passphrase_fingerprint', { setId: set.setId }); }
   const verification = prepareRestoredDatabaseVerification(run, dbUrl, key, expect);
-  const restored = await restoreSetObjects(run, { set, identityFile: opts.identityFile, dbUrl, workDir, onIndexPhase: () => void verification.startReadOnlyChecks() });
+  const restored = await restoreSetObjects(run, { set, identityFile: opts.identityFile, dbUrl, workDir, onIndexPhase: () => void verification.startReadOnlyChecks({ besideRestore: true }) });
   // A restore that failed after the read-only checks started: they read the scratch database, let them end before teardown.
   if (!restored) { await verification.settle(); return undefined; }
   const restoredSet: RestoredSet = { set, key, dbUrl, dbHost, workDir, passphrase };
@@ -138,7 +137,6 @@ export async function runRestoreDrill(opts: RestoreDrillOptions): Promise<DrillR
   try {
     const passphrase = checkDrillOptions(opts);
     set = await openDrillSet(run, opts);
-    if (set) warmKeyCheckWorkers(); // ready by the time the key check starts
     const key = set && deriveDrillKey(run, passphrase, opts.passphraseFile);
     const restore = set && key && await restoreIntoScratch(run, opts, set, key, passphrase);
     if (restore) {

@@ -11,7 +11,7 @@ import { dbKeyFingerprint } from '../../lib/e4/keystore.ts';
 import { verifyBackupSet } from '../backup-sets.ts';
 import type { BackupManifest } from '../manifest.ts';
 import type { BackupTarget } from '../targets.ts';
-import type { DrillCheck } from '../drill/restored-database-checks.ts';
+import { checkOrphanLinks, type DrillCheck } from '../drill/restored-database-checks.ts';
 import { READ_ONLY_CHECKS_MAY_START } from '../drill/restore-drill.ts';
 import { checkRestoredDatabase, prepareRestoredDatabaseVerification, type DrillKey, type RestoredDatabaseVerification, type VerificationExpectations } from '../drill/restored-database-verification.ts';
 import { ScratchResources } from '../drill/scratch-resources.ts';
@@ -75,6 +75,8 @@ function verificationOf(ctx: RestoreContext): RestoreVerification {
   const expect: VerificationExpectations = {
     counts: inv ? { clients: inv.clients, topics: inv.topics, links: inv.topicLinks } : undefined, passphraseFingerprint: m?.passphraseFingerprint?.value,
     sourceRecordsFingerprint: !!m?.passphraseFingerprint, sourceRecordsCounts: !!inv,
+    // pgBackRest: these checks are on the way to C2 serving (nothing runs beside them); orphans go to check-c2.
+    orphanLinksLater: !!ctx.pgbackrest,
   };
   const url = ctx.urlFor(m ? ctx.names.restore : ctx.names.database);
   ctx.verification = { run, key, expect, v: prepareRestoredDatabaseVerification(run, url, key, expect) };
@@ -144,7 +146,7 @@ export async function restoreDatabase(ctx: RestoreContext): Promise<StepResult> 
     target: ctx.target!, manifest: ctx.manifest!, identityFile: ctx.identityFile, databaseUrl: ctx.urlFor(ctx.names.restore), role: ctx.identity.c2Role,
     onProgressLine: (line) => {
       // From the first index on, readers neither wait for pg_restore nor hold it up (see the drill): check keys meanwhile.
-      if (READ_ONLY_CHECKS_MAY_START.test(line)) void verificationOf(ctx).v.startReadOnlyChecks();
+      if (READ_ONLY_CHECKS_MAY_START.test(line)) void verificationOf(ctx).v.startReadOnlyChecks({ besideRestore: true });
       if (Date.now() - last > 5000) { last = Date.now(); ctx.log.info('restore.progress', { pgRestore: line }); }
     },
   }).catch(async (e) => { await ctx.verification?.v.settle(); ctx.verification = undefined; throw e; });
@@ -216,9 +218,14 @@ export async function startC2(ctx: RestoreContext, counts: { clients: number; to
 }
 
 export async function checkC2(ctx: RestoreContext): Promise<StepResult> {
-  const check = await checkProductionC2Serves(ctx.api, ctx.urlFor(ctx.names.database));
+  const url = ctx.urlFor(ctx.names.database);
+  // pgBackRest: the orphan links (reported, never fatal) are counted here, once C2 serves (see verificationOf).
+  const [check, orphans] = await Promise.all([
+    checkProductionC2Serves(ctx.api, url),
+    ctx.pgbackrest ? withDatabase(url, (c) => checkOrphanLinks(c)).then((o) => o.check) : Promise.resolve(undefined),
+  ]);
   if (!check.ok) throw new OpsError('c2Unreachable', check.detail);
-  return { checks: [check] };
+  return { checks: [...(orphans ? [orphans] : []), check] };
 }
 
 export async function resync(ctx: RestoreContext, restored: { counts: { clients: number; topics: number }; takenAt: string; label: string }): Promise<StepResult> {

@@ -193,7 +193,8 @@ async function runSteps(opts: RestoreOptions, p: Awaited<ReturnType<typeof prepa
     dbKey: () => (dbKey ??= deriveDbKey(passphrase)),
   };
   const results = new Map<RestoreStep, Record<string, unknown>>([...p.journal.done].map(([k, v]) => [k, v.result]));
-  if (!results.has('check-database')) warmKeyCheckWorkers(); // ready when the restore is, for the key check
+  // pgBackRest: the key check runs after the recovery, on every core; have the workers ready by then.
+  if (opts.pgbackrest && !results.has('check-database')) warmKeyCheckWorkers();
   const reportFile = opts.reportFile ?? defaultReportFile(opts.stateDir);
   const run = async (step: RestoreStep, fn: () => Promise<Record<string, unknown>>) => {
     if (results.has(step)) { opts.onStep?.({ step, event: 'already-done' }); return; }

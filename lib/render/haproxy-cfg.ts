@@ -78,7 +78,8 @@ export function renderHaproxyCfg(s: HaproxySettings): string {
       '  timeout connect 1s',
       '  retries 3',
       '  option redispatch 1',
-      ...s.c2.replicas.map((r) => server(r.name, r[pick], `check check-ssl verify none port ${r.healthPort} on-marked-down shutdown-sessions`)),
+      // rise 1: one good answer (it came through gateway, gRPC and PostgreSQL) puts a replica back at once.
+      ...s.c2.replicas.map((r) => server(r.name, r[pick], `check check-ssl verify none port ${r.healthPort} rise 1 on-marked-down shutdown-sessions`)),
       '',
     );
   };
@@ -94,7 +95,8 @@ export function renderHaproxyCfg(s: HaproxySettings): string {
       '  # Patroni REST: /primary answers 200 on the leader only; drop sessions to a demoted node.',
       '  option httpchk GET /primary',
       '  http-check expect status 200',
-      ...s.postgres.members.map((m) => server(m.name, m.address, `check${m.checkPort ? ` port ${m.checkPort}` : ''} on-marked-down shutdown-sessions`)),
+      // rise 1: only the leader answers 200 on /primary, so one answer is enough to route to a new one.
+      ...s.postgres.members.map((m) => server(m.name, m.address, `check${m.checkPort ? ` port ${m.checkPort}` : ''} rise 1 on-marked-down shutdown-sessions`)),
       '',
     );
   }

@@ -76,15 +76,21 @@ function imageId(dockerHost: string | undefined, ref: string): string {
   }
 }
 
+/** What identifies an image's content across engines: its content label when it has one, else its id. */
+function imageIdentity(dockerHost: string | undefined, ref: string): string {
+  return imageLabel(dockerHost, ref) || imageId(dockerHost, ref);
+}
+
 /** Hash of what an image is made of: Dockerfile text, args, target, context files, FROM images present. */
 export function imageContentHash(dockerHost: string | undefined, o: BuildImageOptions): string {
   const h = crypto.createHash('sha256');
   const text = typeof o.dockerfile === 'string' ? fs.readFileSync(o.dockerfile, 'utf8') : o.dockerfile.text;
   h.update(text).update('\0').update(JSON.stringify([o.args ?? {}, o.target ?? '']));
   for (const f of [...(o.contextFiles ?? [])].sort()) h.update(`\0${f}\0`).update(fs.readFileSync(path.join(o.context!, f)));
-  // Base images by id: a rebuilt base changes every image on it.
-  for (const v of Object.values(o.args ?? {})) h.update(`\0${imageId(dockerHost, v)}`);
-  for (const m of text.matchAll(/^FROM\s+(\S+)/gm)) if (!m[1].includes('$')) h.update(`\0${imageId(dockerHost, m[1])}`);
+  // Base images by content: a rebuilt base changes every image on it. (Not by id: an imported base gets
+  // a new id on every engine, which made every cached build miss.)
+  for (const v of Object.values(o.args ?? {})) h.update(`\0${imageIdentity(dockerHost, v)}`);
+  for (const m of text.matchAll(/^FROM\s+(\S+)/gm)) if (!m[1].includes('$')) h.update(`\0${imageIdentity(dockerHost, m[1])}`);
   return h.digest('hex').slice(0, 16);
 }
 
@@ -112,6 +118,11 @@ export function buildImage(dockerHost: string | undefined, o: BuildImageOptions)
     const partial = `${cached}.tmp-${process.pid}`;
     runDocker(dockerHost, ['save', '-o', partial, o.tag]);
     fs.renameSync(partial, cached);
+    // One tarball per tag (each holds the whole base, about 1 GB): older builds of it go.
+    const stem = path.basename(cached).replace(/-[0-9a-f]{16}\.tar$/, '-');
+    for (const f of fs.readdirSync(path.dirname(cached))) {
+      if (f.startsWith(stem) && /^[0-9a-f]{16}\.tar$/.test(f.slice(stem.length)) && f !== path.basename(cached)) fs.rmSync(path.join(path.dirname(cached), f), { force: true });
+    }
   }
   return o.tag;
 }
@@ -208,7 +219,8 @@ export function buildStackImages(dockerHost: string | undefined, opts: { prefix?
   const prefix = opts.prefix ?? 'e4ops-local';
   const tarball = ensureStackImageBaseTarball();
   const base = `${prefix}/stack-base:${path.basename(tarball, '.tar').slice(-12)}`;
-  if (!imageId(dockerHost, base)) runDocker(dockerHost, ['import', tarball, base], { timeoutMs: 1_200_000 });
+  // Labelled with the tarball's name (its package list): images built on it hash the same on every engine.
+  if (!imageId(dockerHost, base)) runDocker(dockerHost, ['import', '--change', `LABEL ${CONTENT_LABEL}=${path.basename(tarball, '.tar')}`, tarball, base], { timeoutMs: 1_200_000 });
   const service = Object.fromEntries(Object.entries(SERVICE_TARGETS).map(([key, target]) => [key, buildImage(dockerHost, {
     tag: `${prefix}/${target}:debian12`, dockerfile: path.join(DOCKER_DIR, 'debian-services.Dockerfile'), context: DOCKER_DIR,
     args: { BASE_IMAGE: base }, target,

@@ -3,7 +3,7 @@ import * as docker from '@pulumi/docker';
 import { renderC2Config } from '../../lib/render/c2-config.ts';
 import { c2ReplicaConfigSettings, c2CertificateSans, c2ReplicaLogsMessages, c2ReplicaMqttClientId, C2_CERT_FILE, C2_KEY_FILE, C2_PUBKEY_FILE, C2_HEALTH_PATH } from '../../lib/render/c2-replica.ts';
 import type { StackSettings } from '../../lib/settings/stack-settings.ts';
-import { Placement, RESTART, memory, dropPrivilegesCommand, type Member } from '../placement.ts';
+import { Placement, RESTART, memory, dropPrivilegesCommand, FAST_DNS_FAILURE, type Member } from '../placement.ts';
 import type { Pki } from '../pki.ts';
 
 // C2 replicas. Each gets: config.yaml (rendered; the MQTT password is in it, so the upload is a
@@ -102,6 +102,7 @@ export class C2Cluster extends pulumi.ComponentResource {
         healthcheck: { tests: ['CMD', 'curl', '-fsk', C2_HEALTH_URL], interval: '10s', timeout: '5s', retries: 3, startPeriod: '30s' },
         labels: [{ label: 'e4ops.service', value: 'c2' }, { label: 'e4ops.mqtt-id', value: this.mqttClientIds[r.index] }, { label: 'e4ops.message-logging', value: String(messageLogging) }],
         logOpts: { 'max-size': '50m', 'max-file': '5' },
+        dnsOpts: FAST_DNS_FAILURE,
         ...memory(s.c2.memoryMb),
       }, pl.opts(r, this));
     });

@@ -4,7 +4,7 @@ import { renderEtcdConfig } from '../../lib/render/etcd-conf.ts';
 import { renderPatroniConfig, renderPostBootstrapScript } from '../../lib/render/postgres-conf.ts';
 import { renderPgBackRestConf, renderPgBackRestSecretsConf, pgBackRestSettingsOf, PGBACKREST_DEFAULTS } from '../../lib/render/pgbackrest-conf.ts';
 import type { StackSettings } from '../../lib/settings/stack-settings.ts';
-import { Placement, RESTART, memory, dropPrivilegesCommand, type Member } from '../placement.ts';
+import { Placement, RESTART, memory, dropPrivilegesCommand, FAST_DNS_FAILURE, type Member } from '../placement.ts';
 
 // HA profile PostgreSQL: etcd (odd member count) as Patroni's DCS, and Patroni members each on
 // their own volume. Clients reach the current primary through HAProxy (GET /primary on :8008).
@@ -113,6 +113,9 @@ export class PatroniCluster extends pulumi.ComponentResource {
         ports: pl.peerPorts(m, 'postgres', [5432, PATRONI_REST_PORT]),
         healthcheck: { tests: ['CMD', 'curl', '-fs', `http://127.0.0.1:${PATRONI_REST_PORT}/health`], interval: '10s', timeout: '5s', retries: 3, startPeriod: '60s' },
         shmSize: 256,
+        // A member that is gone has no DNS name, and on an internal network the lookup waits for an
+        // upstream that cannot answer (5 s x 2 by default): Patroni asks every member before it promotes.
+        dnsOpts: FAST_DNS_FAILURE,
         labels: [{ label: 'e4ops.service', value: 'patroni' }],
         ...memory(s.postgres.memoryMb),
       }, pl.opts(m, this, { dependsOn: etcdContainers })));

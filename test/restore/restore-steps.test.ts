@@ -24,6 +24,7 @@ import { c2LifecycleFromStack } from '../../backups/restore/c2-lifecycle.ts';
 import { readRestoreJournal, RestoreJournalError } from '../../backups/restore/restore-journal.ts';
 import { runRestore, type RestoreOptions } from '../../backups/restore/run-restore.ts';
 import { validateRestoreReport, type RestoreReport } from '../../backups/restore/restore-report.ts';
+import { buildRestoreReport } from '../../backups/restore/restore-outcome.ts';
 import { command as restoreCommand } from '../../scripts/restore.ts';
 
 const PASSPHRASE = 'restore-steps-passphrase-0123456789';
@@ -203,5 +204,30 @@ describe('restore steps on a real PostgreSQL', () => {
     expect([...j.done.keys()]).toEqual(['preflight']);
     fs.writeFileSync(f, '{"type":"step-begin"\n{"type":"step-done","step":"preflight","at":"x","result":{}}\n\n');
     expect(() => readRestoreJournal(f)).toThrow(RestoreJournalError);
+  });
+  it('pgBackRest: a restore stopped inside restore-data-directory (the move done, pgbackrest restore failed) reports the kept directory to swap back', () => {
+    const dataDir = path.join(dir, 'pgdata');
+    const kept = `${dataDir}.before-20261202_031000`;
+    const identity = {
+      restoreId: 'restore-20261202_031000-abcdef', startedAt: '2026-12-02T03:10:00.000Z', stamp: '20261202_031000', setId: '20261202-010000F',
+      target: 'pgbackrest /etc/pgbackrest/pgbackrest.conf stanza c2', database: 'e4', restoreDatabase: 'e4', keptDatabase: 'e4', c2Role: '',
+      source: 'pgbackrest' as const, dataDir, keptDataDir: kept, targetTime: 'latest', delta: false,
+    };
+    const results = new Map<never, Record<string, unknown>>([['preflight', { checks: [] }], ['stop-c2', {}], ['stop-postgres', {}]] as never);
+    const journal = readRestoreJournal(path.join(dir, 'no-such-journal.jsonl'));
+    const report = (error?: OpsError) => buildRestoreReport({ identity, results, journal, resync: true, finishedAt: new Date('2026-12-02T03:12:00Z'), journalFile: 'j', error });
+    const failed = new OpsError('pgbackrest', 'pgbackrest restore failed: [104] ArchiveMismatchError');
+    // Not moved yet: the old directory is where it was.
+    expect(report(failed).dataDirectory).toEqual({ path: dataDir, keptAside: null, delta: false });
+    expect(report(failed).next!.join('\n')).toContain(`${dataDir} was not moved yet`);
+    // Moved aside, then pgbackrest restore failed: the report names the directory to rename back.
+    fs.mkdirSync(kept, { recursive: true });
+    try {
+      const r = report(failed);
+      validateRestoreReport(r);
+      expect(r.dataDirectory!.keptAside).toBe(kept);
+      expect(r.next!.join('\n')).toContain(`the old data directory is ${kept}; to go back: stop PostgreSQL, move ${dataDir} away, rename ${kept} to ${dataDir}`);
+      expect(r.steps.find((x) => x.step === 'restore-data-directory')).toMatchObject({ status: 'failed' });
+    } finally { fs.rmSync(kept, { recursive: true, force: true }); }
   });
 });

@@ -118,7 +118,10 @@ describe('ha profile (Pulumi.ha.yaml) under Pulumi mocks', () => {
     expect(patroni.postgresql.pg_hba).toContain('host all all 127.0.0.1/32 scram-sha-256');
     const https = cfg.split('\nbackend c2_https\n')[1].split('\n\n')[0];
     for (const line of ['timeout connect 1s', 'retries 3', 'option redispatch 1']) expect(https).toContain(line);
-    expect(https.match(/on-marked-down shutdown-sessions$/gm)).toHaveLength(3);
+    expect(https.match(/ rise 1 on-marked-down shutdown-sessions$/gm)).toHaveLength(3);
+    expect(cfg.split('\nbackend postgres_primary\n')[1].match(/ rise 1 on-marked-down shutdown-sessions$/gm)).toHaveLength(3);
+    // A dead member's name fails to resolve in about 1 s (Patroni asks every member before promoting).
+    for (const n of ['pg-0', 'c2-0']) expect(reveal(containers(rec).get(n)!.inputs.dnsOpts)).toEqual(['timeout:1', 'attempts:1']);
     expect(reveal(containers(rec).get('haproxy-local')!.inputs.healthcheck).tests).toEqual(['CMD', 'bash', '-c', 'exec 3<>/dev/tcp/127.0.0.1/8404']);
   });
 
