@@ -7,7 +7,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync, spawn } from 'node:child_process';
-import pg from 'pg';
 import { startThrowawayPostgres, type ThrowawayPostgres } from '../../lib/servers/postgres.ts';
 import { seedC2Database } from '../../lib/c2-db/seed-database.ts';
 import { deriveDbKey, sealDbValue, passphraseFingerprint } from '../../lib/e4/keystore.ts';
@@ -19,6 +18,7 @@ import { acquireRunLock } from '../../backups/run-lock.ts';
 import { LEASE_FILE } from '../../backups/target-lease.ts';
 import { renderSystemdUnits } from '../../backups/schedule.ts';
 import { EXIT } from '../../backups/exit-codes.ts';
+import { createPgClient } from '../../lib/pg/pg-client.ts';
 
 const repo = path.resolve(import.meta.dirname, '../..');
 const PASSPHRASE = 'defects test passphrase, long enough';
@@ -168,7 +168,7 @@ describe('backup defects of issue 11', () => {
   });
 
   it('5: a table lock makes pg_dump give up after --lock-wait-timeout (exit 12) instead of hanging', async () => {
-    const holder = new pg.Client({ connectionString: url });
+    const holder = createPgClient({ connectionString: url });
     await holder.connect();
     try {
       await holder.query('BEGIN');
@@ -185,7 +185,7 @@ describe('backup defects of issue 11', () => {
   }, 90_000);
 
   it('5: SIGTERM (systemd\'s TimeoutStartSec) stops a waiting run with exit 143, lease and lock released', async () => {
-    const holder = new pg.Client({ connectionString: url });
+    const holder = createPgClient({ connectionString: url });
     await holder.connect();
     const target = path.join(dir, 'sigterm-target');
     const lockFile = path.join(dir, 'lock-sigterm');

@@ -4,7 +4,6 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
 import { startThrowawayPostgres, type ThrowawayPostgres } from '../../lib/servers/postgres.ts';
 import { seedC2Database, c2ClientId, clientName } from '../../lib/c2-db/seed-database.ts';
 import { readC2Inventory, detectCryptoMode, C2SchemaMissingError } from '../../lib/c2-db/inventory.ts';
@@ -12,6 +11,7 @@ import { verifyKeyStore, type KeyStoreReport } from '../../lib/c2-db/key-store.t
 import { verifyKeyStoreInParallel, keyBlockRanges } from '../../lib/c2-db/key-store-parallel.ts';
 import { deriveDbKey, sealDbValue, openDbValue, openDbValuesBatch, sealDbValuesBatch, checkPackedDbKeys } from '../../lib/e4/keystore.ts';
 import { sha3_256 } from '@noble/hashes/sha3';
+import { createPgClient } from '../../lib/pg/pg-client.ts';
 
 describe('lib/c2-db on a real PostgreSQL', () => {
   let server: ThrowawayPostgres;
@@ -29,7 +29,7 @@ describe('lib/c2-db on a real PostgreSQL', () => {
     expect(r.keysSealed).toBe(true);
     const inv = await readC2Inventory(url);
     expect(inv).toEqual({ clients: 3000, topics: 300, topicLinks: 15000, clientLinks: 0 });
-    const c = new pg.Client({ connectionString: url });
+    const c = createPgClient({ connectionString: url });
     await c.connect();
     try {
       const row = (await c.query('SELECT e4_id, name, key FROM clients WHERE id = 42')).rows[0];
@@ -61,7 +61,7 @@ describe('lib/c2-db on a real PostgreSQL', () => {
     expect(wrong.clients.failed).toBe(3000);
     expect(wrong.failures).toHaveLength(3);
 
-    const c = new pg.Client({ connectionString: url });
+    const c = createPgClient({ connectionString: url });
     await c.connect();
     try {
       // One topic key tampered with: only that row is reported.
@@ -115,7 +115,7 @@ describe('lib/c2-db on a real PostgreSQL', () => {
     });
 
     it('one corrupted key in the second range, checked by the second worker, is reported with its row', async () => {
-      const c = new pg.Client({ connectionString: par });
+      const c = createPgClient({ connectionString: par });
       await c.connect();
       try {
         // An updated row is written at the end of the table: in the second (last) range of blocks.
@@ -137,7 +137,7 @@ describe('lib/c2-db on a real PostgreSQL', () => {
     });
 
     it('a truncated key, a NULL key and the wrong passphrase fail exactly as they do single-threaded', async () => {
-      const c = new pg.Client({ connectionString: par });
+      const c = createPgClient({ connectionString: par });
       await c.connect();
       const saved = (await c.query('SELECT id, key FROM topic_keys WHERE id IN (10, 250) ORDER BY id')).rows;
       try {

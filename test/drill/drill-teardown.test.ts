@@ -5,13 +5,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync, spawn } from 'node:child_process';
-import pg from 'pg';
 import { startThrowawayPostgres, type ThrowawayPostgres } from '../../lib/servers/postgres.ts';
 import { seedC2Database } from '../../lib/c2-db/seed-database.ts';
 import { deriveDbKey, sealDbValue } from '../../lib/e4/keystore.ts';
 import { runBackup } from '../../backups/create-backup.ts';
 import { runRestoreDrill } from '../../backups/drill/restore-drill.ts';
 import { createMemoryLogger } from '../../lib/log.ts';
+import { createPgClient } from '../../lib/pg/pg-client.ts';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const PASS = 'teardown test passphrase 0123456789';
@@ -75,7 +75,7 @@ describe('restore drill teardown and scratch URL', () => {
       const report = await runRestoreDrill({ target, backup: 'latest', identityFile: identity, passphraseFile: passFile, scratchDatabaseUrl: url, productionDatabaseUrl: source.url('c2'), logger: createMemoryLogger() });
       expect(report.ok, JSON.stringify(report.checks.filter((c) => !c.ok))).toBe(true);
       expect(report.counts).toEqual({ clients: 20_000, topics: 500, links: 60_000 });
-      const c = new pg.Client({ connectionString: url });
+      const c = createPgClient({ connectionString: url });
       await c.connect();
       expect((await c.query('SELECT count(*)::int AS n FROM clients')).rows[0].n).toBe(20_000);
       await c.end();

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
-import pg from 'pg';
+import type pg from 'pg';
 import { startThrowawayPostgres, type ThrowawayPostgres } from '../../lib/servers/postgres.ts';
 import { seedC2Database } from '../../lib/c2-db/seed-database.ts';
 import { deriveDbKey, sealDbValue, openDbValue, openDbValuesBatch, dbKeyFingerprint } from '../../lib/e4/keystore.ts';
@@ -13,6 +13,7 @@ import {
 import { READ_ONLY_CHECKS_MAY_START } from '../../backups/drill/restore-drill.ts';
 import { checkRestoredConfigs } from '../../backups/drill/restored-config-checks.ts';
 import { assertScratchIsNotProduction } from '../../backups/drill/scratch-database-guard.ts';
+import { createPgClient } from '../../lib/pg/pg-client.ts';
 
 const PASS = 'drill-test passphrase, long enough';
 
@@ -27,7 +28,7 @@ describe('restore drill checks on a restored C2 database (real PostgreSQL)', () 
     pgs = await startThrowawayPostgres();
     const url = await pgs.createDatabase('restored');
     await seedC2Database(url, { clients: 300, topics: 40, links: 900, seal });
-    client = new pg.Client({ connectionString: url });
+    client = createPgClient({ connectionString: url });
     await client.connect();
   });
   afterAll(async () => {
@@ -40,7 +41,7 @@ describe('restore drill checks on a restored C2 database (real PostgreSQL)', () 
     expect(ok.ok, ok.detail).toBe(true);
     const other = await pgs.createDatabase('damaged');
     await seedC2Database(other, { clients: 2, topics: 1, links: 1, seal });
-    const c = new pg.Client({ connectionString: other });
+    const c = createPgClient({ connectionString: other });
     await c.connect();
     try {
       await c.query('ALTER TABLE topic_keys DROP COLUMN key');

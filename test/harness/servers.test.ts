@@ -1,9 +1,9 @@
 import { describe, it, expect, afterAll } from 'vitest';
 import mqtt from 'mqtt';
-import pg from 'pg';
 import fs from 'node:fs';
 import { startThrowawayPostgres, type ThrowawayPostgres } from '../../lib/servers/postgres.ts';
 import { startThrowawayMosquitto, type ThrowawayMosquitto } from '../../lib/servers/mosquitto.ts';
+import { createPgClient } from '../../lib/pg/pg-client.ts';
 
 describe('throwaway servers harness', () => {
   const stops: Array<() => Promise<void>> = [];
@@ -13,7 +13,7 @@ describe('throwaway servers harness', () => {
     const pgs: ThrowawayPostgres = await startThrowawayPostgres();
     stops.push(pgs.stop);
     expect(pgs.host).toBe('127.0.0.1');
-    const client = new pg.Client({ connectionString: await pgs.createDatabase('c2') });
+    const client = createPgClient({ connectionString: await pgs.createDatabase('c2') });
     await client.connect();
     const r = await client.query('select 40 + 2 as n');
     expect(r.rows[0].n).toBe(42);

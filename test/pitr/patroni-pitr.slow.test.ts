@@ -6,13 +6,13 @@ import { describe, it, expect, afterAll } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
 import { startThrowawayEtcd } from '../../lib/servers/etcd.ts';
 import { writePatroniTestMember, type PatroniTestMember } from '../harness/patroni-member.ts';
 import { renderPostBootstrapScript } from '../../lib/render/postgres-conf.ts';
 import { asUser, chownTo, startDaemon, type Daemon } from '../../lib/servers/daemon.ts';
 import { createThrowawayPgBackRestRepo } from '../../lib/servers/pgbackrest-repo.ts';
 import { runPgBackRest } from '../../lib/pgbackrest/pgbackrest-command.ts';
+import { createPgClient } from '../../lib/pg/pg-client.ts';
 
 describe.skipIf(!process.env.E4OPS_SLOW_TESTS)('Patroni with PITR: archives from the leader only, replicas from the repository (real programs, slow)', () => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'e4ops-patroni-pitr-'));
@@ -32,7 +32,7 @@ describe.skipIf(!process.env.E4OPS_SLOW_TESTS)('Patroni with PITR: archives from
     throw new Error(`timed out waiting for ${what}\n${daemons.map((d) => d.tail(12)).join('\n---\n')}`);
   };
   const sql = async (ip: string, port: number, q: string) => {
-    const c = new pg.Client({ host: ip, port, user: 'postgres', password: env.PATRONI_SUPERUSER_PASSWORD, database: 'postgres' });
+    const c = createPgClient({ host: ip, port, user: 'postgres', password: env.PATRONI_SUPERUSER_PASSWORD, database: 'postgres' });
     await c.connect();
     try { return (await c.query(q)).rows; } finally { await c.end().catch(() => undefined); }
   };

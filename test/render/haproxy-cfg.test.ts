@@ -5,13 +5,13 @@ import path from 'node:path';
 import http from 'node:http';
 import https from 'node:https';
 import { spawnSync } from 'node:child_process';
-import pg from 'pg';
 import { renderHaproxyCfg } from '../../lib/render/haproxy-cfg.ts';
 import { startThrowawayPostgres, type ThrowawayPostgres } from '../../lib/servers/postgres.ts';
 import { startThrowawayMosquitto } from '../../lib/servers/mosquitto.ts';
 import mqtt from 'mqtt';
 import { startDaemon, type Daemon } from '../../lib/servers/daemon.ts';
 import { freeLoopbackPort, waitForTcp } from '../../lib/ports.ts';
+import { createPgClient } from '../../lib/pg/pg-client.ts';
 
 // haproxy -c accepts the rendered file, and a real HAProxy running it sends PostgreSQL clients to
 // whichever member Patroni's REST API calls primary, and passes C2's TLS through untouched.
@@ -87,7 +87,7 @@ describe('rendered haproxy.cfg on the real HAProxy', () => {
     await waitForTcp("127.0.0.1", pgPort);
 
     const serverPort = async (): Promise<number | undefined> => {
-      const c = new pg.Client({ host: '127.0.0.1', port: pgPort, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 2000 });
+      const c = createPgClient({ host: '127.0.0.1', port: pgPort, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 2000 });
       try {
         await c.connect();
         return Number((await c.query("select current_setting('port') as p")).rows[0].p);

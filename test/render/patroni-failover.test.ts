@@ -2,13 +2,13 @@ import { describe, it, expect, afterAll } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
 import { startThrowawayEtcd } from '../../lib/servers/etcd.ts';
 import { writePatroniTestMember, type PatroniTestMember } from '../harness/patroni-member.ts';
 import { renderPostBootstrapScript } from '../../lib/render/postgres-conf.ts';
 import { renderHaproxyCfg } from '../../lib/render/haproxy-cfg.ts';
 import { asUser, chownTo, startDaemon, type Daemon } from '../../lib/servers/daemon.ts';
 import { freeLoopbackPort } from '../../lib/ports.ts';
+import { createPgClient } from '../../lib/pg/pg-client.ts';
 
 // Slow (E4OPS_SLOW_TESTS=1): a real two-member Patroni cluster from the rendered member configs,
 // with the rendered post-bootstrap script and a real HAProxy on the rendered haproxy.cfg in front.
@@ -65,7 +65,7 @@ describe.skipIf(!process.env.E4OPS_SLOW_TESTS)('Patroni failover behind HAProxy 
 
     // C2's view: user e4 with the password the post-bootstrap script set, through pg-primary.
     const viaLb = async (sql: string) => {
-      const c = new pg.Client({ host: '127.0.0.1', port: lbPort, user: 'e4', password: env.E4_DB_PASSWORD, database: 'e4', connectionTimeoutMillis: 2000 });
+      const c = createPgClient({ host: '127.0.0.1', port: lbPort, user: 'e4', password: env.E4_DB_PASSWORD, database: 'e4', connectionTimeoutMillis: 2000 });
       try { await c.connect(); return (await c.query(sql)).rows; } finally { await c.end().catch(() => {}); }
     };
     const serverPort = async () => { try { return Number((await viaLb("select current_setting('port') as p"))[0].p); } catch { return 0; } };
@@ -74,7 +74,7 @@ describe.skipIf(!process.env.E4OPS_SLOW_TESTS)('Patroni failover behind HAProxy 
     await viaLb("insert into topic_keys_probe values (1, 'written before the failover')");
     // Wait until the replica has it (asynchronous replication), then lose the leader's host.
     const replicaHas = async () => {
-      const c = new pg.Client({ host: members[1].ip, port: members[1].pgPort, user: 'e4', password: env.E4_DB_PASSWORD, database: 'e4' });
+      const c = createPgClient({ host: members[1].ip, port: members[1].pgPort, user: 'e4', password: env.E4_DB_PASSWORD, database: 'e4' });
       try { await c.connect(); return (await c.query('select count(*)::int as n from topic_keys_probe')).rows[0].n === 1; } catch { return false; } finally { await c.end().catch(() => {}); }
     };
     await until('the row to reach the replica', replicaHas);

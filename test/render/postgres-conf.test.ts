@@ -3,9 +3,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import pg from 'pg';
 import { renderPostgresConf, renderPostBootstrapScript } from '../../lib/render/postgres-conf.ts';
 import { startThrowawayPostgres, type ThrowawayPostgres } from '../../lib/servers/postgres.ts';
+import { createPgClient } from '../../lib/pg/pg-client.ts';
 
 // PostgreSQL 15 must start with the rendered settings, and the post-bootstrap script (run by
 // Patroni on the first primary) must create C2's role with a SCRAM password and its database.
@@ -35,7 +35,7 @@ describe('rendered PostgreSQL settings on the real PostgreSQL', () => {
     fs.writeFileSync(hba, `host all e4 127.0.0.0/8 scram-sha-256\n${fs.readFileSync(hba, 'utf8')}`);
     server!.psql('select pg_reload_conf()');
     const login = async (pw: string) => {
-      const c = new pg.Client({ host: server!.host, port: server!.port, user: 'e4', database: 'e4', password: pw });
+      const c = createPgClient({ host: server!.host, port: server!.port, user: 'e4', database: 'e4', password: pw });
       try { await c.connect(); return (await c.query('select current_user as u')).rows[0].u as string; } finally { await c.end().catch(() => {}); }
     };
     await expect(login('wrong password')).rejects.toThrow(/password authentication failed/);

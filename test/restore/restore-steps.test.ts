@@ -7,7 +7,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import pg from 'pg';
 import { startThrowawayPostgres, type ThrowawayPostgres } from '../../lib/servers/postgres.ts';
 import { seedC2Database } from '../../lib/c2-db/seed-database.ts';
 import { deriveDbKey, sealDbValuesBatch } from '../../lib/e4/keystore.ts';
@@ -26,6 +25,7 @@ import { runRestore, type RestoreOptions } from '../../backups/restore/run-resto
 import { validateRestoreReport, type RestoreReport } from '../../backups/restore/restore-report.ts';
 import { buildRestoreReport } from '../../backups/restore/restore-outcome.ts';
 import { command as restoreCommand } from '../../scripts/restore.ts';
+import { createPgClient } from '../../lib/pg/pg-client.ts';
 
 const PASSPHRASE = 'restore-steps-passphrase-0123456789';
 
@@ -73,7 +73,7 @@ describe('restore steps on a real PostgreSQL', () => {
     await withDatabase(pgs.url('postgres'), (admin) => createRestoreDatabase(admin, names, 'e4c2'));
     sql(`CREATE TABLE marker (v text); INSERT INTO marker VALUES ('new')`, names.restore);
     // A session left on production (psql, an exporter) does not block the swap: it is ended.
-    const straggler = new pg.Client({ connectionString: pgs.url('prod1') });
+    const straggler = createPgClient({ connectionString: pgs.url('prod1') });
     await straggler.connect();
     straggler.on('error', () => undefined);
     const r = await withDatabase(pgs.url('postgres'), (admin) => swapRestoredDatabaseIn(admin, names));

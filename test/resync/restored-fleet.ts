@@ -3,7 +3,6 @@
 // rotated, identity keys changed and a client added; the restore points C2 back at the backup
 // database. Mosquitto runs the rendered mosquitto.conf (presence notices on), and a presence watch
 // runs from before the first device connects, as a long-lived watch on a real broker would.
-import pg from 'pg';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -17,6 +16,7 @@ import { createC2Api, type C2Api } from '../../lib/c2/c2-api.ts';
 import { createCertificateAuthority } from '../../lib/c2/tls-material.ts';
 import { watchBrokerPresence, type BrokerPresence } from '../../lib/broker-presence/broker-presence.ts';
 import { startE4goDevices, type E4goDevices, type E4goDeviceReport } from '../e4go-devices/e4go-devices.ts';
+import { createPgClient } from '../../lib/pg/pg-client.ts';
 
 export interface FleetDevice {
   name: string;
@@ -72,7 +72,7 @@ export async function startRestoredFleet(devices: FleetDevice[], topics: string[
     for (const t of d.topics) await api.linkClientTopic(d.name, t);
   }
   for (const d of devices) await fleet.waitFor(d.name, (r) => Object.keys(r.topicKeys).length === d.topics.length, 30_000);
-  const admin = () => new pg.Client({ connectionString: stack.postgres.url('postgres') });
+  const admin = () => createPgClient({ connectionString: stack.postgres.url('postgres') });
   const switchTo = async (database: string) => {
     api.close();
     await c2.stop();
