@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { c2BinaryAvailable, c2BinaryDir, pickLoopbackHostFor5432, startC2 } from '../../lib/servers/c2.ts';
 import { startThrowawayPostgres, type ThrowawayPostgres } from '../../lib/servers/postgres.ts';
 import { startThrowawayMosquitto, type ThrowawayMosquitto } from '../../lib/servers/mosquitto.ts';
@@ -23,8 +23,8 @@ import { readRestoreJournal } from '../../backups/restore/restore-journal.ts';
 import { readJournal as readResyncJournal } from '../../backups/resync/resync-journal.ts';
 import { writeC2Service } from './c2-service.ts';
 import { startE4goDevices, type E4goDevices } from '../e4go-devices/e4go-devices.ts';
+import { runE4ops } from '../harness/e4ops-cli.ts';
 
-const REPO = path.resolve(import.meta.dirname, '../..');
 const DEVICES = ['dev-a', 'dev-b', 'dev-c', 'dev-d', 'dev-e'];
 const LATE_DEVICE = 'dev-f'; // registered after the backup: only the inventory knows it
 const TOPICS = ['site/temp', 'site/door', 'site/alarm', 'site/power', 'site/water', 'site/air'];
@@ -42,20 +42,7 @@ function ageKeyPair(dir: string): { identity: string; recipient: string } {
   return { identity, recipient: /public key: (age1\w+)/.exec(fs.readFileSync(identity, 'utf8'))![1] };
 }
 
-interface CliRun { code: number | null; stdout: string; stderr: string }
-/** The real command in a child process; `killWhen` SIGKILLs it the moment its predicate holds. */
-function runRestoreCli(args: string[], killWhen?: () => boolean): Promise<CliRun & { killed: boolean }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, 'scripts/e4ops.ts'), 'restore', ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    let killed = false;
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
-    const iv = killWhen ? setInterval(() => { if (!killed && killWhen()) { killed = true; child.kill('SIGKILL'); } }, 10) : undefined;
-    child.on('close', (code) => { if (iv) clearInterval(iv); resolve({ code, stdout, stderr, killed }); });
-  });
-}
+const runRestoreCli = (args: string[], killWhen?: () => boolean) => runE4ops(['restore', ...args], killWhen);
 
 const journalText = (f: string) => (fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : '');
 const hashTree = (dir: string): string => {

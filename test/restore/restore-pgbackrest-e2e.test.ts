@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { c2BinaryAvailable, pickLoopbackHostFor5432, startC2 } from '../../lib/servers/c2.ts';
 import { startThrowawayPostgres, postgresBinDir, type ThrowawayPostgres } from '../../lib/servers/postgres.ts';
 import { startThrowawayMosquitto, type ThrowawayMosquitto } from '../../lib/servers/mosquitto.ts';
@@ -23,8 +23,8 @@ import { validateRestoreReport, type RestoreReport } from '../../backups/restore
 import { readRestoreJournal } from '../../backups/restore/restore-journal.ts';
 import { readJournal as readResyncJournal } from '../../backups/resync/resync-journal.ts';
 import { writeC2Service } from './c2-service.ts';
+import { runE4ops } from '../harness/e4ops-cli.ts';
 
-const REPO = path.resolve(import.meta.dirname, '../..');
 const DEVICES = ['pdev-a', 'pdev-b', 'pdev-c'];
 const TOPICS = ['plant/temp', 'plant/door', 'plant/alarm', 'plant/power'];
 const linked = (i: number) => [TOPICS[i % 4], TOPICS[(i + 1) % 4]];
@@ -32,19 +32,7 @@ const LATE = 'pdev-late'; // registered after the target time: only the inventor
 // Created before the kill tests' target times, so that their resync runs long enough for a kill to land inside it.
 const BULK = Array.from({ length: 300 }, (_, i) => `bulk/${i}`);
 
-/** The real command in a child process; `killWhen` SIGKILLs it the moment its predicate holds. */
-function runCli(args: string[], killWhen?: () => boolean): Promise<{ code: number | null; stdout: string; stderr: string; killed: boolean }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, 'scripts/e4ops.ts'), 'restore', ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    let killed = false;
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
-    const iv = killWhen ? setInterval(() => { if (!killed && killWhen()) { killed = true; child.kill('SIGKILL'); } }, 10) : undefined;
-    child.on('close', (code) => { if (iv) clearInterval(iv); resolve({ code, stdout, stderr, killed }); });
-  });
-}
+const runCli = (args: string[], killWhen?: () => boolean) => runE4ops(['restore', ...args], killWhen);
 
 const journalText = (f: string) => (fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : '');
 

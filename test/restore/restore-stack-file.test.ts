@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { c2BinaryAvailable, pickLoopbackHostFor5432, startC2 } from '../../lib/servers/c2.ts';
 import { startThrowawayPostgres, type ThrowawayPostgres } from '../../lib/servers/postgres.ts';
 import { startThrowawayMosquitto, type ThrowawayMosquitto } from '../../lib/servers/mosquitto.ts';
@@ -19,21 +19,12 @@ import { createMemoryLogger } from '../../lib/log.ts';
 import { runBackup } from '../../backups/create-backup.ts';
 import { validateRestoreReport, type RestoreReport } from '../../backups/restore/restore-report.ts';
 import { readRestoreJournal } from '../../backups/restore/restore-journal.ts';
+import { runE4ops } from '../harness/e4ops-cli.ts';
 
-const REPO = path.resolve(import.meta.dirname, '../..');
 const CLIENTS = ['stack-a', 'stack-b', 'stack-c'];
 const TOPICS = ['stack/one', 'stack/two'];
 
-function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, 'scripts/e4ops.ts'), 'restore', ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const runCli = (args: string[], killWhen?: () => boolean) => runE4ops(['restore', ...args], killWhen);
 
 describe.skipIf((!c2BinaryAvailable() || !dockerEngineInstalled()) && !process.env.CI)('e4ops restore --stack-file (C2 container on the stack\'s Docker host, private engine)', () => {
   let engine: PrivateDockerEngine;
