@@ -6,7 +6,8 @@
 // (3) RPO after a hard kill: a write load of acknowledged commits, kill -9 of the primary mid-load, restore
 //     latest from the repository, and count the acknowledged commits (and seconds) that are gone.
 // Last stdout line: one JSON object {"bench":"pitr",...}.
-// Sizes: BENCH_CLIENTS / BENCH_TOPICS / BENCH_LINKS; BENCH_ARCHIVE_TIMEOUT (s, default 5); BENCH_LOAD_SECONDS (default 20).
+// Sizes: BENCH_CLIENTS / BENCH_TOPICS / BENCH_LINKS; BENCH_ARCHIVE_TIMEOUT (s, default 5); BENCH_LOAD_SECONDS (default 20);
+// BENCH_ROUNDS (default 2). E4OPS_KEY_CHECK_WORKERS sets the drill's key-check threads (default one per core).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,12 +19,14 @@ import * as keystore from '../lib/e4/keystore.ts';
 import { createMemoryLogger } from '../lib/log.ts';
 import { takePitrBackup } from '../backups/pitr/pitr-operations.ts';
 import { runPitrDrill } from '../backups/pitr/pitr-drill.ts';
+import { defaultKeyCheckWorkers } from '../lib/c2-db/key-store-parallel.ts';
 import { createScratchDataDir, restoreClusterFromRepository, neutralizeRestoredConfig, startRestoredServer, waitForPromotion, PITR_SCRATCH_SETTINGS } from '../backups/pitr/pitr-restore.ts';
 import { createPgClient } from '../lib/pg/pg-client.ts';
 
 const N = { clients: Number(process.env.BENCH_CLIENTS ?? 1_000_000), topics: Number(process.env.BENCH_TOPICS ?? 100_000), links: Number(process.env.BENCH_LINKS ?? 5_000_000) };
 const ARCHIVE_TIMEOUT = Number(process.env.BENCH_ARCHIVE_TIMEOUT ?? 5);
 const LOAD_SECONDS = Number(process.env.BENCH_LOAD_SECONDS ?? 20);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const PASSPHRASE = 'bench passphrase for the c2 database';
 const CIPHER = 'bench repository cipher passphrase';
 const say = (s: string) => process.stderr.write(s + '\n');
@@ -68,7 +71,7 @@ async function backups(repo: ThrowawayPgBackRestRepo, source: ThrowawayPostgres)
 }
 
 /** Bare pgBackRest: restore latest into a fresh data directory, start, wait for promotion. */
-async function bareRestoreAndStart(repo: ThrowawayPgBackRestRepo, work: string): Promise<{ seconds: number; url: string; stop: () => Promise<void> }> {
+async function bareRestoreAndStart(repo: ThrowawayPgBackRestRepo, work: string): Promise<{ seconds: number; url: string; log: () => string; stop: () => Promise<void> }> {
   const t0 = Date.now();
   const dataDir = createScratchDataDir([], work);
   await restoreClusterFromRepository(repo.target, { dataDir });
@@ -76,12 +79,14 @@ async function bareRestoreAndStart(repo: ThrowawayPgBackRestRepo, work: string):
   const server = await startRestoredServer(dataDir, { settings: PITR_SCRATCH_SETTINGS });
   await waitForPromotion(server, 'latest');
   const seconds = secs(t0);
-  return { seconds, url: server.url('e4'), stop: async () => { await server.stop(); fs.rmSync(dataDir, { recursive: true, force: true }); } };
+  return { seconds, url: server.url('e4'), log: () => fs.readFileSync(server.logFile, 'utf8'), stop: async () => { await server.stop(); fs.rmSync(dataDir, { recursive: true, force: true }); } };
 }
 
 /** (3) Acknowledged commits until the primary is killed with SIGKILL; returns each commit's id and ack time. */
-async function writeLoadThenKill(source: ThrowawayPostgres): Promise<{ acked: Map<number, number>; killedAt: number }> {
+async function writeLoadThenKill(source: ThrowawayPostgres): Promise<{ acked: Map<number, number>; killedAt: number; tableSegment: string }> {
   source.psql('CREATE TABLE bench_writes (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())', 'e4');
+  const tableSegment = source.psql('SELECT pg_walfile_name(pg_current_wal_lsn())').trim();
+  say(`  bench_writes created in WAL segment ${tableSegment}; archiver: ${source.psql("SELECT last_archived_wal || ' at ' || last_archived_time || ', failed ' || failed_count FROM pg_stat_archiver").trim()}`);
   const c = createPgClient(source.url('e4'));
   await c.connect();
   const acked = new Map<number, number>();
@@ -99,7 +104,7 @@ async function writeLoadThenKill(source: ThrowawayPostgres): Promise<{ acked: Ma
   } catch { /* the primary is gone */ }
   await killer;
   await c.end().catch(() => undefined);
-  return { acked, killedAt };
+  return { acked, killedAt, tableSegment };
 }
 
 async function main() {
@@ -117,29 +122,51 @@ async function main() {
     say(`  full ${full.seconds.toFixed(2)} s; incr ${incr.seconds.toFixed(2)} s, ${(incr.set.repositoryBytes / 1048576).toFixed(1)} MiB stored`);
     const passFile = path.join(work, 'passphrase');
     fs.writeFileSync(passFile, PASSPHRASE + '\n');
-    // Alternating runs (bare, drill, bare, drill): the page cache and the machine's load favour neither side.
+    // Alternating runs (bare, drill, drill on one thread, then again): the page cache and the machine's load
+    // favour none. The one-thread drill (E4OPS_KEY_CHECK_WORKERS=1) is the comparison the worker threads must win.
     const bareRuns: number[] = [];
     const drills: Awaited<ReturnType<typeof runPitrDrill>>[] = [];
-    for (let round = 1; round <= 2; round++) {
+    const oneThread: Awaited<ReturnType<typeof runPitrDrill>>[] = [];
+    const drillOnce = async (workers?: number) => {
+      const before = process.env.E4OPS_KEY_CHECK_WORKERS;
+      if (workers) process.env.E4OPS_KEY_CHECK_WORKERS = String(workers);
+      try {
+        const d = await runPitrDrill({ pgbackrestConfig: repo.configFile, configIncludePath: repo.configIncludePath, stanza: repo.stanza, passphraseFile: passFile, scratchDir: work, logger: createMemoryLogger('drill') });
+        if (!d.ok) throw new Error(`the drill failed: ${JSON.stringify(d.checks.filter((c) => !c.ok))}`);
+        say(`  RTO ${d.rtoSeconds.toFixed(2)} s (${d.counts.clients} clients, ${d.counts.topics} topics; keys ${d.keysPerSecond?.toFixed(0)}/s); timings ${JSON.stringify(d.timings)}; load ${os.loadavg()[0].toFixed(1)}`);
+        return d;
+      } finally {
+        if (before === undefined) delete process.env.E4OPS_KEY_CHECK_WORKERS; else process.env.E4OPS_KEY_CHECK_WORKERS = before;
+      }
+    };
+    for (let round = 1; round <= ROUNDS; round++) {
       say(`round ${round}: bare pgbackrest restore + start (baseline) ...`);
       const bare = await bareRestoreAndStart(repo, work);
       await bare.stop();
       bareRuns.push(bare.seconds);
-      say(`  ${bare.seconds.toFixed(2)} s`);
-      say(`round ${round}: PITR drill, latest, every key checked ...`);
-      const d = await runPitrDrill({ pgbackrestConfig: repo.configFile, configIncludePath: repo.configIncludePath, stanza: repo.stanza, passphraseFile: passFile, scratchDir: work, logger: createMemoryLogger('drill') });
-      if (!d.ok) throw new Error(`the drill failed: ${JSON.stringify(d.checks.filter((c) => !c.ok))}`);
-      drills.push(d);
-      say(`  RTO ${d.rtoSeconds.toFixed(2)} s (${d.counts.clients} clients, ${d.counts.topics} topics; keys ${d.keysPerSecond?.toFixed(0)}/s); timings ${JSON.stringify(d.timings)}`);
+      say(`  ${bare.seconds.toFixed(2)} s; load ${os.loadavg()[0].toFixed(1)}`);
+      say(`round ${round}: PITR drill, latest, every key checked (key-check workers: ${defaultKeyCheckWorkers()}) ...`);
+      drills.push(await drillOnce());
+      if (defaultKeyCheckWorkers() > 1) {
+        say(`round ${round}: the same drill with the keys checked on one thread ...`);
+        oneThread.push(await drillOnce(1));
+      }
     }
     const drill = drills.reduce((a, b) => (b.rtoSeconds < a.rtoSeconds ? b : a));
     const bare = { seconds: Math.min(...bareRuns) };
     say(`write load for ${LOAD_SECONDS} s, then kill -9 of the primary (archive_timeout ${ARCHIVE_TIMEOUT} s) ...`);
-    const { acked, killedAt } = await writeLoadThenKill(source);
+    const { acked, killedAt, tableSegment } = await writeLoadThenKill(source);
     const after = await bareRestoreAndStart(repo, work);
     const c = createPgClient(after.url);
     await c.connect();
-    const recovered = Number((await c.query('SELECT coalesce(max(id), 0) AS m FROM bench_writes')).rows[0].m);
+    const recovered = await c.query('SELECT coalesce(max(id), 0) AS m FROM bench_writes').then((r) => Number(r.rows[0].m), async (e: Error) => {
+      // What recovery replayed and what the repository holds, to tell a lost segment from a stop short of it.
+      const log = after.log().split('\n').filter((l) => /restored log file|redo (starts|done)|last completed|selected new timeline|archive recovery complete|invalid record|unexpected pageaddr|FATAL|ERROR|WARNING/.test(l));
+      say(`  restored server log (${log.length} lines of interest):\n    ${[...log.slice(0, 5), '...', ...log.slice(-25)].join('\n    ')}`);
+      const archived = await repo.run('repo-ls', ['--recurse', `archive/${repo.stanza}`]).catch((x: Error) => x.message);
+      say(`  repository archive (newest 30):\n    ${archived.trim().split('\n').slice(-30).join('\n    ')}`);
+      throw new Error(`reading bench_writes (created in WAL segment ${tableSegment}) from the restore after kill -9: ${e.message}`);
+    });
     await c.end();
     await after.stop();
     const ackedIds = [...acked.keys()];
@@ -153,9 +180,13 @@ async function main() {
       incremental: { changedRows: 1000, seconds: +incr.seconds.toFixed(3), repositoryBytes: incr.set.repositoryBytes },
       rto: {
         drillSeconds: +drill.rtoSeconds.toFixed(3), bareRestoreStartSeconds: +bare.seconds.toFixed(3), ratio: +(drill.rtoSeconds / bare.seconds).toFixed(3),
-        runs: { drill: drills.map((d) => +d.rtoSeconds.toFixed(3)), bare: bareRuns.map((x) => +x.toFixed(3)) }, bestOf: 2,
+        runs: { drill: drills.map((d) => +d.rtoSeconds.toFixed(3)), bare: bareRuns.map((x) => +x.toFixed(3)), drillOneThread: oneThread.map((d) => +d.rtoSeconds.toFixed(3)) }, bestOf: ROUNDS,
+        keyCheckWorkers: defaultKeyCheckWorkers(),
+        ...(oneThread.length ? { oneThreadRatio: +(Math.min(...oneThread.map((d) => d.rtoSeconds)) / bare.seconds).toFixed(3) } : {}),
+        drillTimings: drill.timings,
         keysChecked: drill.counts.clients + drill.counts.topics, target: 2.0,
       },
+      loadAverage: os.loadavg().map((x) => +x.toFixed(2)),
       rpo: { archiveTimeoutSeconds: ARCHIVE_TIMEOUT, acknowledgedCommits: ackedIds.length, lostCommits: lost, lostSeconds: +rpoSeconds.toFixed(3), target: ARCHIVE_TIMEOUT },
     };
     process.stdout.write(JSON.stringify(result) + '\n');

@@ -5,7 +5,7 @@ import pg from 'pg';
 import { C2_TABLES, c2SchemaDdl } from '../../lib/c2/db-schema.ts';
 import { readC2Inventory, type C2Inventory } from '../../lib/c2-db/inventory.ts';
 import { verifyKeyStore, type OpenDbValue, type OpenDbValuesBatch, type KeyStoreReport } from '../../lib/c2-db/key-store.ts';
-import { compareSchemas, dumpSchema } from '../../lib/c2/db-schema.ts';
+import { compareSchemas, dumpSchemaAsync } from '../../lib/c2/db-schema.ts';
 
 export interface DrillCheck { name: string; ok: boolean; detail: string }
 
@@ -73,7 +73,7 @@ export async function checkRestoredSchema(client: pg.ClientBase, url: string, dd
   // ...and, with the captured file, every other statement (keys, unique indexes, sequences).
   let extra = 0;
   if (ddl.source === 'captured') {
-    const diff = compareSchemas(ddl.sql, dumpSchema(url));
+    const diff = compareSchemas(ddl.sql, await dumpSchemaAsync(url));
     for (const l of diff.missing) if (!/^\s+\w+ [\w ()]+,?$/.test(l) && !/^CREATE TABLE/.test(l) && l.trim() !== ');') problems.push(`missing: ${l.trim()}`);
     extra = diff.unexpected.length;
   }
@@ -86,15 +86,27 @@ export interface ManifestCounts { clients: number; topics: number; links: number
 
 export async function checkInventoryCounts(client: pg.ClientBase, expected: ManifestCounts | undefined): Promise<{ check: DrillCheck; inventory: C2Inventory }> {
   const inventory = await readC2Inventory(client);
-  const got = { clients: inventory.clients, topics: inventory.topics, links: inventory.topicLinks };
-  if (!expected) return { inventory, check: { name: 'inventory-counts', ok: false, detail: `the manifest records no inventory counts to compare with (restored: ${JSON.stringify(got)})` } };
+  return { inventory, check: inventoryCountsCheck({ clients: inventory.clients, topics: inventory.topics, links: inventory.topicLinks }, expected) };
+}
+
+/** The inventory-counts check of counts read elsewhere (the drill takes clients and topics from its key pass). */
+export function inventoryCountsCheck(got: ManifestCounts, expected: ManifestCounts | undefined): DrillCheck {
+  if (!expected) return { name: 'inventory-counts', ok: false, detail: `the manifest records no inventory counts to compare with (restored: ${JSON.stringify(got)})` };
   const diffs = (['clients', 'topics', 'links'] as const).filter((k) => expected[k] !== got[k]).map((k) => `${k}: manifest ${expected[k]}, restored ${got[k]}`);
-  return {
-    inventory,
-    check: diffs.length
-      ? { name: 'inventory-counts', ok: false, detail: `restored counts differ from the manifest: ${diffs.join('; ')}` }
-      : { name: 'inventory-counts', ok: true, detail: `${got.clients} clients, ${got.topics} topics, ${got.links} links, as the manifest records` },
-  };
+  return diffs.length
+    ? { name: 'inventory-counts', ok: false, detail: `restored counts differ from the manifest: ${diffs.join('; ')}` }
+    : { name: 'inventory-counts', ok: true, detail: `${got.clients} clients, ${got.topics} topics, ${got.links} links, as the manifest records` };
+}
+
+/**
+ * Every link counted, and those whose topic is gone, in one scan of the links (a hash join on the topics):
+ * what checkInventoryCounts' link count and countLinksMissingTopic would read in two.
+ */
+export async function countLinksAndMissingTopic(client: pg.ClientBase): Promise<{ links: number; missingTopic: number }> {
+  const r = await client.query<{ links: string; missing: string }>(
+    `SELECT count(*) AS links, count(*) FILTER (WHERE t.id IS NULL) AS missing
+       FROM ${C2_TABLES.topicLinks} l LEFT JOIN ${C2_TABLES.topics} t ON t.id = l.topic_key_id`);
+  return { links: +r.rows[0].links, missingTopic: +r.rows[0].missing };
 }
 
 /** Links whose topic is gone (C2 never constrains that side); one anti-join over every link. */

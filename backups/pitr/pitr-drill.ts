@@ -19,7 +19,7 @@ import { pickLoopbackHostFor5432 } from '../../lib/servers/c2.ts';
 import { removeDirSync } from '../drill/scratch-resources.ts';
 import type { FleetInventory } from '../../lib/fleet-inventory/fleet-inventory.ts';
 import type { FleetSnapshot } from '../../lib/fleet/fleet.ts';
-import { readPitrInfo, newestArchivedCommit, type PitrInfo } from './pitr-repository.ts';
+import { readPitrInfoAndSegments, newestArchivedCommit, type PitrInfo, type RepoEntry } from './pitr-repository.ts';
 import {
   configuredPgPaths, createScratchDataDir, restoreClusterFromRepository, neutralizeRestoredConfig, waitForPromotion, findC2Database, startRestoredServer,
   PITR_SCRATCH_SETTINGS, type RecoveredPoint,
@@ -156,16 +156,29 @@ export async function runPitrDrill(o: PitrDrillOptions): Promise<DrillReport> {
     assertC2StepOptions(o);
     const passphrase = readPassphraseFile(o.passphraseFile);
     prodNow = await productionNow(o.productionDatabaseUrl, run); // before the restore: what a disaster now would lose
-    info = await readPitrInfo(t, { withNewestCommit: false }).catch((e) => { failCheck(run, 'pitr-repository', e); return undefined; });
+    // The repository's sets and archived segments, listed now: a time target is checked against them before
+    // anything is restored; "latest" needs nothing from them first, so pgBackRest restores meanwhile (a
+    // restore that fails because the repository cannot be read is then reported as the repository's failure).
+    const listed = readPitrInfoAndSegments(t, { withNewestCommit: false }).then((r) => r, (e: unknown) => ({ error: e }));
+    let restoring: Promise<RestoredCluster> | undefined;
+    const startRestore = () => {
+      restoring = restoreIntoScratchCluster(run, t, o, target);
+      restoring.catch(() => undefined);
+      warmKeyCheckWorkers(); // the key-check workers load their modules while pgBackRest restores
+    };
+    if (!target) startRestore();
+    const got = await listed;
+    let segments: RepoEntry[] = [];
+    if ('error' in got) failCheck(run, 'pitr-repository', got.error);
+    else { info = got.info; segments = got.segments; }
     const reachable = !!info && checkTargetReachable(run, info, target);
-    // While pgBackRest restores: the newest archived commit (for the RPO) and the key (Argon2i) are worked out.
-    const newest = reachable && info!.archiveId ? newestArchivedCommit(t, info!.archiveId).catch(() => null) : Promise.resolve(null);
-    const restoring = reachable ? restoreIntoScratchCluster(run, t, o, target) : undefined;
-    if (restoring) warmKeyCheckWorkers(); // the key-check workers load their modules while pgBackRest restores
-    restoring?.catch(() => undefined);
+    if (!reachable) {
+      await restoring?.catch(() => undefined); // its scratch resources go with the teardown; its failure is this one's
+      restoring = undefined;
+    } else if (!restoring) startRestore();
+    // While pgBackRest restores: the key (Argon2i).
     const key = restoring ? deriveDrillKey(run, passphrase, o.passphraseFile) : undefined;
     const restoredCluster = restoring && await restoring;
-    if (info) info.newestRecoverableTime = await newest;
     if (key && restoredCluster) {
       restored = restoredCluster;
       checkRestoredPoint(run, restored.point, target);
@@ -178,6 +191,10 @@ export async function runPitrDrill(o: PitrDrillOptions): Promise<DrillReport> {
       if (o.withC2) await checkScratchC2(run, { ...o, dbUrl: restored.dbUrl, dbHost: restored.dbHost, passphrase, dbKey: key.dbKey, workDir, restoredPointAt: pointAt, counts });
       markVerified(run);
     }
+    // The newest commit in the archive as it was when the drill began (the segments listed then), for the RPO.
+    // Read once the restored database is verified: fetching and decoding WAL is not on the way to a usable
+    // database, and beside the restore it took the cores pgBackRest restores with.
+    if (info?.archiveId && segments.length) info.newestRecoverableTime = await newestArchivedCommit(t, info.archiveId, segments).catch(() => null);
   } catch (e) {
     if (e instanceof OpsError && e.kind === 'usage') throw e;
     failCheck(run, e instanceof OpsError && e.kind === 'pgbackrest' ? 'pitr-restore' : e instanceof OpsError && e.kind === 'refused' ? 'scratch-is-not-production' : 'pitr-recovery', e);

@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn, type SpawnOptions } from 'node:child_process';
 import { OpsError } from '../../lib/cli/exit-codes.ts';
 import { PgBackRestError, runPgBackRest, pgBackRestArgv, defaultPgBackRestUser, type PgBackRestTarget } from '../../lib/pgbackrest/pgbackrest-command.ts';
 import { postgresBinDir } from '../../lib/servers/postgres.ts';
@@ -100,7 +100,7 @@ export async function readStanzaInfo(t: PgBackRestTarget): Promise<Omit<PitrInfo
   };
 }
 
-interface RepoEntry { name: string; size: number; time: number }
+export interface RepoEntry { name: string; size: number; time: number }
 
 /** Archived WAL segments of an archive id, oldest first (repo-ls works on every repository type). */
 export async function listArchivedSegments(t: PgBackRestTarget, archiveId: string): Promise<RepoEntry[]> {
@@ -113,10 +113,10 @@ export async function listArchivedSegments(t: PgBackRestTarget, archiveId: strin
 }
 
 /** The time of the last COMMIT record in one WAL segment, via pg_waldump. */
-function lastCommitInSegment(segmentFile: string): string | null {
-  const r = spawnSync(path.join(postgresBinDir(), 'pg_waldump'), [segmentFile], { encoding: 'utf8', maxBuffer: 256 << 20, env: { ...process.env, TZ: 'UTC' } });
+async function lastCommitInSegment(segmentFile: string): Promise<string | null> {
+  const r = await runToEnd(path.join(postgresBinDir(), 'pg_waldump'), [segmentFile], { env: { ...process.env, TZ: 'UTC' } });
   // pg_waldump exits non-zero at the end of valid records in a partial/switch segment; what it printed counts.
-  const times = [...(r.stdout ?? '').matchAll(/desc: COMMIT (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? \w+)/g)].map((m) => m[1]);
+  const times = [...r.stdout.matchAll(/desc: COMMIT (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? \w+)/g)].map((m) => m[1]);
   if (!times.length) return null;
   const last = times[times.length - 1].replace(' UTC', 'Z').replace(' ', 'T');
   const d = new Date(last);
@@ -133,8 +133,8 @@ export async function newestArchivedCommit(t: PgBackRestTarget, archiveId: strin
   try {
     chownTo(dir, 'postgres');
     for (const entry of all.slice(-lookBack).reverse()) {
-      const file = fetchSegmentBinary(t, archiveId, entry, dir);
-      const at = lastCommitInSegment(file);
+      const file = await fetchSegmentBinary(t, archiveId, entry, dir);
+      const at = await lastCommitInSegment(file);
       if (at) return at;
     }
     return null;
@@ -143,30 +143,49 @@ export async function newestArchivedCommit(t: PgBackRestTarget, archiveId: strin
   }
 }
 
-/** repo-get into a file through the shell (binary-safe), then decompress to the WAL segment name. */
-function fetchSegmentBinary(t: PgBackRestTarget, archiveId: string, entry: RepoEntry, dir: string): string {
+/** Run a program to its end without blocking the event loop (a drill checks keys on this thread meanwhile). */
+function runToEnd(cmd: string, args: string[], o: SpawnOptions & { stdoutFd?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const { stdoutFd, ...spawnOpts } = o;
+    const child = spawn(cmd, args, { ...spawnOpts, stdio: ['ignore', stdoutFd ?? 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout?.on('data', (b: Buffer) => out.push(b));
+    child.stderr?.on('data', (b: Buffer) => err.push(b));
+    child.once('error', (e) => resolve({ code: -1, stdout: '', stderr: e.message }));
+    child.once('close', (code) => resolve({ code: code ?? 1, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }));
+  });
+}
+
+/** repo-get into a file (binary-safe), then decompress to the WAL segment name. */
+async function fetchSegmentBinary(t: PgBackRestTarget, archiveId: string, entry: RepoEntry, dir: string): Promise<string> {
   const compressed = path.join(dir, path.basename(entry.name));
   const argv = pgBackRestArgv(t, 'repo-get', [`archive/${t.stanza}/${archiveId}/${entry.name}`]);
   const user = t.user ?? defaultPgBackRestUser();
   const fd = fs.openSync(compressed, 'w');
   try {
-    const r = spawnSync(t.bin ?? 'pgbackrest', argv, { stdio: ['ignore', fd, 'pipe'], encoding: 'utf8', cwd: '/', ...(user ? asUser(user) : {}) });
-    if (r.status !== 0) throw asPgBackRestOpsError(new PgBackRestError('repo-get', r.status ?? 1, r.stderr.trim()));
+    const r = await runToEnd(t.bin ?? 'pgbackrest', argv, { stdoutFd: fd, cwd: '/', ...(user ? asUser(user) : {}) });
+    if (r.code !== 0) throw asPgBackRestOpsError(new PgBackRestError('repo-get', r.code, r.stderr.trim()));
   } finally { fs.closeSync(fd); }
   const segment = path.join(dir, path.basename(entry.name).slice(0, 24));
   const ext = path.extname(entry.name);
-  const d = ext === '.zst' ? spawnSync('zstd', ['-dqf', compressed, '-o', segment], { encoding: 'utf8' })
-    : ext === '.gz' ? spawnSync('sh', ['-c', 'gzip -dc "$1" > "$2"', 'sh', compressed, segment], { encoding: 'utf8' })
-      : spawnSync('cp', [compressed, segment], { encoding: 'utf8' });
-  if (d.status !== 0) throw new Error(`cannot decompress ${entry.name}: ${d.stderr}`);
+  const d = ext === '.zst' ? await runToEnd('zstd', ['-dqf', compressed, '-o', segment])
+    : ext === '.gz' ? await runToEnd('sh', ['-c', 'gzip -dc "$1" > "$2"', 'sh', compressed, segment])
+      : await runToEnd('cp', [compressed, segment]);
+  if (d.code !== 0) throw new Error(`cannot decompress ${entry.name}: ${d.stderr}`);
   return segment;
 }
 
 /** Everything `pitr info` shows. withNewestCommit reads the newest WAL (a few MiB fetched): the drill and --json want it. */
 export async function readPitrInfo(t: PgBackRestTarget, o: { withNewestCommit?: boolean } = {}): Promise<PitrInfo> {
+  return (await readPitrInfoAndSegments(t, o)).info;
+}
+
+/** readPitrInfo and the archived segments it listed (what newestArchivedCommit reads, as of this moment). */
+export async function readPitrInfoAndSegments(t: PgBackRestTarget, o: { withNewestCommit?: boolean } = {}): Promise<{ info: PitrInfo; segments: RepoEntry[] }> {
   const s = await readStanzaInfo(t);
   const segments = s.archiveId ? await listArchivedSegments(t, s.archiveId) : [];
   const newest = segments.length ? Math.max(...segments.map((x) => x.time)) : 0;
   const newestCommit = o.withNewestCommit !== false && s.archiveId && segments.length ? await newestArchivedCommit(t, s.archiveId, segments) : null;
-  return { ...s, newestWalArchivedAt: newest ? new Date(newest * 1000).toISOString() : null, newestRecoverableTime: newestCommit };
+  return { info: { ...s, newestWalArchivedAt: newest ? new Date(newest * 1000).toISOString() : null, newestRecoverableTime: newestCommit }, segments };
 }

@@ -39,7 +39,17 @@ export interface ParallelKeyCheckOptions {
   onRange?: (r: { table: KeyTable; range: KeyBlockRange; index: number; worker: number; tally: KeyTally }) => void;
 }
 
-export const defaultKeyCheckWorkers = () => Math.max(1, os.availableParallelism());
+/**
+ * Worker threads for a key check: E4OPS_KEY_CHECK_WORKERS when set (1 = on the caller's thread), else one per
+ * core. On a host whose cores are busy with other work, fewer threads than cores may finish sooner.
+ */
+export function defaultKeyCheckWorkers(env: NodeJS.ProcessEnv = process.env): number {
+  const v = env.E4OPS_KEY_CHECK_WORKERS;
+  if (v === undefined || v === '') return Math.max(1, os.availableParallelism());
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 256) throw new Error(`E4OPS_KEY_CHECK_WORKERS=${v}: give a whole number of worker threads from 1 to 256 (1 = check on the main thread), or unset it for one per core`);
+  return n;
+}
 
 interface PoolWorker { index: number; worker: Worker; ready: Promise<void>; current?: { taskId: number; resolve: (r: KeyRangeResult) => void; reject: (e: Error) => void } }
 

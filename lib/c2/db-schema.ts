@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,18 +29,40 @@ export function c2SchemaDdl(): C2SchemaDdl {
   return { sql: readCommittedC2Schema(), source: 'captured' };
 }
 
-/** pg_dump --schema-only of `url` (no owners, no privileges), as text. A password in the URL goes by PGPASSWORD, never argv. */
-export function dumpSchema(url: string, pgDumpBinary = 'pg_dump'): string {
+function pgDumpSchemaArgs(url: string): { args: string[]; env: NodeJS.ProcessEnv } {
   let dbname = url;
   const env: NodeJS.ProcessEnv = { ...process.env };
   try {
     const u = new URL(url);
     if (u.password) { env.PGPASSWORD = decodeURIComponent(u.password); u.password = ''; dbname = u.toString(); }
   } catch { /* a libpq keyword string: passed as it is */ }
-  const r = spawnSync(pgDumpBinary, ['--schema-only', '--no-owner', '--no-privileges', '--dbname', dbname], { encoding: 'utf8', maxBuffer: 64 << 20, env });
-  if (r.error && (r.error as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`${pgDumpBinary} not found: apt-get install postgresql-client`);
-  if (r.status !== 0) throw new Error(`pg_dump --schema-only failed: ${r.stderr}`);
+  return { args: ['--schema-only', '--no-owner', '--no-privileges', '--dbname', dbname], env };
+}
+
+function pgDumpFailure(pgDumpBinary: string, error: Error | undefined | null, stderr: string): Error {
+  if (error && (error as NodeJS.ErrnoException).code === 'ENOENT') return new Error(`${pgDumpBinary} not found: apt-get install postgresql-client`);
+  return new Error(`pg_dump --schema-only failed: ${stderr}`);
+}
+
+/** pg_dump --schema-only of `url` (no owners, no privileges), as text. A password in the URL goes by PGPASSWORD, never argv. */
+export function dumpSchema(url: string, pgDumpBinary = 'pg_dump'): string {
+  const { args, env } = pgDumpSchemaArgs(url);
+  const r = spawnSync(pgDumpBinary, args, { encoding: 'utf8', maxBuffer: 64 << 20, env });
+  if (r.error || r.status !== 0) throw pgDumpFailure(pgDumpBinary, r.error, r.stderr);
   return r.stdout;
+}
+
+/**
+ * dumpSchema without blocking the event loop: the drill's key check hands out its ranges and reads its COPY
+ * streams on this thread meanwhile.
+ */
+export function dumpSchemaAsync(url: string, pgDumpBinary = 'pg_dump'): Promise<string> {
+  const { args, env } = pgDumpSchemaArgs(url);
+  return new Promise((resolve, reject) => {
+    execFile(pgDumpBinary, args, { encoding: 'utf8', maxBuffer: 64 << 20, env }, (error, stdout, stderr) => {
+      if (error) reject(pgDumpFailure(pgDumpBinary, error, stderr)); else resolve(stdout);
+    });
+  });
 }
 
 /**
