@@ -83,6 +83,7 @@ async function bareRestoreAndStart(repo: ThrowawayPgBackRestRepo, work: string):
 }
 
 /** (3) Acknowledged commits until the primary is killed with SIGKILL; returns each commit's id and ack time. */
+let archiverAtKill = '';
 async function writeLoadThenKill(source: ThrowawayPostgres): Promise<{ acked: Map<number, number>; killedAt: number; tableSegment: string }> {
   source.psql('CREATE TABLE bench_writes (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())', 'e4');
   const tableSegment = source.psql('SELECT pg_walfile_name(pg_current_wal_lsn())').trim();
@@ -93,7 +94,12 @@ async function writeLoadThenKill(source: ThrowawayPostgres): Promise<{ acked: Ma
   const until = Date.now() + LOAD_SECONDS * 1000;
   let id = 0;
   let killedAt = 0;
-  const killer = new Promise<void>((resolve) => setTimeout(async () => { killedAt = Date.now(); await source.kill(); resolve(); }, LOAD_SECONDS * 1000));
+  const killer = new Promise<void>((resolve) => setTimeout(async () => {
+    killedAt = Date.now();
+    archiverAtKill = source.psql("SELECT last_archived_wal || ' at ' || last_archived_time || ', failed ' || failed_count || coalesce(' (last failed ' || last_failed_wal || ')', '') FROM pg_stat_archiver").trim();
+    await source.kill();
+    resolve();
+  }, LOAD_SECONDS * 1000));
   try {
     while (Date.now() < until + 5000 && !killedAt) {
       id += 1;
@@ -165,6 +171,10 @@ async function main() {
       say(`  restored server log (${log.length} lines of interest):\n    ${[...log.slice(0, 5), '...', ...log.slice(-25)].join('\n    ')}`);
       const archived = await repo.run('repo-ls', ['--recurse', `archive/${repo.stanza}`]).catch((x: Error) => x.message);
       say(`  repository archive (newest 30):\n    ${archived.trim().split('\n').slice(-30).join('\n    ')}`);
+      say(`  archiver just before the kill: ${archiverAtKill}`);
+      for (const f of fs.readdirSync(path.join(repo.dir, 'log'))) {
+        say(`  pgBackRest log ${f} (last 40 lines):\n    ${fs.readFileSync(path.join(repo.dir, 'log', f), 'utf8').trim().split('\n').slice(-40).join('\n    ')}`);
+      }
       throw new Error(`reading bench_writes (created in WAL segment ${tableSegment}) from the restore after kill -9: ${e.message}`);
     });
     await c.end();

@@ -56,9 +56,19 @@ export interface PitrRestoreRequest {
   set?: string;
 }
 
-/** pgbackrest restore's recovery options for a request. */
+/** Inside the scratch data directory (so it goes with it): the queue and lock of the scratch cluster's archive-get. */
+export const SCRATCH_ARCHIVE_GET_DIR = 'e4ops-archive-get';
+
+/**
+ * pgbackrest restore's recovery options for a request (a scratch restore: never production's data directory).
+ * The spool and lock paths are the scratch cluster's own: pgbackrest restore deletes <spool-path>/archive/<stanza>,
+ * and with production's spool-path that is production's archive-push acknowledgements, so production's archiver
+ * waits out pgBackRest's archive-timeout for a segment already pushed, and archives nothing meanwhile (minutes of
+ * commits that a disaster then loses).
+ */
 export function pitrRestoreArgs(r: PitrRestoreRequest): string[] {
-  const args = [`--pg1-path=${r.dataDir}`, '--archive-mode=off', '--log-level-console=info'];
+  const own = path.join(r.dataDir, SCRATCH_ARCHIVE_GET_DIR);
+  const args = [`--pg1-path=${r.dataDir}`, `--spool-path=${own}/spool`, `--lock-path=${own}/lock`, '--archive-mode=off', '--log-level-console=info'];
   if (r.set) args.push(`--set=${r.set}`);
   if (r.targetTime) args.push('--type=time', `--target=${r.targetTime.toISOString().replace('T', ' ').replace('Z', '+00')}`, '--target-action=promote');
   else if (r.set) args.push('--type=immediate', '--target-action=promote');
@@ -82,9 +92,6 @@ export async function restoreClusterFromRepository(t: PgBackRestTarget, r: PitrR
 
 /** Settings in the restored config that would point the scratch server at production: commented out. */
 const PRODUCTION_BOUND = /^\s*(data_directory|hba_file|ident_file|port|listen_addresses|unix_socket_directories|archive_mode|archive_command|archive_library|primary_conninfo|primary_slot_name|include|include_dir|ssl_cert_file|ssl_key_file|ssl_ca_file)\b/;
-
-/** Inside the scratch data directory (so it goes with it): the queue and lock of the scratch cluster's archive-get. */
-export const SCRATCH_ARCHIVE_GET_DIR = 'e4ops-archive-get';
 
 /**
  * A restore_command running pgBackRest's archive-get, given a spool and lock path of the scratch cluster's own

@@ -115,6 +115,19 @@ describe('PITR drill on a pgBackRest repository (real PostgreSQL 15 + pgBackRest
     expect(fs.existsSync(prodQueue) ? fs.readdirSync(prodQueue) : []).toEqual([]);
   }, 180_000);
 
+  it('a drill leaves production\'s archive-push acknowledgements in its spool (pgbackrest restore deletes the spool it is given)', async () => {
+    // Production's archiver waits for <spool-path>/archive/<stanza>/out/<segment>.ok; a scratch restore given
+    // production's spool-path deleted that folder, and production then archived nothing until pgBackRest's
+    // archive-timeout ran out: bench:pitr lost every commit after the drills to a kill -9.
+    const out = path.join(repo.dir, 'spool', 'archive', repo.stanza, 'out');
+    const seg = await switchAndArchive();
+    const acks = fs.readdirSync(out);
+    expect(acks).toContain(`${seg}.ok`);
+    const report = await runPitrDrill({ pgbackrestConfig: repo.configFile, configIncludePath: repo.configIncludePath, stanza: repo.stanza, passphraseFile: passFile, logger: createMemoryLogger() });
+    expect(report.ok, JSON.stringify(report.checks.filter((c) => !c.ok))).toBe(true);
+    expect(fs.existsSync(out) ? fs.readdirSync(out) : []).toEqual(expect.arrayContaining(acks));
+  }, 180_000);
+
   it('a wrong cipher passphrase fails the drill naming the passphrase', async () => {
     const wrong = path.join(dir, 'wrong-conf.d');
     fs.mkdirSync(wrong);
