@@ -8,7 +8,7 @@ import { startThrowawayPostgres, type ThrowawayPostgres } from '../../lib/server
 import { seedC2Database, c2ClientId, clientName } from '../../lib/c2-db/seed-database.ts';
 import { readC2Inventory, detectCryptoMode, C2SchemaMissingError } from '../../lib/c2-db/inventory.ts';
 import { verifyKeyStore, type KeyStoreReport } from '../../lib/c2-db/key-store.ts';
-import { verifyKeyStoreInParallel, keyBlockRanges } from '../../lib/c2-db/key-store-parallel.ts';
+import { verifyKeyStoreInParallel, keyBlockRanges, defaultKeyCheckWorkers } from '../../lib/c2-db/key-store-parallel.ts';
 import { deriveDbKey, sealDbValue, openDbValue, openDbValuesBatch, sealDbValuesBatch, checkPackedDbKeys } from '../../lib/e4/keystore.ts';
 import { sha3_256 } from '@noble/hashes/sha3';
 import { createPgClient } from '../../lib/pg/pg-client.ts';
@@ -166,6 +166,13 @@ describe('lib/c2-db on a real PostgreSQL', () => {
       const packed = new Uint8Array(Buffer.concat(sealed));
       expect([...checkPackedDbKeys(dbKey, packed, 5)]).toEqual([1, 1, 1, 0, 1]);
       expect([...checkPackedDbKeys(otherKey, packed, 5)]).toEqual([0, 0, 0, 0, 0]);
+    });
+
+    it('E4OPS_KEY_CHECK_WORKERS sets the worker threads; a value that is not a count names the variable', () => {
+      expect(defaultKeyCheckWorkers({})).toBe(Math.max(1, os.availableParallelism()));
+      expect(defaultKeyCheckWorkers({ E4OPS_KEY_CHECK_WORKERS: '1' })).toBe(1);
+      expect(defaultKeyCheckWorkers({ E4OPS_KEY_CHECK_WORKERS: '3' })).toBe(3);
+      for (const bad of ['0', 'two', '1.5', '-2']) expect(() => defaultKeyCheckWorkers({ E4OPS_KEY_CHECK_WORKERS: bad })).toThrow(/E4OPS_KEY_CHECK_WORKERS=.*whole number of worker threads/);
     });
   });
 
