@@ -1,12 +1,11 @@
 // What provisioning writes for each device before C2 hears of it: bundle (+ label) for the station, the
-// escrowed key, the first-use key. Per device that is a QR code, up to three age encryptions and four
-// small files: about 1.5 ms of CPU, next to about 1.5 ms for the device's four HTTPS calls to C2. Done on
-// the main thread it delayed C2's responses and cost the run 1.5x a bare API loop (docs/develop/benchmarks.md),
-// so it runs in worker threads with synchronous file calls (cheaper than fs.promises' thread-pool round
-// trips), and provision-new.ts keeps it a few devices ahead of the C2 lanes.
+// escrowed key, the first-use key: a QR code, up to three age encryptions and four small files. Done on the
+// main thread it delayed C2's responses (docs/develop/benchmarks.md), so it runs in worker threads with
+// synchronous file calls (cheaper than fs.promises' thread-pool round trips), and provision-new.ts keeps
+// it a few devices ahead of the C2 lanes.
 import fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import { ageEncryptX25519, ageEncrypt, AGE_PUBLIC_KEY } from '../lib/age.ts';
+import { ageEncrypt } from '../lib/age.ts';
 import { bundlePaths, buildDeviceBundle, labelText, renderLabel, writePrivateFileSync } from './device-bundle.ts';
 
 /** One device's files; every path absolute, every directory already made. */
@@ -18,41 +17,24 @@ export interface DeviceFilesJob {
   firstUse?: { file: string; recipients: string[] };
 }
 
-const sealSync = (data: Uint8Array, recipients: readonly string[]) => ageEncryptX25519(data, recipients);
-const inProcessOnly = (j: DeviceFilesJob) => [j.bundle?.recipients, j.escrow?.recipients, j.firstUse?.recipients]
-  .every((rs) => !rs || rs.every((r) => AGE_PUBLIC_KEY.test(r)));
-
-/** Write one device's files (synchronously; age1 recipients only: ssh ones need the age CLI, see writeDeviceFiles). */
-export function writeDeviceFilesSync(j: DeviceFilesJob): void {
+/**
+ * Write one device's files. age1 recipients are encrypted in process (lib/age.ts: the age-encryption
+ * package), ssh ones by the age CLI; the files themselves with synchronous calls (in a worker thread
+ * they block nothing else).
+ */
+export async function writeDeviceFiles(j: DeviceFilesJob): Promise<void> {
   const key = Buffer.from(j.key);
   if (j.bundle) {
     const bundle = buildDeviceBundle(j.name, key, j.bundle.topics, j.bundle.broker);
     const paths = bundlePaths(j.bundle.dir, j.name, j.bundle.recipients.length > 0);
     const json = Buffer.from(JSON.stringify(bundle, null, 2) + '\n');
-    writePrivateFileSync(paths.bundle, j.bundle.recipients.length ? sealSync(json, j.bundle.recipients) : json);
+    writePrivateFileSync(paths.bundle, j.bundle.recipients.length ? await ageEncrypt(json, j.bundle.recipients) : json);
     const label = renderLabel(labelText(bundle));
     fs.writeFileSync(paths.labelPng, label.png);
     fs.writeFileSync(paths.labelSvg, label.svg);
   }
-  if (j.escrow) writePrivateFileSync(j.escrow.file, sealSync(key, j.escrow.recipients));
-  if (j.firstUse) writePrivateFileSync(j.firstUse.file, sealSync(key, j.firstUse.recipients));
-}
-
-/** The same with ssh recipients allowed (each such encryption runs the age CLI). */
-async function writeDeviceFilesAsync(j: DeviceFilesJob): Promise<void> {
-  const key = Buffer.from(j.key);
-  const seal = (data: Uint8Array, rs: string[]) => ageEncrypt(data, rs);
-  if (j.bundle) {
-    const bundle = buildDeviceBundle(j.name, key, j.bundle.topics, j.bundle.broker);
-    const paths = bundlePaths(j.bundle.dir, j.name, j.bundle.recipients.length > 0);
-    const json = Buffer.from(JSON.stringify(bundle, null, 2) + '\n');
-    writePrivateFileSync(paths.bundle, j.bundle.recipients.length ? await seal(json, j.bundle.recipients) : json);
-    const label = renderLabel(labelText(bundle));
-    fs.writeFileSync(paths.labelPng, label.png);
-    fs.writeFileSync(paths.labelSvg, label.svg);
-  }
-  if (j.escrow) writePrivateFileSync(j.escrow.file, await seal(key, j.escrow.recipients));
-  if (j.firstUse) writePrivateFileSync(j.firstUse.file, await seal(key, j.firstUse.recipients));
+  if (j.escrow) writePrivateFileSync(j.escrow.file, await ageEncrypt(key, j.escrow.recipients));
+  if (j.firstUse) writePrivateFileSync(j.firstUse.file, await ageEncrypt(key, j.firstUse.recipients));
 }
 
 export interface DeviceFileWriter {
@@ -68,12 +50,9 @@ const { parentPort, workerData } = require('node:worker_threads');
 import(workerData.tsxApi)
   .then(({ register }) => { register(); return import(workerData.module); })
   .then((m) => {
-    parentPort.on('message', (jobs) => {
-      const replies = [];
-      for (const j of jobs) {
-        try { m.writeDeviceFilesSync(j); replies.push({ id: j.id }); }
-        catch (e) { replies.push({ id: j.id, error: String(e && e.message || e) }); }
-      }
+    parentPort.on('message', async (jobs) => {
+      const replies = await Promise.all(jobs.map((j) => m.writeDeviceFiles(j).then(
+        () => ({ id: j.id }), (e) => ({ id: j.id, error: String(e && e.message || e) }))));
       parentPort.postMessage({ replies });
     });
     parentPort.postMessage({ ready: true });
@@ -94,7 +73,7 @@ interface FileWorker {
   outstanding(): number;
 }
 
-/** One worker thread running writeDeviceFilesSync; undefined when it cannot load. */
+/** One worker thread running writeDeviceFiles; undefined when it cannot load. */
 async function startFileWorker(tsxApi: string): Promise<FileWorker | undefined> {
   const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { tsxApi, module: new URL('./device-files.ts', import.meta.url).href } });
   const waiting = new Map<number, Waiter>();
@@ -129,14 +108,14 @@ async function startFileWorker(tsxApi: string): Promise<FileWorker | undefined> 
 /**
  * A writer for one run: `size` worker threads (default 2: the file work is CPU plus file creation in the
  * kernel, and on a busy host one thread alone fell behind the four C2 lanes). CPU they spend is CPU the
- * main thread no longer spends. Jobs with ssh recipients, and runs where the workers cannot load (no tsx,
- * e.g. inside a test runner), are written in process.
+ * main thread no longer spends. Runs where the workers cannot load (no tsx, e.g. inside a test runner)
+ * write in process.
  */
 export async function openDeviceFileWriter(opts: { size?: number } = {}): Promise<DeviceFileWriter> {
   const tsxApi = tsxApiUrl();
   const inProcess: DeviceFileWriter = {
     mode: 'in-process',
-    write: (j) => (inProcessOnly(j) ? Promise.resolve().then(() => writeDeviceFilesSync(j)) : writeDeviceFilesAsync(j)),
+    write: (j) => writeDeviceFiles(j),
     close: async () => undefined,
   };
   if (!tsxApi) return inProcess;
@@ -153,7 +132,6 @@ export async function openDeviceFileWriter(opts: { size?: number } = {}): Promis
   return {
     mode: 'worker',
     write(j) {
-      if (!inProcessOnly(j)) return writeDeviceFilesAsync(j);
       const id = nextId++;
       if (!batch.length) {
         target = workers.reduce((a, b) => (b.outstanding() < a.outstanding() ? b : a));
