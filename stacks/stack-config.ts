@@ -7,7 +7,19 @@ import { validateStackSettings, SECRET_KEYS, StackSettingsError, type SecretKey,
 
 export const PROJECT = 'e4ops';
 
+// Settings errors leave the program as a pulumi.RunError: Pulumi reports a RunError by its message
+// alone. Any other error is formatted with util.inspect and its stack trace, which under the real
+// engine took most of a minute (docs/operate/deploy.md, "Pulumi CLI without the installer").
 export function readStackConfig(): { settings: StackSettings; secrets: StackSecrets } {
+  try {
+    return readAndValidate();
+  } catch (err) {
+    if (err instanceof StackSettingsError) throw new pulumi.RunError(err.message);
+    throw err;
+  }
+}
+
+function readAndValidate(): { settings: StackSettings; secrets: StackSecrets } {
   const raw = pulumi.runtime.getConfig(`${PROJECT}:settings`);
   let parsed: unknown;
   if (raw === undefined) {
