@@ -92,6 +92,7 @@ describe.skipIf(!CLI)('the stack program on the real Pulumi engine (E4OPS_PULUMI
     const err = await stack.up({ onOutput: (s) => { output += s; } }).then(() => undefined, (e: Error) => e);
     expect(err, 'pulumi up cannot succeed without provider plugins').toBeInstanceOf(Error);
     const text = `${err!.message}\n${output}`;
+    if (process.env.E4OPS_DEBUG_ENGINE) console.log(text);
     expect(text).toMatch(/no resource plugin '?(pulumi-resource-)?(docker|random|tls)/i);
     expect(text).not.toMatch(/settings are invalid/);
 
@@ -110,7 +111,7 @@ describe.skipIf(!CLI)('the stack program on the real Pulumi engine (E4OPS_PULUMI
     }
   }, 180_000);
 
-  it('a bad setting fails with the settings error text and registers nothing', async () => {
+  it('a bad setting fails with the settings error text alone, before any provider plugin is asked for', async () => {
     const stack = await openStack('broken');
     await pulumiCli('broken', 'config', 'set', '--path', 'settings.profile', 'minimal');
     await pulumiCli('broken', 'config', 'set', '--path', 'settings.c2.replicas', '0');
@@ -120,12 +121,13 @@ describe.skipIf(!CLI)('the stack program on the real Pulumi engine (E4OPS_PULUMI
     const err = await stack.preview({ onOutput: (s) => { output += s; } }).then(() => undefined, (e: Error) => e);
     expect(err).toBeInstanceOf(Error);
     const text = `${err!.message}\n${output}`;
+    if (process.env.E4OPS_DEBUG_ENGINE) console.log(text);
     expect(text).toMatch(/stack broken settings are invalid/);
     expect(text).toMatch(/c2\.replicas/);
     expect(text).toMatch(/c2DbPassphrase: is 5 bytes/);
     // The settings error is the whole report: no plugin was asked for, no stack trace dumped.
     expect(text).not.toMatch(/no resource plugin/i);
-    expect(text).not.toMatch(/at readStackConfig|stack-config\.ts:\d+/);
+    expect(text).not.toMatch(/Unhandled exception|\n\s+at \S+ \(|stack-config\.ts:\d+/);
   }, 180_000);
 });
 
