@@ -1,20 +1,28 @@
-// What provisioning writes for each device before C2 hears of it: bundle (+ label) for the station, the
-// escrowed key, the first-use key: a QR code, up to three age encryptions and four small files. Done on the
-// main thread it delayed C2's responses (docs/develop/benchmarks.md), so it runs in worker threads with
-// synchronous file calls (cheaper than fs.promises' thread-pool round trips), and provision-new.ts keeps
-// it a few devices ahead of the C2 lanes.
+// What provisioning writes before C2 hears of a device: per device its bundle (+ label) for the station
+// and, for factory/TOFU keys, the first-use key; per group of devices one escrow file (one age encryption
+// for the group: the age-encryption package costs ~2.5 ms of CPU per encryption, docs/develop/benchmarks.md).
+// Done on the main thread it delayed C2's responses, so it runs in worker threads with synchronous file
+// calls (cheaper than fs.promises' thread-pool round trips), and provision-new.ts keeps it a group ahead of
+// the C2 lanes.
 import fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { ageEncrypt } from '../lib/age.ts';
 import { bundlePaths, buildDeviceBundle, labelText, renderLabel, writePrivateFileSync } from './device-bundle.ts';
+import { escrowDocument } from './provisioning-inventory.ts';
 
 /** One device's files; every path absolute, every directory already made. */
 export interface DeviceFilesJob {
   name: string;
   key: Uint8Array;
   bundle?: { dir: string; topics: string[]; broker: string; recipients: string[] };
-  escrow?: { file: string; recipients: string[] };
   firstUse?: { file: string; recipients: string[] };
+}
+
+/** One group's escrow file: each device's key (hex) under its name. */
+export interface EscrowBatchJob {
+  file: string;
+  recipients: string[];
+  keys: [name: string, hexKey: string][];
 }
 
 /**
@@ -33,13 +41,25 @@ export async function writeDeviceFiles(j: DeviceFilesJob): Promise<void> {
     fs.writeFileSync(paths.labelPng, label.png);
     fs.writeFileSync(paths.labelSvg, label.svg);
   }
-  if (j.escrow) writePrivateFileSync(j.escrow.file, await ageEncrypt(key, j.escrow.recipients));
   if (j.firstUse) writePrivateFileSync(j.firstUse.file, await ageEncrypt(key, j.firstUse.recipients));
+}
+
+export async function writeEscrowBatch(j: EscrowBatchJob): Promise<void> {
+  writePrivateFileSync(j.file, await ageEncrypt(escrowDocument(j.keys), j.recipients));
+}
+
+type FileJob = { device: DeviceFilesJob } | { escrow: EscrowBatchJob };
+
+/** What a worker runs for each job it is sent. */
+export function runFileJob(j: FileJob): Promise<void> {
+  return 'escrow' in j ? writeEscrowBatch(j.escrow) : writeDeviceFiles(j.device);
 }
 
 export interface DeviceFileWriter {
   /** Resolves once the device's files are all in place (renamed into their final names). */
   write(job: DeviceFilesJob): Promise<void>;
+  /** Resolves once the group's escrow file is in place. */
+  writeEscrow(job: EscrowBatchJob): Promise<void>;
   /** 'worker' or 'in-process' (no tsx to load the worker with, e.g. inside a test runner). */
   readonly mode: 'worker' | 'in-process';
   close(): Promise<void>;
@@ -51,7 +71,7 @@ import(workerData.tsxApi)
   .then(({ register }) => { register(); return import(workerData.module); })
   .then((m) => {
     parentPort.on('message', async (jobs) => {
-      const replies = await Promise.all(jobs.map((j) => m.writeDeviceFiles(j).then(
+      const replies = await Promise.all(jobs.map((j) => m.runFileJob(j).then(
         () => ({ id: j.id }), (e) => ({ id: j.id, error: String(e && e.message || e) }))));
       parentPort.postMessage({ replies });
     });
@@ -69,11 +89,11 @@ interface FileWorker {
   worker: Worker;
   /** Register the job's waiter, then post jobs in one message. */
   track(id: number, w: Waiter): void;
-  post(jobs: (DeviceFilesJob & { id: number })[]): void;
+  post(jobs: (FileJob & { id: number })[]): void;
   outstanding(): number;
 }
 
-/** One worker thread running writeDeviceFiles; undefined when it cannot load. */
+/** One worker thread running runFileJob; undefined when it cannot load. */
 async function startFileWorker(tsxApi: string): Promise<FileWorker | undefined> {
   const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { tsxApi, module: new URL('./device-files.ts', import.meta.url).href } });
   const waiting = new Map<number, Waiter>();
@@ -116,6 +136,7 @@ export async function openDeviceFileWriter(opts: { size?: number } = {}): Promis
   const inProcess: DeviceFileWriter = {
     mode: 'in-process',
     write: (j) => writeDeviceFiles(j),
+    writeEscrow: (j) => writeEscrowBatch(j),
     close: async () => undefined,
   };
   if (!tsxApi) return inProcess;
@@ -126,24 +147,24 @@ export async function openDeviceFileWriter(opts: { size?: number } = {}): Promis
     return inProcess;
   }
   let nextId = 0;
-  // Jobs posted in the same tick travel as one message, to the worker with the fewest jobs outstanding.
-  let batch: (DeviceFilesJob & { id: number })[] = [];
-  let target = workers[0];
+  // Each job goes to the worker with the fewest jobs outstanding; a worker's jobs of one tick travel as one message.
+  const queued = new Map<FileWorker, (FileJob & { id: number })[]>();
+  const send = (job: FileJob) => {
+    const id = nextId++;
+    const to = workers.reduce((a, b) => (b.outstanding() < a.outstanding() ? b : a));
+    if (!queued.size) queueMicrotask(() => { for (const [w, jobs] of queued) w.post(jobs); queued.clear(); });
+    return new Promise<void>((resolve, reject) => {
+      to.track(id, { resolve, reject });
+      const jobs = queued.get(to) ?? [];
+      jobs.push({ ...job, id });
+      queued.set(to, jobs);
+    });
+  };
   return {
     mode: 'worker',
-    write(j) {
-      const id = nextId++;
-      if (!batch.length) {
-        target = workers.reduce((a, b) => (b.outstanding() < a.outstanding() ? b : a));
-        const to = target;
-        queueMicrotask(() => { const b = batch; batch = []; to.post(b); });
-      }
-      return new Promise<void>((resolve, reject) => {
-        target.track(id, { resolve, reject });
-        // A key of its own 32 bytes: a Buffer from Node's pool would clone the whole 8 KiB pool slab per message.
-        batch.push({ ...j, key: new Uint8Array(j.key), id });
-      });
-    },
+    // A key of its own 32 bytes: a Buffer from Node's pool would clone the whole 8 KiB pool slab per message.
+    write: (j) => send({ device: { ...j, key: new Uint8Array(j.key) } }),
+    writeEscrow: (j) => send({ escrow: j }),
     async close() { await Promise.all(workers.map((w) => w.worker.terminate())); },
   };
 }

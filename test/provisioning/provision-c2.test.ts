@@ -177,6 +177,15 @@ describe.skipIf(skipWithoutC2)('provisioning with the real C2, Mosquitto and e4g
     const inv = openProvisioningInventory(inventoryFile);
     const escrowed = await readEscrowedKey(inv, findClient(inv, 'pk-0002')!, escrowIdentity);
     expect(escrowed.toString('hex')).toBe(readDeviceBundle(path.join(out, 'pk-0002.json')).idKey);
+    // The run's devices share one escrow file (0600): the age CLI opens it, each key under its device's name.
+    const files = new Set(names.map((n) => findClient(inv, n)!.escrowedKeyFile));
+    expect(files.size).toBe(1);
+    const escrowFile = path.join(path.dirname(inventoryFile), [...files][0]!);
+    expect(escrowFile).toMatch(/\/escrow\/batch-[^/]+\.keys\.age$/);
+    expect(fs.statSync(escrowFile).mode & 0o777).toBe(0o600);
+    const doc = JSON.parse(execFileSync('age', ['--decrypt', '-i', escrowIdentity, escrowFile]).toString()) as Record<string, string>;
+    expect(Object.keys(doc).sort()).toEqual(names);
+    for (const n of names) expect(doc[n], n).toBe(readDeviceBundle(path.join(out, `${n}.json`)).idKey);
   });
 
   it('a factory-keyed device is rotated on first use, keeps reading, and its factory key no longer opens C2\'s next command', async () => {
