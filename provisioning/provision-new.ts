@@ -3,8 +3,7 @@
 // inventory. Runbook order: check C2 and the input (nothing registered on any refusal) → plan against
 // the inventory and C2 (idempotent) → per device: bundle → escrow → journal → NewClient → links → inventory.
 // Devices are prepared in groups of ESCROW_GROUP, a group ahead of the C2 lanes: the group's bundles and
-// labels and its one escrow file are written in worker threads (device-files.ts), then its `prepared`
-// records; the journal (provision-journal.ts) makes a kill between checkpoints resumable.
+// labels and its one escrow file are written (device-files.ts), then its `prepared` records; the journal (provision-journal.ts) makes a kill between checkpoints resumable.
 // The topic keys C2 pushes now are lost for an offline device (one retained command per device):
 // `provision first-use` delivers every topic key once the device is online.
 import crypto from 'node:crypto';
@@ -187,9 +186,9 @@ async function registerDevice(o: ProvisionOptions, inv: FleetInventory, p: Prepa
 }
 
 /**
- * `concurrency` lanes make the C2 calls, as a bare loop would; devices are prepared a group at a time
- * (off the main thread), the next group as soon as a lane enters the current one, so a lane never waits
- * for files once the pipeline is full.
+ * `concurrency` lanes make the C2 calls, as a bare loop would; devices are prepared a group at a time,
+ * the next group as soon as a lane enters the current one, so a lane never waits for files once the
+ * pipeline is full.
  */
 async function runLanes(items: readonly DeviceToProvision[], concurrency: number, groupSize: number, prepare: (ds: readonly DeviceToProvision[]) => Promise<PreparedDevice[]>,
   register: (p: PreparedDevice) => Promise<void>, signal?: AbortSignal): Promise<void> {
@@ -264,8 +263,7 @@ export async function provisionDevices(o: ProvisionOptions): Promise<ProvisionRe
   for (const f of left.files) fs.rmSync(f, { force: true });
   const preparedHere = new Set<string>();
   let journalError: Error | undefined;
-  const writer = await openDeviceFileWriter();
-  log.info('provision.files', { writer: writer.mode });
+  const writer = openDeviceFileWriter();
   const ctx: RunContext = {
     o: { ...o, topics }, inv, escrowTo, writer, journal,
     ...(o.method !== 'prekeyed' ? { firstUseRecipient: ensureFirstUseKeyPair(inv).publicKey } : {}),
@@ -299,7 +297,6 @@ export async function provisionDevices(o: ProvisionOptions): Promise<ProvisionRe
   } catch (e) {
     runError = e;
   }
-  await writer.close();
   await save(false);
   // Once the inventory holds every finished device, the journal is needed only for unfinished ones.
   await journal.close([...carried, ...[...preparedHere].map((name): JournalRecord => ({ op: 'prepared', name }))]);

@@ -10,6 +10,7 @@ import { loadInventory, parseInventory, type FleetInventory, type InventoryClien
 import { ageDecrypt, ageEncrypt, checkAgeRecipient } from '../lib/age.ts';
 import { KEY_LEN } from '../lib/e4/ids.ts';
 import { writePrivateFile } from './device-bundle.ts';
+import { escrowDocument } from './device-files.ts';
 import { ProvisionInputError } from './provisioning-input.ts';
 
 export type { FleetInventory, InventoryClient, InventoryProvisioning };
@@ -119,13 +120,6 @@ export function escrowKeyPath(inv: FleetInventory, name: string): { rel: string;
 /** The escrow file of one group of devices of a run; `run` tells runs apart (time and pid), `seq` the group. */
 export function escrowBatchPath(inv: FleetInventory, run: string, seq: number): { rel: string; abs: string } {
   return escrowFile(inv, `batch-${run}-${String(seq).padStart(5, '0')}.keys.age`);
-}
-
-/** What an escrow file holds before encryption: `{"NAME": "hex key", ...}` (jq picks one out). */
-export function escrowDocument(entries: Iterable<readonly [string, Uint8Array | string]>): Buffer {
-  const doc: Record<string, string> = {};
-  for (const [name, key] of entries) doc[name] = typeof key === 'string' ? key : Buffer.from(key).toString('hex');
-  return Buffer.from(`${JSON.stringify(doc)}\n`);
 }
 
 /** Encrypt a device's current identity key to the recipients; returns the path to record (relative to the inventory). */

@@ -344,7 +344,7 @@ describe.skipIf(skipWithoutC2)('provisioning with the real C2, Mosquitto and e4g
     const out = path.join(kdir, 'bundles');
     const args = ['provision', 'new', '--count', String(N), '--name-prefix', 'kill-', '--out', out, '--topics', TOPICS.join(','), '--broker', stack.mosquitto.url,
       '--inventory', inv, '--escrow-recipient', escrowRecipient, '--json', ...c2Flags()];
-    // The operator's command in a child process (its device files are written by the worker thread there).
+    // The operator's command in a child process, killed as an operator's power cut would.
     const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'scripts', 'e4ops.ts'), ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
     const exited = new Promise((r) => child.once('close', r));
     const journalOf = () => fs.readdirSync(path.dirname(inv)).filter((f) => f.startsWith('fleet.yaml.journal-')).map((f) => path.join(path.dirname(inv), f));
