@@ -6,7 +6,7 @@
 //         against the inventory and C2's client list, a bundle (0600 JSON) and a QR label (PNG + SVG) per
 //         device, the key escrowed with age, the run journal, and the fleet inventory written (checkpoints
 //         and at the end).
-// Also reported: CPU per device of this process (worker threads included), C2 and PostgreSQL, per phase:
+// Also reported: CPU per device of this process, C2 and PostgreSQL, per phase:
 // on a busy 2-core host the ratio follows the CPU ratio.
 // The two phases alternate in rounds (bare, ours, bare, ours ...) so that C2's growing tables and the
 // shared machine's load weigh on both alike. Target (issue 16): ratio ours/bare <= 1.1.

@@ -124,8 +124,17 @@ export function renderLabel(text: string): { png: Buffer; svg: string } {
   ihdr.writeUInt32BE(px, 4);
   ihdr.set([1, 0, 0, 0, 0], 8); // bit depth 1, greyscale, deflate, no filter, no interlace
   const png = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), pngChunk('IHDR', ihdr), pngChunk('IDAT', zlib.deflateSync(raw)), pngChunk('IEND', Buffer.alloc(0))]);
+  // One rectangle per horizontal run of dark modules (a third of the path commands of one per module).
   let d = '';
-  for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) if (dark(x, y)) d += `M${x + LABEL_MARGIN} ${y + LABEL_MARGIN}h1v1h-1z`;
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      if (!dark(x, y)) continue;
+      const from = x;
+      while (x + 1 < size && dark(x + 1, y)) x++;
+      const run = x + 1 - from;
+      d += `M${from + LABEL_MARGIN} ${y + LABEL_MARGIN}h${run}v1h-${run}z`;
+    }
+  }
   const svg = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${n} ${n}" shape-rendering="crispEdges"><rect width="${n}" height="${n}" fill="#fff"/><path fill="#000" d="${d}"/></svg>\n`;
   return { png, svg };
 }

@@ -1,12 +1,16 @@
 // The fleet inventory as provisioning keeps it: the same file and schema the resync reads
 // (lib/fleet-inventory/inventory-schema.json), with each device's provisioning state and its escrowed
-// identity key (an age file next to the inventory, to the inventory's escrowRecipients).
+// identity key: an age file next to the inventory, to the inventory's escrowRecipients, holding a JSON
+// object name → hex key. `provision new`/`import` write one such file per group of devices
+// (escrow/batch-*.keys.age: one age encryption per group, not per device); a first-use rotation writes
+// escrow/NAME.key.age for the one device. Either way the device's key is under its own name.
 import fs from 'node:fs';
 import path from 'node:path';
 import { loadInventory, parseInventory, type FleetInventory, type InventoryClient, type InventoryProvisioning } from '../lib/fleet-inventory/fleet-inventory.ts';
 import { ageDecrypt, ageEncrypt, checkAgeRecipient } from '../lib/age.ts';
 import { KEY_LEN } from '../lib/e4/ids.ts';
 import { writePrivateFile } from './device-bundle.ts';
+import { escrowDocument } from './device-files.ts';
 import { ProvisionInputError } from './provisioning-input.ts';
 
 export type { FleetInventory, InventoryClient, InventoryProvisioning };
@@ -98,9 +102,8 @@ export function settleEscrowRecipients(inv: FleetInventory, given: readonly stri
   return inv.escrowRecipients;
 }
 
-/** Where a device's escrowed key goes: `rel` for the inventory, `abs` to write (its folder made, 0700). */
-export function escrowKeyPath(inv: FleetInventory, name: string): { rel: string; abs: string } {
-  const rel = path.join(ESCROW_DIR, `${name}.key.age`);
+function escrowFile(inv: FleetInventory, file: string): { rel: string; abs: string } {
+  const rel = path.join(ESCROW_DIR, file);
   const abs = path.join(inv.baseDir, rel);
   if (!escrowDirsMade.has(path.dirname(abs))) {
     fs.mkdirSync(path.dirname(abs), { recursive: true, mode: 0o700 });
@@ -109,18 +112,32 @@ export function escrowKeyPath(inv: FleetInventory, name: string): { rel: string;
   return { rel, abs };
 }
 
+/** One device's escrow file (first-use rotations): `rel` for the inventory, `abs` to write (its folder made, 0700). */
+export function escrowKeyPath(inv: FleetInventory, name: string): { rel: string; abs: string } {
+  return escrowFile(inv, `${name}.key.age`);
+}
+
+/** The escrow file of one group of devices of a run; `run` tells runs apart (time and pid), `seq` the group. */
+export function escrowBatchPath(inv: FleetInventory, run: string, seq: number): { rel: string; abs: string } {
+  return escrowFile(inv, `batch-${run}-${String(seq).padStart(5, '0')}.keys.age`);
+}
+
 /** Encrypt a device's current identity key to the recipients; returns the path to record (relative to the inventory). */
 export async function escrowIdentityKey(inv: FleetInventory, name: string, key: Uint8Array, recipients: readonly string[]): Promise<string> {
   if (key.length !== KEY_LEN) throw new Error(`identity key of ${name} must be ${KEY_LEN} bytes`);
   const { rel, abs } = escrowKeyPath(inv, name);
-  await writePrivateFile(abs, await ageEncrypt(key, recipients));
+  await writePrivateFile(abs, await ageEncrypt(escrowDocument([[name, key]]), recipients));
   return rel;
 }
 
-/** Recover an escrowed key with an age identity (recovery, tests). */
+/** Recover an escrowed key with an age identity (recovery, tests): the entry under the device's name. */
 export async function readEscrowedKey(inv: FleetInventory, client: InventoryClient, identityFile: string): Promise<Buffer> {
   if (!client.escrowedKeyFile) throw new ProvisionInputError(`device ${client.name} has no escrowed key`);
-  const key = await ageDecrypt(fs.readFileSync(path.resolve(inv.baseDir, client.escrowedKeyFile)), identityFile);
+  const file = path.resolve(inv.baseDir, client.escrowedKeyFile);
+  const doc = JSON.parse((await ageDecrypt(fs.readFileSync(file), identityFile)).toString('utf8')) as Record<string, unknown>;
+  const hex = doc[client.name];
+  if (typeof hex !== 'string' || !/^[0-9a-f]+$/i.test(hex)) throw new Error(`${file} holds no key for ${client.name}`);
+  const key = Buffer.from(hex, 'hex');
   if (key.length !== KEY_LEN) throw new Error(`escrowed key of ${client.name} has ${key.length} bytes, expected ${KEY_LEN}`);
   return key;
 }

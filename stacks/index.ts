@@ -2,18 +2,9 @@
 // them (failing before any resource is registered), then declares the whole deployment.
 // Stack outputs carry no secret: endpoints, replica names, MQTT ids, the CA certificate and a
 // plain statement of whether the deployment survives the loss of a host.
-import { REPO_ROOT } from '../lib/repo-root.ts';
-import { readStackConfig } from './stack-config.ts';
-import { defineStack } from './program.ts';
+import { runStackProgram } from './stack-program.ts';
 
-// Pulumi records a JavaScript stack trace for every promise and resource it creates. With tsx's
-// source maps on, mapping those traces costs tens of milliseconds per resource (about 4 s for the
-// HA profile); with them off, about 1 s. Settings errors carry their own messages, so source maps
-// stay off while the program runs (see bench/stacks.ts).
-process.setSourceMapsEnabled(false);
-
-const { settings, secrets } = readStackConfig();
-const out = defineStack(settings, secrets, { repoRoot: REPO_ROOT });
+const out = runStackProgram();
 
 export const profile = out.profile;
 export const dockerHosts = out.dockerHosts;

@@ -8,6 +8,26 @@ import { validateStackSettings, SECRET_KEYS, StackSettingsError, type SecretKey,
 export const PROJECT = 'e4ops';
 
 export function readStackConfig(): { settings: StackSettings; secrets: StackSecrets } {
+  try {
+    return readAndValidate();
+  } catch (err) {
+    if (err instanceof StackSettingsError) throw settingsRunError(err.message);
+    throw err;
+  }
+}
+
+// What the engine shows for a bad setting: the message alone (every problem with its fix). Pulumi
+// prints a RunError without its stack, and the error carries no frames: Pulumi's language host also
+// formats every uncaught error with util.inspect(err, { colors: true }), and Node 20.20 loops on a
+// frame in node_modules/@scope/<file> (here @pulumi/resource.ts) until a string overflows
+// (nodejs/node#64011): 30-80 s before the error was shown (docs/operate/deploy.md).
+function settingsRunError(message: string): pulumi.RunError {
+  const err = new pulumi.RunError(message);
+  err.stack = `${err.name}: ${message}`;
+  return err;
+}
+
+function readAndValidate(): { settings: StackSettings; secrets: StackSecrets } {
   const raw = pulumi.runtime.getConfig(`${PROJECT}:settings`);
   let parsed: unknown;
   if (raw === undefined) {

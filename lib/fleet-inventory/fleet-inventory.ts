@@ -14,7 +14,7 @@ export interface InventoryClient {
   topics?: string[];
   lastSeen?: string;
   identityKeyRotatedAt?: string;
-  /** age-encrypted current identity key (e4ops provision), relative to the inventory file. */
+  /** age-encrypted JSON object name → hex identity key holding this client's current key (e4ops provision), relative to the inventory file. */
   escrowedKeyFile?: string;
   provisioning?: InventoryProvisioning;
 }

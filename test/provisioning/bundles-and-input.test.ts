@@ -33,8 +33,21 @@ const decodeQrPng = (file: string) => {
   return jsQR(new Uint8ClampedArray(png.data), png.width, png.height)?.data;
 };
 
+// The SVG label's path (rectangles `Mx yhNv1h-Nz` on a viewBox of modules), painted at 4 px per module.
+const decodeQrSvg = (svg: string) => {
+  const n = Number(/viewBox="0 0 (\d+) \1"/.exec(svg)![1]);
+  const scale = 4;
+  const px = new Uint8ClampedArray(n * scale * n * scale * 4).fill(255);
+  for (const [, x, y, w] of svg.matchAll(/M(\d+) (\d+)h(\d+)v1h-\3z/g)) {
+    for (let yy = Number(y) * scale; yy < (Number(y) + 1) * scale; yy++) {
+      for (let xx = Number(x) * scale; xx < (Number(x) + Number(w)) * scale; xx++) px.fill(0, (yy * n * scale + xx) * 4, (yy * n * scale + xx) * 4 + 3);
+    }
+  }
+  return jsQR(px, n * scale, n * scale)?.data;
+};
+
 describe('device bundles and labels', () => {
-  it('the bundle holds name, id, key, command topic, topics and broker, readable by its owner only; the QR label decodes to name and id, no key', async () => {
+  it('the bundle holds name, id, key, command topic, topics and broker, readable by its owner only; the QR label (PNG and SVG) decodes to name and id, no key', async () => {
     const key = crypto.randomBytes(32);
     const b = buildDeviceBundle('sensor-0001', key, ['plant/t', 'plant/a'], 'tcp://mqtt.plant:1883');
     const out = path.join(dir, 'plain');
@@ -51,6 +64,7 @@ describe('device bundles and labels', () => {
     expect(JSON.parse(qr!)).toEqual({ name: 'sensor-0001', id });
     const svg = fs.readFileSync(paths.labelSvg, 'utf8');
     expect(svg).toMatch(/^<svg/);
+    expect(JSON.parse(decodeQrSvg(svg)!)).toEqual({ name: 'sensor-0001', id });
     for (const f of [paths.labelPng, paths.labelSvg]) {
       const bytes = fs.readFileSync(f);
       expect(bytes.includes(key.toString('hex'))).toBe(false);

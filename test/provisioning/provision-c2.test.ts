@@ -177,6 +177,15 @@ describe.skipIf(skipWithoutC2)('provisioning with the real C2, Mosquitto and e4g
     const inv = openProvisioningInventory(inventoryFile);
     const escrowed = await readEscrowedKey(inv, findClient(inv, 'pk-0002')!, escrowIdentity);
     expect(escrowed.toString('hex')).toBe(readDeviceBundle(path.join(out, 'pk-0002.json')).idKey);
+    // The run's devices share one escrow file (0600): the age CLI opens it, each key under its device's name.
+    const files = new Set(names.map((n) => findClient(inv, n)!.escrowedKeyFile));
+    expect(files.size).toBe(1);
+    const escrowFile = path.join(path.dirname(inventoryFile), [...files][0]!);
+    expect(escrowFile).toMatch(/\/escrow\/batch-[^/]+\.keys\.age$/);
+    expect(fs.statSync(escrowFile).mode & 0o777).toBe(0o600);
+    const doc = JSON.parse(execFileSync('age', ['--decrypt', '-i', escrowIdentity, escrowFile]).toString()) as Record<string, string>;
+    expect(Object.keys(doc).sort()).toEqual(names);
+    for (const n of names) expect(doc[n], n).toBe(readDeviceBundle(path.join(out, `${n}.json`)).idKey);
   });
 
   it('a factory-keyed device is rotated on first use, keeps reading, and its factory key no longer opens C2\'s next command', async () => {
@@ -335,7 +344,7 @@ describe.skipIf(skipWithoutC2)('provisioning with the real C2, Mosquitto and e4g
     const out = path.join(kdir, 'bundles');
     const args = ['provision', 'new', '--count', String(N), '--name-prefix', 'kill-', '--out', out, '--topics', TOPICS.join(','), '--broker', stack.mosquitto.url,
       '--inventory', inv, '--escrow-recipient', escrowRecipient, '--json', ...c2Flags()];
-    // The operator's command in a child process (its device files are written by the worker thread there).
+    // The operator's command in a child process, killed as an operator's power cut would.
     const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'scripts', 'e4ops.ts'), ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
     const exited = new Promise((r) => child.once('close', r));
     const journalOf = () => fs.readdirSync(path.dirname(inv)).filter((f) => f.startsWith('fleet.yaml.journal-')).map((f) => path.join(path.dirname(inv), f));
