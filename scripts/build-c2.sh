@@ -30,21 +30,16 @@ for arg in "$@"; do
 done
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
+. "$repo/scripts/lib/go-wrapper-build.sh"
 mod_dir="$repo/test/c2-build"
-[ -f "$mod_dir/go.mod" ] || { echo "build-c2: $mod_dir/go.mod is missing: restore test/c2-build from git" >&2; exit 1; }
-
-version="$(awk '$1 == "github.com/teserakt-io/c2" { print $2 } $2 == "github.com/teserakt-io/c2" { print $3 }' "$mod_dir/go.mod" | head -n1)"
-[ -n "$version" ] || { echo "build-c2: no 'github.com/teserakt-io/c2 <version>' requirement in $mod_dir/go.mod" >&2; exit 1; }
+version="$(go_wrapper_version build-c2 "$mod_dir" github.com/teserakt-io/c2)"
 
 cache_root="${E4OPS_CACHE:-$HOME/.cache/e4ops}"
 out="$cache_root/c2/$version"
 if [ "$print_only" = 1 ]; then echo "$out"; exit 0; fi
+go_wrapper_require_go build-c2 "$mod_dir"
 
-# The go-svc machines install Go in /usr/local/go; CI's PATH may lack it.
-if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then PATH="/usr/local/go/bin:$PATH"; fi
-command -v go >/dev/null 2>&1 || { echo "build-c2: the go command is not on PATH (Go >= 1.21 needed; /usr/local/go/bin?)" >&2; exit 1; }
-
-stamp="$(sha256sum "$mod_dir/go.mod" "$mod_dir/go.sum" | sha256sum | cut -c1-16)"
+stamp="$(go_wrapper_stamp "$mod_dir")"
 if [ "$force" = 0 ] && [ -x "$out/c2" ] && [ -x "$out/c2cli" ] && [ "$(cat "$out/.stamp" 2>/dev/null)" = "$stamp" ]; then
   echo "build-c2: cached $out (C2 $version)" >&2
   echo "$out"
@@ -56,9 +51,7 @@ tmp="$(mktemp -d "$out/.build.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 start=$(date +%s)
 echo "build-c2: building C2 $version with $(go version | awk '{print $3}') into $out" >&2
-# -mod=readonly: the committed go.sum must already cover everything (no silent upgrades in CI).
-(cd "$mod_dir" && CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=readonly -buildvcs=false" \
-  go build -trimpath -ldflags "-s -w" -o "$tmp/" github.com/teserakt-io/c2/cmd/c2 github.com/teserakt-io/c2/cmd/c2cli)
+go_wrapper_build "$mod_dir" "$tmp" "" github.com/teserakt-io/c2/cmd/c2 github.com/teserakt-io/c2/cmd/c2cli
 mv -f "$tmp/c2" "$out/c2"
 mv -f "$tmp/c2cli" "$out/c2cli"
 echo "$stamp" > "$out/.stamp"

@@ -35,21 +35,16 @@ for arg in "$@"; do
 done
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
+. "$repo/scripts/lib/go-wrapper-build.sh"
 mod_dir="$repo/test/pulumi-cli-build"
-[ -f "$mod_dir/go.mod" ] || { echo "build-pulumi-cli: $mod_dir/go.mod is missing: restore test/pulumi-cli-build from git" >&2; exit 1; }
-
-version="$(awk '$1 == "github.com/pulumi/pulumi/pkg/v3" { print $2 } $2 == "github.com/pulumi/pulumi/pkg/v3" { print $3 }' "$mod_dir/go.mod" | head -n1)"
-[ -n "$version" ] || { echo "build-pulumi-cli: no 'github.com/pulumi/pulumi/pkg/v3 <version>' requirement in $mod_dir/go.mod" >&2; exit 1; }
+version="$(go_wrapper_version build-pulumi-cli "$mod_dir" github.com/pulumi/pulumi/pkg/v3)"
 
 cache_root="${E4OPS_CACHE:-$HOME/.cache/e4ops}"
 out="$cache_root/pulumi-cli/$version"
 if [ "$print_only" = 1 ]; then echo "$out/bin/pulumi"; exit 0; fi
+go_wrapper_require_go build-pulumi-cli "$mod_dir"
 
-# The go-svc machines install Go in /usr/local/go; CI's PATH may lack it.
-if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then PATH="/usr/local/go/bin:$PATH"; fi
-command -v go >/dev/null 2>&1 || { echo "build-pulumi-cli: the go command is not on PATH (Go >= $(awk '$1 == "go" { print $2 }' "$mod_dir/go.mod") needed; /usr/local/go/bin?)" >&2; exit 1; }
-
-stamp="$(sha256sum "$mod_dir/go.mod" "$mod_dir/go.sum" | sha256sum | cut -c1-16)"
+stamp="$(go_wrapper_stamp "$mod_dir")"
 if [ "$force" = 0 ] && [ -x "$out/bin/pulumi" ] && [ "$(cat "$out/.stamp" 2>/dev/null)" = "$stamp" ]; then
   echo "build-pulumi-cli: cached $out/bin/pulumi (Pulumi CLI $version; --force rebuilds)" >&2
   echo "$out/bin/pulumi"
@@ -61,11 +56,9 @@ tmp="$(mktemp -d "$out/.build.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 start=$(date +%s)
 echo "build-pulumi-cli: building Pulumi CLI $version with $(go version | awk '{print $3}') into $out (about 10 min cold on 2 cores)" >&2
-# -mod=readonly: the committed go.sum must already cover everything (no silent upgrades).
 # The version stamp is what `pulumi version` prints and what the Automation API checks against its minimum.
-(cd "$mod_dir" && CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=readonly -buildvcs=false" \
-  go build -trimpath -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$version" \
-  -o "$tmp/" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
+go_wrapper_build "$mod_dir" "$tmp" "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$version" \
+  github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
 [ "$("$tmp/pulumi" version)" = "$version" ] || { echo "build-pulumi-cli: the built binary reports version '$("$tmp/pulumi" version)', expected $version" >&2; exit 1; }
 mv -f "$tmp/pulumi" "$out/bin/pulumi"
 echo "$stamp" > "$out/.stamp"
