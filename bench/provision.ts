@@ -8,9 +8,16 @@
 //         and at the end).
 // Also reported: CPU per device of this process, C2 and PostgreSQL, per phase:
 // on a busy 2-core host the ratio follows the CPU ratio.
-// The two phases alternate in rounds (bare, ours, bare, ours ...) so that C2's growing tables and the
-// shared machine's load weigh on both alike. Target (issue 16): ratio ours/bare <= 1.1.
-// Usage: npm run bench:provision -- [--devices 10000] [--topics 3] [--rounds 4] [--concurrency 4]
+// The two phases alternate in rounds, in ABBA order (bare, ours, ours, bare, ...), after a warm-up of
+// both, so that C2's growing tables and the shared machine's load weigh on both alike. Target (issue 16): ratio ours/bare <= 1.1.
+// Also reported: what creating one file costs on the bundle directory's filesystem (fileCreateMs, a probe
+// of 300 creates before the rounds). On ext4 without a journal, for 60 s (up to 6 min while the inode
+// table is dirty) after a mass delete, every create skips the recently freed inodes one by one: creates
+// cost 0.4-0.5 ms instead of 0.03 ms, and 'ours' writes 3 files per device.
+// Usage: npm run bench:provision -- [--devices 10000] [--topics 3] [--rounds 4] [--concurrency 4] [--warmup 200] [--keep]
+//   --warmup: devices each path provisions before the clock starts (not counted).
+//   --keep: leave the bundles, escrow and inventory in place (the path is printed): to look at them, or to
+//   run the bench again within minutes without the previous run's delete slowing this run's creates.
 // Last stdout line: one JSON object.
 import crypto from 'node:crypto';
 import { execFileSync } from 'node:child_process';
@@ -37,6 +44,7 @@ const devices = arg('devices', 10_000);
 const topicCount = arg('topics', 3);
 const rounds = Math.max(1, arg('rounds', 4));
 const concurrency = arg('concurrency', 4);
+const warmup = arg('warmup', 200);
 const topics = Array.from({ length: topicCount }, (_, i) => `bench/provision/topic-${i}`);
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'e4ops-bench-provision-'));
@@ -54,15 +62,43 @@ const c2 = provisioningC2FromApi(api);
 
 // CPU seconds per phase, split by who spent them: this process (our work and the HTTPS client), C2, and
 // PostgreSQL. On 2 shared cores, CPU this process spends is CPU C2 and PostgreSQL do not get.
-interface Cpu { node: number; c2: number; postgres: number }
+// Disk cache flushes (fsync, fdatasync, journal commits) on the disk that holds PostgreSQL's WAL and the
+// bundles, from /proc/diskstats: every C2 call waits for a WAL flush, so flushes of ours queue with them.
+interface Cpu { node: number; c2: number; postgres: number; diskFlushes: number }
+const diskOf = (file: string): string | undefined => {
+  const dev = fs.statSync(file).dev;
+  const major = (dev >> 8) & 0xfff;
+  const minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
+  try { return fs.readFileSync('/proc/diskstats', 'utf8').split('\n').find((l) => { const f = l.trim().split(/\s+/); return +f[0] === major && +f[1] === minor; }); } catch { return undefined; }
+};
+const diskFlushes = (): number => Number(diskOf(dir)?.trim().split(/\s+/)[18] ?? NaN);
 const cpuNow = (): Cpu => {
   const u = process.cpuUsage();
-  return { node: (u.user + u.system) / 1e6, c2: treeCpuSeconds(c2server.daemon.child.pid!), postgres: treeCpuSeconds(postgres.daemon.child.pid!) };
+  return { node: (u.user + u.system) / 1e6, c2: treeCpuSeconds(c2server.daemon.child.pid!), postgres: treeCpuSeconds(postgres.daemon.child.pid!), diskFlushes: diskFlushes() };
 };
-const addCpu = (acc: Cpu, from: Cpu) => { const to = cpuNow(); acc.node += to.node - from.node; acc.c2 += to.c2 - from.c2; acc.postgres += to.postgres - from.postgres; };
+const addCpu = (acc: Cpu, from: Cpu) => {
+  const to = cpuNow();
+  acc.node += to.node - from.node; acc.c2 += to.c2 - from.c2; acc.postgres += to.postgres - from.postgres; acc.diskFlushes += to.diskFlushes - from.diskFlushes;
+};
 const perDeviceMs = (c: Cpu, n: number) => ({ node: +(1000 * c.node / n).toFixed(2), c2: +(1000 * c.c2 / n).toFixed(2), postgres: +(1000 * c.postgres / n).toFixed(2) });
-const bareCpu: Cpu = { node: 0, c2: 0, postgres: 0 };
-const oursCpu: Cpu = { node: 0, c2: 0, postgres: 0 };
+const bareCpu: Cpu = { node: 0, c2: 0, postgres: 0, diskFlushes: 0 };
+const oursCpu: Cpu = { node: 0, c2: 0, postgres: 0, diskFlushes: 0 };
+
+/** CPU ms per file create+write+close in `where` (the files stay: deleting them would slow the next creates). */
+function probeFileCreate(where: string, files = 300): number {
+  fs.mkdirSync(where, { recursive: true });
+  const data = Buffer.alloc(600, 1);
+  const c0 = process.cpuUsage();
+  for (let i = 0; i < files; i++) {
+    const fd = fs.openSync(path.join(where, `probe-${i}`), 'wx', 0o600);
+    fs.writeSync(fd, data);
+    fs.closeSync(fd);
+  }
+  const c = process.cpuUsage(c0);
+  return +((c.user + c.system) / 1000 / files).toFixed(3);
+}
+const fileCreateMs = probeFileCreate(path.join(dir, 'probe'));
+if (fileCreateMs > 0.1) process.stderr.write(`warning: creating a file costs ${fileCreateMs} ms of CPU here (healthy: ~0.03 ms); a mass delete on this filesystem in the last minutes inflates 'ours' (3 files per device)\n`);
 
 const loadBefore = os.loadavg().map((x) => +x.toFixed(2));
 try {
@@ -74,45 +110,61 @@ try {
   let provisioned = 0;
   let bareDone = 0;
   const roundRatios: number[] = [];
-  for (let r = 0; r < rounds; r++) {
-    const n = Math.min(perRound, devices - r * perRound);
-    if (n <= 0) break;
-    const names = Array.from({ length: n }, (_, i) => `bare-${r}-${i}`);
-    let t0 = performance.now();
-    let cpu0 = cpuNow();
-    const bareBefore = bareSeconds;
-    const oursBefore = oursSeconds;
+  const runBare = async (names: string[]) => {
     await forEachBounded(names, concurrency, async (name) => {
       await api.newClient(name, crypto.randomBytes(32));
       for (const t of topics) await api.linkClientTopic(name, t);
     });
-    bareSeconds += (performance.now() - t0) / 1000;
-    addCpu(bareCpu, cpu0);
-    bareDone += n;
-
-    t0 = performance.now();
-    cpu0 = cpuNow();
-    const report = await provisionDevices({
-      c2, devices: Array.from({ length: n }, (_, i) => ({ name: `dev-${r}-${i}` })), method: 'prekeyed', topics, inventoryFile,
-      outDir: path.join(dir, 'bundles'), broker: mosquitto.url, escrowRecipients: [recipient], concurrency, logger: quiet,
-    });
-    oursSeconds += (performance.now() - t0) / 1000;
-    addCpu(oursCpu, cpu0);
-    roundRatios.push(+((oursSeconds - oursBefore) / (bareSeconds - bareBefore)).toFixed(3));
-    provisioned += report.provisioned.length;
+  };
+  const runOurs = (names: string[]) => provisionDevices({
+    c2, devices: names.map((name) => ({ name })), method: 'prekeyed', topics, inventoryFile,
+    outDir: path.join(dir, 'bundles'), broker: mosquitto.url, escrowRecipients: [recipient], concurrency, logger: quiet,
+  });
+  // Both paths run once before the clock starts (JIT, TLS sessions, C2's and PostgreSQL's caches): the
+  // first measured phase would otherwise pay the warm-up alone.
+  await runBare(Array.from({ length: warmup }, (_, i) => `warm-bare-${i}`));
+  await runOurs(Array.from({ length: warmup }, (_, i) => `warm-dev-${i}`));
+  for (let r = 0; r < rounds; r++) {
+    const n = Math.min(perRound, devices - r * perRound);
+    if (n <= 0) break;
+    let bareRound = 0;
+    let oursRound = 0;
+    const bare = async () => {
+      const t0 = performance.now();
+      const cpu0 = cpuNow();
+      await runBare(Array.from({ length: n }, (_, i) => `bare-${r}-${i}`));
+      bareRound = (performance.now() - t0) / 1000;
+      addCpu(bareCpu, cpu0);
+      bareDone += n;
+    };
+    const ours = async () => {
+      const t0 = performance.now();
+      const cpu0 = cpuNow();
+      const report = await runOurs(Array.from({ length: n }, (_, i) => `dev-${r}-${i}`));
+      oursRound = (performance.now() - t0) / 1000;
+      addCpu(oursCpu, cpu0);
+      provisioned += report.provisioned.length;
+    };
+    // ABBA order (bare first in even rounds, ours first in odd ones): what drifts during the run (C2's
+    // tables growing, PostgreSQL's autovacuum, the host's load) weighs on both alike.
+    for (const phase of r % 2 === 0 ? [bare, ours] : [ours, bare]) await phase();
+    bareSeconds += bareRound;
+    oursSeconds += oursRound;
+    roundRatios.push(+(oursRound / bareRound).toFixed(3));
     process.stderr.write(`round ${r + 1}/${rounds}: ${n} devices; bare ${bareSeconds.toFixed(1)} s, ours ${oursSeconds.toFixed(1)} s so far\n`);
   }
   const bundles = fs.readdirSync(path.join(dir, 'bundles'));
   const result = {
     bench: 'provision',
     c2: c2server.version,
-    devices, topicsPerDevice: topicCount, rounds, concurrency,
+    devices, topicsPerDevice: topicCount, rounds, concurrency, warmupDevices: warmup,
     apiCallsPerDevice: 1 + topicCount,
-    ours: { seconds: +oursSeconds.toFixed(2), devicesPerSecond: +(provisioned / oursSeconds).toFixed(1), provisioned, bundleFiles: bundles.length, cpuMsPerDevice: perDeviceMs(oursCpu, provisioned) },
-    bare: { seconds: +bareSeconds.toFixed(2), devicesPerSecond: +(bareDone / bareSeconds).toFixed(1), devices: bareDone, cpuMsPerDevice: perDeviceMs(bareCpu, bareDone) },
+    ours: { seconds: +oursSeconds.toFixed(2), devicesPerSecond: +(provisioned / oursSeconds).toFixed(1), provisioned, bundleFiles: bundles.length, cpuMsPerDevice: perDeviceMs(oursCpu, provisioned), diskFlushesPerDevice: +(oursCpu.diskFlushes / provisioned).toFixed(2) },
+    bare: { seconds: +bareSeconds.toFixed(2), devicesPerSecond: +(bareDone / bareSeconds).toFixed(1), devices: bareDone, cpuMsPerDevice: perDeviceMs(bareCpu, bareDone), diskFlushesPerDevice: +(bareCpu.diskFlushes / bareDone).toFixed(2) },
     ratio: +(oursSeconds / bareSeconds).toFixed(3),
     roundRatios,
     target: 1.1,
+    fileCreateMs,
     loadAverage: { before: loadBefore, after: os.loadavg().map((x) => +x.toFixed(2)) },
     clientsInC2: await api.countClients(),
   };
@@ -123,5 +175,6 @@ try {
   await c2server.stop();
   await mosquitto.stop();
   await postgres.stop();
-  fs.rmSync(dir, { recursive: true, force: true });
+  if (process.argv.includes('--keep')) process.stderr.write(`kept: ${dir}\n`);
+  else fs.rmSync(dir, { recursive: true, force: true });
 }

@@ -227,7 +227,7 @@ export async function provisionDevices(o: ProvisionOptions): Promise<ProvisionRe
   if (o.dryRun) for (const e of left.done) upsertClient(inv, e);
   const escrowTo = settleEscrowRecipients(inv, o.escrowRecipients ?? []);
   const unfinished = new Set(left.unfinished);
-  const plan = planDevices(inv, o.devices, new Set(await o.c2.clients()), o.force ?? false, unfinished);
+  const plan = planDevices(inv, o.devices, await o.c2.registeredAmong(o.devices.map((d) => d.name)), o.force ?? false, unfinished);
   const report: ProvisionReport = {
     provisioned: [], unchanged: plan.unchanged, replaced: [], createdTopics: toCreate,
     ...(o.outDir ? { bundleDir: o.outDir } : {}), inventoryFile: o.inventoryFile, dryRun: !!o.dryRun, seconds: 0,
@@ -279,7 +279,7 @@ export async function provisionDevices(o: ProvisionOptions): Promise<ProvisionRe
       return ps;
     }, async (p) => {
       const entry = await registerDevice(ctx.o, inv, p);
-      journal.append({ op: 'done', entry }).catch((e) => { journalError ??= e as Error; });
+      journal.append({ op: 'done', entry }, { durable: false }).catch((e) => { journalError ??= e as Error; });
       preparedHere.delete(p.d.name);
       unsaved.push(p.d.name);
       (plan.replace.has(p.d.name) ? report.replaced : report.provisioned).push(p.d.name);

@@ -31,15 +31,21 @@ export function openProvisioningInventory(file: string): FleetInventory {
 }
 
 /**
- * Write atomically (a kill never leaves half an inventory). The final save re-validates against the schema
- * (never write what the resync would refuse); checkpoints during a long run skip that second parse.
+ * Write atomically (a kill never leaves half an inventory) and durably (flushed before the rename: the
+ * provisioning journal does not flush its `done` records, a checkpoint does). The final save re-validates
+ * against the schema (never write what the resync would refuse); checkpoints during a long run skip that
+ * second parse.
  */
 export function saveProvisioningInventory(file: string, inv: FleetInventory, opts: { checkpoint?: boolean } = {}): void {
   const text = renderProvisioningInventory(inv);
   if (!opts.checkpoint) parseInventory(text, file);
   fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
   const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, text);
+  const fd = fs.openSync(tmp, 'w');
+  try {
+    fs.writeFileSync(fd, text);
+    fs.fsyncSync(fd);
+  } finally { fs.closeSync(fd); }
   fs.renameSync(tmp, file);
 }
 

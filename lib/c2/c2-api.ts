@@ -52,6 +52,7 @@ interface RawResponse { status: number; body: string }
 
 const TRANSIENT_STATUS = new Set([502, 503, 504]);
 const GRPC_UNAVAILABLE = 14;
+const GRPC_NOT_FOUND = 5;
 
 /** Path-encode a topic: C2 routes take `{topic=**}`, so slashes stay as separators. */
 function topicPath(topic: string): string {
@@ -215,6 +216,16 @@ export class C2Api {
   async countTopicsForClient(name: string): Promise<number> {
     const route = `/e4/client/${clientPath(name)}/topics/count`;
     return toNumber((await this.call('GET', route)).count, `GET ${route}`);
+  }
+  /** Whether C2 has a client of this name (a 404 with gRPC NotFound says it has not). */
+  async hasClient(name: string): Promise<boolean> {
+    try {
+      await this.countTopicsForClient(name);
+      return true;
+    } catch (e) {
+      if (e instanceof C2ApiError && e.status === 404 && e.grpcCode === GRPC_NOT_FOUND) return false;
+      throw e;
+    }
   }
   async listTopicsForClient(name: string, page?: Page): Promise<string[]> {
     return (await this.call<{ topics?: string[] }>('GET', `/e4/client/${clientPath(name)}/topics${C2Api.pageQuery(page)}`)).topics ?? [];

@@ -7,13 +7,14 @@ import os from 'node:os';
 import path from 'node:path';
 import jsQRModule from 'jsqr';
 import { PNG } from 'pngjs';
-import { buildDeviceBundle, writeDeviceBundle, readDeviceBundle } from '../../provisioning/device-bundle.ts';
+import { buildDeviceBundle, writeDeviceBundle, readDeviceBundle, renderLabel, labelText } from '../../provisioning/device-bundle.ts';
 import { parseFactoryKeysCsv, namesFromFile, namesFromCount, checkTopics, ProvisionInputError } from '../../provisioning/provisioning-input.ts';
 import { ageDecrypt, ageEncrypt, decodeAgeRecipient } from '../../lib/age.ts';
 import { clientIdFromName } from '../../lib/e4/ids.ts';
 import { runCommand } from '../../lib/cli/command.ts';
 import { command } from '../../scripts/provision.ts';
 import { freeLoopbackPort } from '../../lib/ports.ts';
+import { registrationCheck } from '../../provisioning/provisioning-c2.ts';
 
 let dir: string;
 let identity: string;
@@ -71,6 +72,17 @@ describe('device bundles and labels', () => {
       expect(bytes.includes(key)).toBe(false);
     }
     expect(qr).not.toContain(key.toString('hex'));
+  });
+
+  it('labels decode for every name length C2 allows (1 to 256 characters: QR versions 4 to 13)', () => {
+    for (const name of ['a', 'sensor-0001', `line-7:${'x'.repeat(56)}`, `p.${'y'.repeat(160)}`, 'z'.repeat(256)]) {
+      const text = labelText({ name, id: clientIdFromName(name).toString('hex') });
+      const { png, svg } = renderLabel(text);
+      const file = path.join(dir, `label-${name.length}.png`);
+      fs.writeFileSync(file, png);
+      expect(decodeQrPng(file), `PNG label of a ${name.length}-character name`).toBe(text);
+      expect(decodeQrSvg(svg), `SVG label of a ${name.length}-character name`).toBe(text);
+    }
   });
 
   it('with a bundle recipient the bundle is age-encrypted: no key in the file, the station identity opens it', async () => {
@@ -133,6 +145,16 @@ describe('operator input is checked line by line before anything is registered',
     expect(namesFromCount(3, 'dev-')).toEqual(['dev-0001', 'dev-0002', 'dev-0003']);
     expect(() => checkTopics(['ok', 'bad/#'])).toThrow(ProvisionInputError);
     expect(() => checkTopics(['$SYS/x'])).toThrow(/not allowed/);
+  });
+});
+
+describe('asking C2 which names it has', () => {
+  it('a few new devices against a large fleet are asked by name; a batch as large as the fleet reads the list', () => {
+    expect(registrationCheck(1_000_000, 10)).toBe('per-name');
+    expect(registrationCheck(1_000_000, 100_000)).toBe('per-name'); // 10,001 pages deep into an OFFSET scan
+    expect(registrationCheck(0, 10_000)).toBe('list'); // an empty C2: one page
+    expect(registrationCheck(17_700, 2_500)).toBe('list'); // bench:provision's last round
+    expect(registrationCheck(1_000_000, 1_000_000)).toBe('list');
   });
 });
 

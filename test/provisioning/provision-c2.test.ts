@@ -17,7 +17,7 @@ import { runCommand } from '../../lib/cli/command.ts';
 import { command } from '../../scripts/provision.ts';
 import { createMemoryLogger } from '../../lib/log.ts';
 import { provisionDevices, devicesFromFactoryRows, ProvisionRefusedError } from '../../provisioning/provision-new.ts';
-import { provisioningC2FromApi, type ProvisioningC2 } from '../../provisioning/provisioning-c2.ts';
+import { provisioningC2FromApi, registrationCheck, type ProvisioningC2 } from '../../provisioning/provisioning-c2.ts';
 import { parseFactoryKeysCsv, ProvisionInputError } from '../../provisioning/provisioning-input.ts';
 import { readDeviceBundle } from '../../provisioning/device-bundle.ts';
 import { connectBrokerWatch, type BrokerWatch } from '../../provisioning/broker-watch.ts';
@@ -262,8 +262,14 @@ describe.skipIf(skipWithoutC2)('provisioning with the real C2, Mosquitto and e4g
 
     // A name registered in C2 by hand is not overwritten without --force.
     await api.newClient('by-hand', crypto.randomBytes(32));
-    await expect(provisionDevices({ c2, devices: [{ name: 'by-hand' }], method: 'prekeyed', topics: TOPICS, inventoryFile, broker: stack.mosquitto.url }))
-      .rejects.toThrow(/already registered in C2 but not provisioned by this inventory/);
+    // Found both ways C2 is asked: one name (asked by name) and a batch of 12 (C2's whole list read).
+    expect(registrationCheck(await api.countClients(), 1)).toBe('per-name');
+    expect(registrationCheck(await api.countClients(), 12)).toBe('list');
+    for (const names of [['by-hand'], [...Array.from({ length: 11 }, (_, i) => `batch-${i}`), 'by-hand']]) {
+      await expect(provisionDevices({ c2, devices: names.map((name) => ({ name })), method: 'prekeyed', topics: TOPICS, inventoryFile, broker: stack.mosquitto.url }))
+        .rejects.toThrow(/by-hand: already registered in C2 but not provisioned by this inventory/);
+      expect(await api.hasClient('batch-0')).toBe(false);
+    }
 
     const list = await cli(['list', '--inventory', inventoryFile, '--json']);
     expect(list.code).toBe(0);
