@@ -10,9 +10,9 @@
 // pays one fsync per batch of devices, not one per device, and the C2 lanes never wait for the disk while
 // the devices ahead of them are being prepared.
 // Only `prepared` needs the fsync. A `done` record is written (the page cache keeps it through a kill of
-// the process) but not flushed: after a crash of the machine a lost `done` leaves its device prepared-only,
-// provisioned again by the next run, and the inventory checkpoints (fsynced, every few seconds) bound how
-// many. Flushing every `done` cost one disk flush per device (bench:provision, diskFlushesPerDevice).
+// the process) and flushed by the next group's `prepared` fsync, not by one of its own: after a crash of
+// the machine a lost `done` leaves its device prepared-only, provisioned again by the next run.
+// Flushing every `done` cost one disk flush per device (bench:provision, diskFlushesPerDevice).
 import fs from 'node:fs';
 import path from 'node:path';
 import type { InventoryClient } from '../lib/fleet-inventory/fleet-inventory.ts';
