@@ -13,7 +13,7 @@
 // Also reported: what creating one file costs on the bundle directory's filesystem (fileCreateMs, a probe
 // of 300 creates before the rounds). On ext4 without a journal, for 60 s (up to 6 min while the inode
 // table is dirty) after a mass delete, every create skips the recently freed inodes one by one: creates
-// cost 0.4-0.5 ms instead of 0.03 ms, and 'ours' writes 3 files per device.
+// cost 0.4-0.9 ms instead of 0.03 ms, and 'ours' writes 3 files per device.
 // Usage: npm run bench:provision -- [--devices 10000] [--topics 3] [--rounds 4] [--concurrency 4] [--warmup 200] [--keep]
 //   --warmup: devices each path provisions before the clock starts (not counted).
 //   --keep: leave the bundles, escrow and inventory in place (the path is printed): to look at them, or to
@@ -62,27 +62,30 @@ const c2 = provisioningC2FromApi(api);
 
 // CPU seconds per phase, split by who spent them: this process (our work and the HTTPS client), C2, and
 // PostgreSQL. On 2 shared cores, CPU this process spends is CPU C2 and PostgreSQL do not get.
-// Disk cache flushes (fsync, fdatasync, journal commits) on the disk that holds PostgreSQL's WAL and the
-// bundles, from /proc/diskstats: every C2 call waits for a WAL flush, so flushes of ours queue with them.
-interface Cpu { node: number; c2: number; postgres: number; diskFlushes: number }
-const diskOf = (file: string): string | undefined => {
-  const dev = fs.statSync(file).dev;
+// Disk cache flushes (fsync, journal commits) on the disk that holds the bundles and the journal, from
+// /proc/diskstats (field 16 of the disk's line: flush requests completed). The throwaway PostgreSQL runs
+// without fsync, so in the bare loop this stays near 0; each flush of ours stalls that disk's writes.
+interface PhaseCost { node: number; c2: number; postgres: number; diskFlushes: number }
+function diskFlushes(): number {
+  const dev = fs.statSync(dir).dev;
   const major = (dev >> 8) & 0xfff;
   const minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
-  try { return fs.readFileSync('/proc/diskstats', 'utf8').split('\n').find((l) => { const f = l.trim().split(/\s+/); return +f[0] === major && +f[1] === minor; }); } catch { return undefined; }
-};
-const diskFlushes = (): number => Number(diskOf(dir)?.trim().split(/\s+/)[18] ?? NaN);
-const cpuNow = (): Cpu => {
+  let lines: string[];
+  try { lines = fs.readFileSync('/proc/diskstats', 'utf8').split('\n').map((l) => l.trim()); } catch { return NaN; }
+  const f = lines.map((l) => l.split(/\s+/)).find((x) => +x[0] === major && +x[1] === minor);
+  return Number(f?.[18] ?? NaN);
+}
+const cpuNow = (): PhaseCost => {
   const u = process.cpuUsage();
   return { node: (u.user + u.system) / 1e6, c2: treeCpuSeconds(c2server.daemon.child.pid!), postgres: treeCpuSeconds(postgres.daemon.child.pid!), diskFlushes: diskFlushes() };
 };
-const addCpu = (acc: Cpu, from: Cpu) => {
+const addCpu = (acc: PhaseCost, from: PhaseCost) => {
   const to = cpuNow();
   acc.node += to.node - from.node; acc.c2 += to.c2 - from.c2; acc.postgres += to.postgres - from.postgres; acc.diskFlushes += to.diskFlushes - from.diskFlushes;
 };
-const perDeviceMs = (c: Cpu, n: number) => ({ node: +(1000 * c.node / n).toFixed(2), c2: +(1000 * c.c2 / n).toFixed(2), postgres: +(1000 * c.postgres / n).toFixed(2) });
-const bareCpu: Cpu = { node: 0, c2: 0, postgres: 0, diskFlushes: 0 };
-const oursCpu: Cpu = { node: 0, c2: 0, postgres: 0, diskFlushes: 0 };
+const perDeviceMs = (c: PhaseCost, n: number) => ({ node: +(1000 * c.node / n).toFixed(2), c2: +(1000 * c.c2 / n).toFixed(2), postgres: +(1000 * c.postgres / n).toFixed(2) });
+const bareCpu: PhaseCost = { node: 0, c2: 0, postgres: 0, diskFlushes: 0 };
+const oursCpu: PhaseCost = { node: 0, c2: 0, postgres: 0, diskFlushes: 0 };
 
 /** CPU ms per file create+write+close in `where` (the files stay: deleting them would slow the next creates). */
 function probeFileCreate(where: string, files = 300): number {

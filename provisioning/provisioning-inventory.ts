@@ -31,8 +31,8 @@ export function openProvisioningInventory(file: string): FleetInventory {
 }
 
 /**
- * Write atomically (a kill never leaves half an inventory) and durably (flushed before the rename: the
- * provisioning journal does not flush its `done` records, a checkpoint does). The final save re-validates
+ * Write atomically (a kill never leaves half an inventory) and durably (flushed before the rename: a
+ * checkpoint is what a later run trusts once the run's journal is gone). The final save re-validates
  * against the schema (never write what the resync would refuse); checkpoints during a long run skip that
  * second parse.
  */
