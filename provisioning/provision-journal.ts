@@ -12,7 +12,9 @@
 // Only `prepared` needs the fsync. A `done` record is written (the page cache keeps it through a kill of
 // the process) and flushed by the next group's `prepared` fsync, not by one of its own: after a crash of
 // the machine a lost `done` leaves its device prepared-only, provisioned again by the next run.
-// Flushing every `done` cost one disk flush per device (bench:provision, diskFlushesPerDevice).
+// Flushing every `done` cost one disk flush per device (bench:provision, diskFlushesPerDevice). The `done`
+// records of one turn of the event loop go out in one write (a kill inside that turn loses them: their
+// devices count as prepared-only, as after a crash).
 import fs from 'node:fs';
 import path from 'node:path';
 import type { InventoryClient } from '../lib/fleet-inventory/fleet-inventory.ts';
@@ -23,9 +25,11 @@ export interface ProvisionJournal {
   readonly file: string;
   /**
    * Resolves once the record is on disk (fsynced together with whatever else was appended meanwhile);
-   * `durable: false` writes it to the file now and resolves without waiting for a flush.
+   * `durable: false` writes it at the end of this turn of the event loop (with the other such records) and resolves without waiting for a flush.
    */
   append(rec: JournalRecord, opts?: { durable?: boolean }): Promise<void>;
+  /** Why a `done` record could not be written, if one could not (the run reports it at its end). */
+  readonly error: Error | undefined;
   /** How many fsyncs were issued (the bench reports records per fsync). */
   readonly syncs: number;
   /** Flush and close; `keep` (records still needed by a later run) are rewritten, else the file is removed. */
@@ -41,8 +45,18 @@ export function openProvisionJournal(inventoryFile: string): ProvisionJournal {
   let waiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   let flushing: Promise<void> | undefined;
   let syncs = 0;
+  // `done` records not written yet, and the error of the last write of them (reported by the next append).
+  let loose: string[] = [];
+  let looseError: Error | undefined;
+  const writeLoose = () => {
+    if (!loose.length) return;
+    const text = loose.join('');
+    loose = [];
+    try { fs.writeFileSync(fd, text); } catch (e) { looseError ??= e as Error; }
+  };
   const flush = async (): Promise<void> => {
     while (pending.length) {
+      writeLoose();
       const text = pending.join('');
       const done = waiters;
       pending = [];
@@ -62,9 +76,12 @@ export function openProvisionJournal(inventoryFile: string): ProvisionJournal {
   return {
     file,
     get syncs() { return syncs; },
+    get error() { return looseError; },
     append(rec, opts = {}) {
+      if (looseError) return Promise.reject(looseError);
       if (opts.durable === false) {
-        try { fs.writeSync(fd, JSON.stringify(rec) + '\n'); } catch (e) { return Promise.reject(e as Error); }
+        if (!loose.length) setImmediate(writeLoose);
+        loose.push(JSON.stringify(rec) + '\n');
         return Promise.resolve();
       }
       return new Promise<void>((resolve, reject) => {
@@ -75,6 +92,7 @@ export function openProvisionJournal(inventoryFile: string): ProvisionJournal {
     },
     async close(keep = []) {
       while (flushing) await flushing;
+      writeLoose();
       fs.closeSync(fd);
       if (keep.length) {
         const tmp = `${file}.tmp`;

@@ -301,7 +301,7 @@ export async function provisionDevices(o: ProvisionOptions): Promise<ProvisionRe
   // Once the inventory holds every finished device, the journal is needed only for unfinished ones.
   await journal.close([...carried, ...[...preparedHere].map((name): JournalRecord => ({ op: 'prepared', name }))]);
   if (runError) throw runError;
-  if (journalError) throw journalError;
+  if (journalError ?? journal.error) throw journalError ?? journal.error;
   log.info('provision.done', { provisioned: report.provisioned.length, replaced: report.replaced.length, unchanged: report.unchanged.length });
   return finish(report, started);
 }

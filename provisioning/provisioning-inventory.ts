@@ -34,9 +34,9 @@ export function openProvisioningInventory(file: string): FleetInventory {
  * Write atomically (a kill never leaves half an inventory) and durably (flushed before the rename: a
  * checkpoint is what a later run trusts once the run's journal is gone). The final save re-validates
  * against the schema (never write what the resync would refuse); checkpoints during a long run skip that
- * second parse.
+ * second parse. The flush runs on the thread pool: a run's C2 lanes are served meanwhile.
  */
-export function saveProvisioningInventory(file: string, inv: FleetInventory, opts: { checkpoint?: boolean } = {}): void {
+export async function saveProvisioningInventory(file: string, inv: FleetInventory, opts: { checkpoint?: boolean } = {}): Promise<void> {
   const text = renderProvisioningInventory(inv);
   if (!opts.checkpoint) parseInventory(text, file);
   fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
@@ -44,7 +44,7 @@ export function saveProvisioningInventory(file: string, inv: FleetInventory, opt
   const fd = fs.openSync(tmp, 'w');
   try {
     fs.writeFileSync(fd, text);
-    fs.fsyncSync(fd);
+    await new Promise<void>((resolve, reject) => fs.fsync(fd, (e) => (e ? reject(e) : resolve())));
   } finally { fs.closeSync(fd); }
   fs.renameSync(tmp, file);
 }
@@ -58,14 +58,29 @@ export function renderProvisioningInventory(inv: FleetInventory): string {
   return `${JSON.stringify(doc, null, 2)}\n`;
 }
 
+/** Which version of a file this is: a rename of another file over it changes its inode and ctime. */
+function fileVersion(file: string): string | undefined {
+  try {
+    const st = fs.statSync(file, { bigint: true });
+    return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+  } catch { return undefined; }
+}
+
+// The inventory this process last wrote to each file, with the file's version right after: when the file
+// is still that version nobody has written since, and a checkpoint need not read and validate 4 MB again
+// (~60 % of a checkpoint's cost at 10,000 devices).
+const lastWritten = new Map<string, { version: string; inv: FleetInventory }>();
+
 /**
  * Read-modify-write under `<file>.lock`: `provision new` and a long-running `provision first-use` share
  * one inventory, and each must add its own changes to what is on disk now, never write back a stale copy.
- * A lock left by a process that no longer runs is taken over.
+ * A lock left by a process that no longer runs is taken over. The inventory returned is the one written;
+ * change it only through another updateInventoryFile (this process reuses it while the file is unchanged).
  */
 export async function updateInventoryFile(file: string, change: (fresh: FleetInventory) => void, opts: { checkpoint?: boolean; waitMs?: number } = {}): Promise<FleetInventory> {
   const lock = `${file}.lock`;
-  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  const abs = path.resolve(file);
+  fs.mkdirSync(path.dirname(abs), { recursive: true });
   const deadline = Date.now() + (opts.waitMs ?? 60_000);
   for (;;) {
     try {
@@ -82,9 +97,13 @@ export async function updateInventoryFile(file: string, change: (fresh: FleetInv
     }
   }
   try {
-    const fresh = openProvisioningInventory(file);
+    const mine = lastWritten.get(abs);
+    const fresh = mine && mine.version === fileVersion(file) ? mine.inv : openProvisioningInventory(file);
+    lastWritten.delete(abs); // until the write below has landed, the file is not known
     change(fresh);
-    saveProvisioningInventory(file, fresh, opts);
+    await saveProvisioningInventory(file, fresh, opts);
+    const version = fileVersion(file);
+    if (version) lastWritten.set(abs, { version, inv: fresh });
     return fresh;
   } finally {
     fs.rmSync(lock, { force: true });

@@ -15,6 +15,8 @@ import { runCommand } from '../../lib/cli/command.ts';
 import { command } from '../../scripts/provision.ts';
 import { freeLoopbackPort } from '../../lib/ports.ts';
 import { registrationCheck } from '../../provisioning/provisioning-c2.ts';
+import { updateInventoryFile, upsertClient, openProvisioningInventory, renderProvisioningInventory } from '../../provisioning/provisioning-inventory.ts';
+import { openProvisionJournal, readLeftOverJournals } from '../../provisioning/provision-journal.ts';
 
 let dir: string;
 let identity: string;
@@ -155,6 +157,51 @@ describe('asking C2 which names it has', () => {
     expect(registrationCheck(0, 10_000)).toBe('list'); // an empty C2: one page
     expect(registrationCheck(17_700, 2_500)).toBe('list'); // bench:provision's last round
     expect(registrationCheck(1_000_000, 1_000_000)).toBe('list');
+  });
+});
+
+describe('the inventory file shared by provision runs and the first-use watcher', () => {
+  const entry = (name: string) => ({ name, topics: ['t'], provisioning: { method: 'prekeyed' as const, state: 'registered' as const, rotateOnFirstUse: false, provisionedAt: '2026-12-03T00:00:00Z' } });
+  it('a checkpoint adds to what is on disk: a write by another process in between is kept, even one of the same size in place', async () => {
+    const file = path.join(dir, 'shared-inventory', 'fleet.yaml');
+    await updateInventoryFile(file, (inv) => upsertClient(inv, entry('a')), { checkpoint: true });
+    // Another process renames its version in (new inode) ...
+    const other = openProvisioningInventory(file);
+    upsertClient(other, entry('b'));
+    fs.writeFileSync(`${file}.other`, renderProvisioningInventory(other));
+    fs.renameSync(`${file}.other`, file);
+    await updateInventoryFile(file, (inv) => upsertClient(inv, entry('c')), { checkpoint: true });
+    expect(openProvisioningInventory(file).clients.map((c) => c.name)).toEqual(['a', 'b', 'c']);
+    // ... or rewrites it in place with the same length (same inode, same size: only mtime/ctime tell).
+    const text = fs.readFileSync(file, 'utf8');
+    fs.writeFileSync(file, text.replace('"name": "b"', '"name": "x"'));
+    await updateInventoryFile(file, (inv) => upsertClient(inv, entry('d')));
+    expect(openProvisioningInventory(file).clients.map((c) => c.name)).toEqual(['a', 'x', 'c', 'd']);
+  });
+
+  it("the journal's done records, written without a flush of their own, are on disk by the next turn of the event loop and before the next prepared record", async () => {
+    const inventory = path.join(dir, 'journal-inventory', 'fleet.yaml');
+    fs.mkdirSync(path.dirname(inventory), { recursive: true });
+    const journal = openProvisionJournal(inventory);
+    const lines = () => fs.readFileSync(journal.file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { op: string });
+    await journal.append({ op: 'prepared', name: 'a' });
+    await journal.append({ op: 'prepared', name: 'b' });
+    await journal.append({ op: 'done', entry: entry('a') }, { durable: false });
+    await journal.append({ op: 'done', entry: entry('b') }, { durable: false });
+    expect(lines().map((r) => r.op)).toEqual(['prepared', 'prepared']); // still in this turn
+    await journal.append({ op: 'prepared', name: 'c' }); // the fsync of 'c' carries both done records, in order
+    expect(lines().map((r) => r.op)).toEqual(['prepared', 'prepared', 'done', 'done', 'prepared']);
+    await journal.append({ op: 'done', entry: entry('c') }, { durable: false });
+    await new Promise((r) => setImmediate(r));
+    expect(lines()).toHaveLength(6);
+    // What a later run reads from this journal if this run died now: every device finished.
+    const copy = `${path.dirname(inventory)}/fleet.yaml.journal-999999`;
+    fs.copyFileSync(journal.file, copy);
+    expect(readLeftOverJournals(inventory)).toMatchObject({ unfinished: [], done: [{ name: 'a' }, { name: 'b' }, { name: 'c' }] });
+    fs.rmSync(copy);
+    await journal.close();
+    expect(fs.existsSync(journal.file)).toBe(false);
+    expect(journal.error).toBeUndefined();
   });
 });
 
