@@ -26,6 +26,10 @@ export function checkAgeRecipient(value: string, where: string): string {
   if (!AGE_PUBLIC_KEY.test(v) && !SSH_PUBLIC_KEY.test(v)) {
     throw new AgeError(`${where} is not an age public key (age1...) nor an ssh-ed25519/ssh-rsa public key: ${v.slice(0, 20)}...`);
   }
+  // The shape alone lets a one-character typo through: backups and escrowed keys would be sealed to nobody.
+  if (AGE_PUBLIC_KEY.test(v)) {
+    try { decodeAgeRecipient(v); } catch (e) { throw new AgeError(`${where}: ${(e as Error).message}; copy the key again from age-keygen -y`); }
+  }
   return v;
 }
 

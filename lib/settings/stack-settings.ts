@@ -8,6 +8,7 @@ import YAML from 'yaml';
 import { STACK_SETTINGS_SCHEMA, SECRET_KEYS, type SecretKey } from './stack-settings-schema.ts';
 import { describeSchemaErrorWithFix } from '../json-schema.ts';
 import { cronScheduleProblem } from '../render/backup-job.ts';
+import { AGE_PUBLIC_KEY, decodeAgeRecipient } from '../age.ts';
 import { PROFILE_DEFAULTS, mergeUnder, type Profile } from './profile-defaults.ts';
 
 export { STACK_SETTINGS_SCHEMA, SECRET_KEYS, type SecretKey, type Profile };
@@ -267,6 +268,11 @@ const backupRules: StackRule = (s) => {
     if (!b.targets.length) p.push('backup.targets: is empty but backup.enabled is true. Fix: add at least one target, e.g. { name: offsite, type: rclone, remote: "s3remote:e4-backups" }');
     if (!b.ageRecipients.length) p.push('backup.ageRecipients: is empty; backups are always encrypted. Fix: add the age public key (age1...) of whoever may restore');
   }
+  // The schema checks the shape; a one-character typo keeps it and would seal every backup to nobody.
+  b.ageRecipients.forEach((r, i) => {
+    if (!AGE_PUBLIC_KEY.test(r)) return;
+    try { decodeAgeRecipient(r); } catch { p.push(`backup.ageRecipients[${i}]: "${r.slice(0, 12)}..." fails its bech32 checksum (mistyped?). Fix: copy the key again from age-keygen -y`); }
+  });
   const drillProblem = cronScheduleProblem(b.drill.schedule);
   if (drillProblem) p.push(`backup.drill.schedule: "${b.drill.schedule}" is not a 5-field cron expression (${drillProblem.replace(/^"[^"]*" /, '')}). Fix: use e.g. "43 4 * * 0" (Sundays 04:43)`);
   if (b.drill.enabled && !b.enabled) p.push('backup.drill.enabled: drills the backups, but backup.enabled is false. Fix: enable backups, or set backup.drill.enabled to false');

@@ -20,7 +20,7 @@ import { REPO_ROOT } from '../../lib/servers/c2.ts';
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'e4ops-firstboot-'));
 afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
 const DEFINITION = path.join(REPO_ROOT, 'appliances', 'c2-minimal', 'appliance.yaml');
-const AGE = 'age1' + 'q'.repeat(58);
+const AGE = 'age12dxr4kurhj0dk2asld78q4mx9r8rrg3kz56s2qt9gef982d00gjs6r5stk'; // a real public key (its secret key was not kept): recipients are checked to their bech32 checksum
 
 /** A root holding what the image holds (its planned files), as first boot finds it. */
 function imageRoot(name: string): string {

@@ -89,14 +89,14 @@ describe('appliance definition', () => {
 
   it('takes a backup schedule on trixie, with targets and age recipients; refuses it on bookworm (Node 18)', () => {
     const d = raw();
-    d.settings.backup = { enabled: true, targets: [{ name: 'l', type: 'local', path: '/var/backups/e4ops' }], ageRecipients: ['age1' + 'q'.repeat(58)] };
+    d.settings.backup = { enabled: true, targets: [{ name: 'l', type: 'local', path: '/var/backups/e4ops' }], ageRecipients: ['age12dxr4kurhj0dk2asld78q4mx9r8rrg3kz56s2qt9gef982d00gjs6r5stk'] };
     expect(problemsOf(d)).toEqual([]);
     d.suite = 'bookworm';
     expect(problemsOf(d)).toContainEqual(expect.stringMatching(/^settings\.backup\.enabled: .*Node\.js 20.*Fix: build with suite trixie/));
     const e = raw();
     e.settings.backup = { enabled: true, targets: [{ name: 'r', type: 'rclone', remote: 's3:bucket' }, { name: 'l', type: 'local', path: 'relative' }] };
     expect(problemsOf(e)).toContainEqual(expect.stringMatching(/^settings\.backup\.ageRecipients: is empty/));
-    e.settings.backup.ageRecipients = ['age1' + 'q'.repeat(58)];
+    e.settings.backup.ageRecipients = ['age12dxr4kurhj0dk2asld78q4mx9r8rrg3kz56s2qt9gef982d00gjs6r5stk'];
     const p = problemsOf(e);
     expect(p).toContainEqual(expect.stringMatching(/^settings\.backup\.targets\[0\]: an rclone target needs rclone in the image\. Fix: add rclone to extraPackages/));
     expect(p).toContainEqual(expect.stringMatching(/^settings\.backup\.targets\[1\]\.path: .*absolute/));
@@ -104,7 +104,7 @@ describe('appliance definition', () => {
 
   it('takes a scheduled drill and point-in-time recovery on trixie; refuses what the VM cannot do, naming the key', () => {
     const d = raw();
-    d.settings.backup = { enabled: true, targets: [{ name: 'l', type: 'local', path: '/var/backups/e4ops' }], ageRecipients: ['age1' + 'q'.repeat(58)], drill: { enabled: true } };
+    d.settings.backup = { enabled: true, targets: [{ name: 'l', type: 'local', path: '/var/backups/e4ops' }], ageRecipients: ['age12dxr4kurhj0dk2asld78q4mx9r8rrg3kz56s2qt9gef982d00gjs6r5stk'], drill: { enabled: true } };
     d.settings.postgres = { pitr: { enabled: true } };
     expect(problemsOf(d)).toEqual([]);
     const noLocal = structuredClone(d);
@@ -220,7 +220,7 @@ describe('appliance build plan', () => {
     const units = [`etc/systemd/system/${C2_SERVICE}`, `etc/systemd/system/${FIRST_BOOT_SERVICE}`];
     // The backup pair as first boot renders it when the settings enable it.
     const d = raw();
-    d.settings.backup = { enabled: true, targets: [{ name: 'l', type: 'local', path: '/var/backups/e4ops' }], ageRecipients: ['age1' + 'q'.repeat(58)], drill: { enabled: true } };
+    d.settings.backup = { enabled: true, targets: [{ name: 'l', type: 'local', path: '/var/backups/e4ops' }], ageRecipients: ['age12dxr4kurhj0dk2asld78q4mx9r8rrg3kz56s2qt9gef982d00gjs6r5stk'], drill: { enabled: true } };
     d.settings.postgres = { pitr: { enabled: true } };
     writeFilesUnder(renderSettingsFiles(validateApplianceDefinition(d)), root);
     units.push(`etc/systemd/system/${BACKUP_SERVICE}`, `etc/systemd/system/${BACKUP_TIMER}`, `etc/systemd/system/${DRILL_SERVICE}`, `etc/systemd/system/${DRILL_TIMER}`,

@@ -9,7 +9,7 @@ import jsQRModule from 'jsqr';
 import { PNG } from 'pngjs';
 import { buildDeviceBundle, writeDeviceBundle, readDeviceBundle, renderLabel, labelText } from '../../provisioning/device-bundle.ts';
 import { parseFactoryKeysCsv, namesFromFile, namesFromCount, checkTopics, ProvisionInputError } from '../../provisioning/provisioning-input.ts';
-import { ageDecrypt, ageEncrypt, decodeAgeRecipient } from '../../lib/age.ts';
+import { ageDecrypt, ageEncrypt, checkAgeRecipient, decodeAgeRecipient } from '../../lib/age.ts';
 import { clientIdFromName } from '../../lib/e4/ids.ts';
 import { runCommand } from '../../lib/cli/command.ts';
 import { command } from '../../scripts/provision.ts';
@@ -120,6 +120,10 @@ describe('age in process (escrow and bundles)', () => {
     const typo = recipient.slice(0, 10) + (recipient[10] === 'q' ? 'p' : 'q') + recipient.slice(11);
     expect(() => decodeAgeRecipient(typo)).toThrow(/bad checksum/);
     await expect(ageEncrypt(Buffer.from('x'), [typo])).rejects.toThrow(/bad checksum/);
+    // Refused where the operator gives it, naming the flag, before anything is encrypted to it.
+    expect(checkAgeRecipient(recipient, '--escrow-recipient #1')).toBe(recipient);
+    expect(() => checkAgeRecipient(typo, '--escrow-recipient #1')).toThrow(/^--escrow-recipient #1: .*bad checksum/);
+    expect(() => checkAgeRecipient(`age1${'q'.repeat(58)}`, 'backup.ageRecipients[0]')).toThrow(/backup.ageRecipients\[0\]: .*bad checksum/);
   });
 });
 

@@ -58,6 +58,7 @@ describe('stack settings validation', () => {
     ['bad cron schedule', { profile: 'minimal', backup: { schedule: 'daily' } }, {}, /^backup\.schedule: "daily" is not a 5-field cron expression/],
     ['out-of-range cron schedule', { profile: 'minimal', backup: { schedule: '99 99 * * *' } }, {}, /^backup\.schedule: "99 99 \* \* \*" is not a 5-field cron expression \(is not a cron schedule: .*got value 99/],
     ['bad age recipient', { profile: 'minimal', backup: { ageRecipients: ['not-a-key'] } }, {}, /^backup\.ageRecipients\[0\]: has an invalid form/],
+    ['mistyped age recipient (shape right, checksum wrong)', { profile: 'minimal', backup: { ageRecipients: ['age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p', 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8q'] } }, {}, /^backup\.ageRecipients\[1\]: "age1ql3z7hjy\.\.\." fails its bech32 checksum.*Fix: copy the key again/],
     ['stack-managed postgres parameter', { profile: 'minimal', postgres: { parameters: { port: 5433 } } }, {}, /^postgres\.parameters\.port: is managed by the stack/],
     ['unknown secret key', { profile: 'minimal' }, { c2Passphrase: 'x'.repeat(20) } as StackSecrets, /^c2Passphrase: unknown secret key/],
   ];
