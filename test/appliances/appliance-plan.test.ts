@@ -19,6 +19,7 @@ import { REPO_ROOT } from '../../lib/servers/c2.ts';
 const DEFINITION = path.join(REPO_ROOT, 'appliances', 'c2-minimal', 'appliance.yaml');
 const raw = () => YAML.parse(fs.readFileSync(DEFINITION, 'utf8')) as Record<string, any>;
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'e4ops-appliance-'));
+const AGE = 'age12dxr4kurhj0dk2asld78q4mx9r8rrg3kz56s2qt9gef982d00gjs6r5stk'; // a real public key (its secret key was not kept): recipients are checked to their bech32 checksum
 afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
 
 function problemsOf(doc: unknown): string[] {
@@ -89,14 +90,14 @@ describe('appliance definition', () => {
 
   it('takes a backup schedule on trixie, with targets and age recipients; refuses it on bookworm (Node 18)', () => {
     const d = raw();
-    d.settings.backup = { enabled: true, targets: [{ name: 'l', type: 'local', path: '/var/backups/e4ops' }], ageRecipients: ['age12dxr4kurhj0dk2asld78q4mx9r8rrg3kz56s2qt9gef982d00gjs6r5stk'] };
+    d.settings.backup = { enabled: true, targets: [{ name: 'l', type: 'local', path: '/var/backups/e4ops' }], ageRecipients: [AGE] };
     expect(problemsOf(d)).toEqual([]);
     d.suite = 'bookworm';
     expect(problemsOf(d)).toContainEqual(expect.stringMatching(/^settings\.backup\.enabled: .*Node\.js 20.*Fix: build with suite trixie/));
     const e = raw();
     e.settings.backup = { enabled: true, targets: [{ name: 'r', type: 'rclone', remote: 's3:bucket' }, { name: 'l', type: 'local', path: 'relative' }] };
     expect(problemsOf(e)).toContainEqual(expect.stringMatching(/^settings\.backup\.ageRecipients: is empty/));
-    e.settings.backup.ageRecipients = ['age12dxr4kurhj0dk2asld78q4mx9r8rrg3kz56s2qt9gef982d00gjs6r5stk'];
+    e.settings.backup.ageRecipients = [AGE];
     const p = problemsOf(e);
     expect(p).toContainEqual(expect.stringMatching(/^settings\.backup\.targets\[0\]: an rclone target needs rclone in the image\. Fix: add rclone to extraPackages/));
     expect(p).toContainEqual(expect.stringMatching(/^settings\.backup\.targets\[1\]\.path: .*absolute/));
@@ -104,7 +105,7 @@ describe('appliance definition', () => {
 
   it('takes a scheduled drill and point-in-time recovery on trixie; refuses what the VM cannot do, naming the key', () => {
     const d = raw();
-    d.settings.backup = { enabled: true, targets: [{ name: 'l', type: 'local', path: '/var/backups/e4ops' }], ageRecipients: ['age12dxr4kurhj0dk2asld78q4mx9r8rrg3kz56s2qt9gef982d00gjs6r5stk'], drill: { enabled: true } };
+    d.settings.backup = { enabled: true, targets: [{ name: 'l', type: 'local', path: '/var/backups/e4ops' }], ageRecipients: [AGE], drill: { enabled: true } };
     d.settings.postgres = { pitr: { enabled: true } };
     expect(problemsOf(d)).toEqual([]);
     const noLocal = structuredClone(d);
@@ -220,7 +221,7 @@ describe('appliance build plan', () => {
     const units = [`etc/systemd/system/${C2_SERVICE}`, `etc/systemd/system/${FIRST_BOOT_SERVICE}`];
     // The backup pair as first boot renders it when the settings enable it.
     const d = raw();
-    d.settings.backup = { enabled: true, targets: [{ name: 'l', type: 'local', path: '/var/backups/e4ops' }], ageRecipients: ['age12dxr4kurhj0dk2asld78q4mx9r8rrg3kz56s2qt9gef982d00gjs6r5stk'], drill: { enabled: true } };
+    d.settings.backup = { enabled: true, targets: [{ name: 'l', type: 'local', path: '/var/backups/e4ops' }], ageRecipients: [AGE], drill: { enabled: true } };
     d.settings.postgres = { pitr: { enabled: true } };
     writeFilesUnder(renderSettingsFiles(validateApplianceDefinition(d)), root);
     units.push(`etc/systemd/system/${BACKUP_SERVICE}`, `etc/systemd/system/${BACKUP_TIMER}`, `etc/systemd/system/${DRILL_SERVICE}`, `etc/systemd/system/${DRILL_TIMER}`,
