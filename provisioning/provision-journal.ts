@@ -17,6 +17,7 @@
 // devices count as prepared-only, as after a crash).
 import fs from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import type { InventoryClient } from '../lib/fleet-inventory/fleet-inventory.ts';
 
 export type JournalRecord = { op: 'prepared'; name: string } | { op: 'done'; entry: InventoryClient };
@@ -25,7 +26,8 @@ export interface ProvisionJournal {
   readonly file: string;
   /**
    * Resolves once the record is on disk (fsynced together with whatever else was appended meanwhile);
-   * `durable: false` writes it at the end of this turn of the event loop (with the other such records) and resolves without waiting for a flush.
+   * `durable: false` writes it at the end of this turn of the event loop (with the other such records) and
+   * resolves at once, without waiting for a flush; if that write fails, `error` says so.
    */
   append(rec: JournalRecord, opts?: { durable?: boolean }): Promise<void>;
   /** Why a `done` record could not be written, if one could not (the run reports it at its end). */
@@ -36,6 +38,8 @@ export interface ProvisionJournal {
   close(keep?: JournalRecord[]): Promise<void>;
 }
 
+const fsyncAsync = promisify(fs.fsync);
+
 const JOURNAL = /\.journal-(\d+)$/;
 
 export function openProvisionJournal(inventoryFile: string): ProvisionJournal {
@@ -45,7 +49,7 @@ export function openProvisionJournal(inventoryFile: string): ProvisionJournal {
   let waiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   let flushing: Promise<void> | undefined;
   let syncs = 0;
-  // `done` records not written yet, and the error of the last write of them (reported by the next append).
+  // `done` records not written yet, and the first error writing them (the next durable append rejects with it).
   let loose: string[] = [];
   let looseError: Error | undefined;
   const writeLoose = () => {
@@ -64,7 +68,7 @@ export function openProvisionJournal(inventoryFile: string): ProvisionJournal {
       try {
         fs.writeFileSync(fd, text);
         // fsync on the thread pool: the event loop keeps serving C2's responses meanwhile.
-        await new Promise<void>((res, rej) => fs.fsync(fd, (e) => (e ? rej(e) : res())));
+        await fsyncAsync(fd);
         syncs++;
         for (const w of done) w.resolve();
       } catch (e) {
@@ -78,12 +82,12 @@ export function openProvisionJournal(inventoryFile: string): ProvisionJournal {
     get syncs() { return syncs; },
     get error() { return looseError; },
     append(rec, opts = {}) {
-      if (looseError) return Promise.reject(looseError);
       if (opts.durable === false) {
         if (!loose.length) setImmediate(writeLoose);
         loose.push(JSON.stringify(rec) + '\n');
-        return Promise.resolve();
+        return Promise.resolve(); // a failed write is `error`
       }
+      if (looseError) return Promise.reject(looseError);
       return new Promise<void>((resolve, reject) => {
         pending.push(JSON.stringify(rec) + '\n');
         waiters.push({ resolve, reject });

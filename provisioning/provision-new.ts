@@ -262,7 +262,6 @@ export async function provisionDevices(o: ProvisionOptions): Promise<ProvisionRe
   await Promise.all(carried.map((r) => journal.append(r)));
   for (const f of left.files) fs.rmSync(f, { force: true });
   const preparedHere = new Set<string>();
-  let journalError: Error | undefined;
   const writer = openDeviceFileWriter();
   const ctx: RunContext = {
     o: { ...o, topics }, inv, escrowTo, writer, journal,
@@ -279,7 +278,7 @@ export async function provisionDevices(o: ProvisionOptions): Promise<ProvisionRe
       return ps;
     }, async (p) => {
       const entry = await registerDevice(ctx.o, inv, p);
-      journal.append({ op: 'done', entry }, { durable: false }).catch((e) => { journalError ??= e as Error; });
+      void journal.append({ op: 'done', entry }, { durable: false }); // a failed write is journal.error, thrown below
       preparedHere.delete(p.d.name);
       unsaved.push(p.d.name);
       (plan.replace.has(p.d.name) ? report.replaced : report.provisioned).push(p.d.name);
@@ -301,7 +300,7 @@ export async function provisionDevices(o: ProvisionOptions): Promise<ProvisionRe
   // Once the inventory holds every finished device, the journal is needed only for unfinished ones.
   await journal.close([...carried, ...[...preparedHere].map((name): JournalRecord => ({ op: 'prepared', name }))]);
   if (runError) throw runError;
-  if (journalError ?? journal.error) throw journalError ?? journal.error;
+  if (journal.error) throw journal.error;
   log.info('provision.done', { provisioned: report.provisioned.length, replaced: report.replaced.length, unchanged: report.unchanged.length });
   return finish(report, started);
 }

@@ -6,6 +6,7 @@
 // escrow/NAME.key.age for the one device. Either way the device's key is under its own name.
 import fs from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { loadInventory, parseInventory, type FleetInventory, type InventoryClient, type InventoryProvisioning } from '../lib/fleet-inventory/fleet-inventory.ts';
 import { ageDecrypt, ageEncrypt, checkAgeRecipient } from '../lib/age.ts';
 import { KEY_LEN } from '../lib/e4/ids.ts';
@@ -16,6 +17,7 @@ import { ProvisionInputError } from './provisioning-input.ts';
 export type { FleetInventory, InventoryClient, InventoryProvisioning };
 
 export const ESCROW_DIR = 'escrow';
+const fsyncAsync = promisify(fs.fsync);
 const escrowDirsMade = new Set<string>();
 
 /** The inventory at `file`, or a new empty one when the file does not exist yet. */
@@ -44,7 +46,7 @@ export async function saveProvisioningInventory(file: string, inv: FleetInventor
   const fd = fs.openSync(tmp, 'w');
   try {
     fs.writeFileSync(fd, text);
-    await new Promise<void>((resolve, reject) => fs.fsync(fd, (e) => (e ? reject(e) : resolve())));
+    await fsyncAsync(fd);
   } finally { fs.closeSync(fd); }
   fs.renameSync(tmp, file);
 }
